@@ -1,0 +1,25 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Stamp file: .venv is (re)installed whenever requirements.txt is newer than the last install.
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest tests -q
+
+demo: setup
+	$(PY) tools/demo.py
+
+clean:
+	rm -rf output data/optic_disc_seg_synthetic

@@ -1,0 +1,39 @@
+"""Train a student under a frozen teacher: python distill_train.py --teather_config T.yml
+--student_config S.yml [train.py's flags]. The student config's distill_loss and
+distill_features say what is compared; nothing else needs editing."""
+import argparse
+
+import paddleseg_ext  # noqa: F401  (registers our datasets)
+from paddleseg_ext.engine.cli import add_train_arguments, prepare_run, run_cli, run_training
+from slim.distill import distiller_factory
+from slim.distill.listing import print_layers
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    # --teather_config is the spelling of PaddleSeg's tutorial, which users type.
+    parser.add_argument('--teather_config', '--teacher_config', dest='teacher_config',
+                        required=True, help='The teacher model YAML (weights in model.pretrained).')
+    parser.add_argument('--student_config', required=True,
+                        help='The student YAML: data, schedule, loss, distill_loss, '
+                             'distill_features.')
+    parser.add_argument('--teacher_model_path', default=None,
+                        help='Teacher weights (.pdparams); overrides model.pretrained.')
+    parser.add_argument('--list_layers', action='store_true',
+                        help='Print every sublayer path of both models with its output shape.')
+    return add_train_arguments(parser).parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.list_layers:
+        run_cli(lambda: (prepare_run(args), print_layers(args.teacher_config,
+                                                         args.student_config)))
+        return
+    make_distiller = distiller_factory(args.teacher_config, args.student_config,
+                                       args.teacher_model_path)
+    run_cli(lambda: run_training(args, args.student_config, make_distiller))
+
+
+if __name__ == '__main__':
+    main()

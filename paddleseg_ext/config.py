@@ -1,0 +1,150 @@
+"""Loading PaddleSeg YAML configs with one clear line for every mistake.
+
+paddleseg's `Config` asserts, and its builder raises deep inside object construction;
+here the same YAML is checked first: the file, top-level keys and every `type:` are
+validated against paddleseg's registry, naming the closest valid spelling.
+"""
+import difflib
+import os
+
+import paddle
+import yaml
+from paddleseg.cvlibs import Config, SegBuilder, config_checker, manager
+from paddleseg.cvlibs.config import parse_from_yaml, update_config_dict
+
+from paddleseg_ext.errors import UserInputError
+
+# PaddleSeg's keys, plus ours: distill_features (feature distillation), teacher_cache.
+KNOWN_TOP_LEVEL_KEYS = (
+    'batch_size', 'iters', 'train_dataset', 'val_dataset', 'optimizer', 'lr_scheduler',
+    'loss', 'distill_loss', 'distill_features', 'model', 'export', 'test_config',
+    'to_static_training', 'teacher_cache')
+
+# Which registries a `type:` under each top-level key may name.
+_REGISTRIES = {
+    'model': (manager.MODELS, manager.BACKBONES),
+    'train_dataset': (manager.DATASETS, manager.TRANSFORMS),
+    'val_dataset': (manager.DATASETS, manager.TRANSFORMS),
+    'loss': (manager.LOSSES,),
+    'distill_loss': (manager.LOSSES,),
+    'distill_features': (manager.LOSSES,),
+    'optimizer': (manager.OPTIMIZERS,),
+}
+# paddleseg's SegBuilder maps these spellings to optimizer classes itself.
+_OPTIMIZER_ALIASES = ('sgd', 'adam', 'SGD', 'Adam')
+
+
+def closest(name, candidates):
+    """' (did you mean X?)' for the nearest candidate, or ''."""
+    match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ''
+
+
+def _check_types(node, where, registries, path):
+    if isinstance(node, dict):
+        if 'type' in node:
+            known = [name for reg in registries for name in reg.components_dict]
+            type_name = node['type']
+            if type_name not in known and not (
+                    where == 'optimizer' and type_name in _OPTIMIZER_ALIASES):
+                if registries == (manager.LOSSES,):
+                    hint = f"registered losses: {', '.join(sorted(known))}"
+                else:
+                    hint = 'check the spelling' + closest(type_name, known)
+                raise UserInputError(f"{path}: {where}: unknown type {type_name!r}: {hint}")
+        for key, value in node.items():
+            _check_types(value, where, registries, path)
+    elif isinstance(node, list):
+        for item in node:
+            _check_types(item, where, registries, path)
+
+
+def _check_lr_scheduler(dic, path):
+    lr_type = dic.get('lr_scheduler', {}).get('type')
+    if lr_type is not None and not hasattr(paddle.optimizer.lr, str(lr_type)):
+        names = [n for n in dir(paddle.optimizer.lr) if n[0].isupper()]
+        raise UserInputError(f"{path}: lr_scheduler: unknown type {lr_type!r}: check the "
+                             f"spelling{closest(lr_type, names)}")
+
+
+def _check_pretrained(node, path, where='model'):
+    """A local `pretrained:` path must exist; URLs are fetched when the model is built."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'pretrained' and isinstance(value, str) and value:
+                is_url = value.startswith(('http://', 'https://'))
+                if not is_url and not os.path.exists(value):
+                    raise UserInputError(
+                        f"{path}: {where}.pretrained: file '{value}' does not exist: fix "
+                        f"the path, or set it to Null to train from scratch")
+            _check_pretrained(value, path, f'{where}.{key}' if isinstance(value, dict) else where)
+
+
+TRAINING_KEYS = ('model', 'train_dataset', 'optimizer', 'lr_scheduler', 'loss')
+
+
+def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None,
+                required=TRAINING_KEYS):
+    """Reads, overrides (flags, --opts key=value) and validates a YAML config.
+
+    Returns paddleseg's `Config`, so paddleseg's `SegBuilder` builds it as usual.
+    """
+    if not os.path.isfile(path):
+        raise UserInputError(f"config file '{path}' does not exist: check the path")
+    if not path.endswith(('.yml', '.yaml')):
+        raise UserInputError(f"config file '{path}' must be YAML (.yml or .yaml)")
+    try:
+        dic = parse_from_yaml(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, 'problem_mark', None)
+        where = f" at line {mark.line + 1}" if mark else ''
+        raise UserInputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}")
+    except FileNotFoundError as exc:
+        raise UserInputError(f"{path}: _base_ file '{exc.filename}' does not exist: fix "
+                             f"the _base_ path (it is relative to the config's folder)")
+    if not isinstance(dic, dict):
+        raise UserInputError(f"{path}: expected a mapping of keys at the top level")
+    for key in dic:
+        if key not in KNOWN_TOP_LEVEL_KEYS:
+            raise UserInputError(f"{path}: unknown key {key!r}{closest(key, KNOWN_TOP_LEVEL_KEYS)}: "
+                                 f"valid keys are {', '.join(KNOWN_TOP_LEVEL_KEYS)}")
+    try:
+        dic = update_config_dict(dic, learning_rate=learning_rate, batch_size=batch_size,
+                                 iters=iters, opts=opts)
+    except (AssertionError, KeyError) as exc:
+        raise UserInputError(f"{path}: cannot apply --opts {opts}: {exc}")
+    for where, registries in _REGISTRIES.items():
+        _check_types(dic.get(where), where, registries, path)
+    _check_lr_scheduler(dic, path)
+    _check_pretrained(dic.get('model'), path)
+    for key in required:
+        if key not in dic:
+            raise UserInputError(f"{path}: missing key {key!r}: this config needs "
+                                 f"{', '.join(required)}")
+    config = Config.__new__(Config)
+    config.dic = dic
+    try:
+        Config._build_default_checker().apply_all_rules(config)
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise UserInputError(f"{path}: {exc}")
+    return config
+
+
+def build(builder: SegBuilder, component: str):
+    """`builder.<component>`, with construction failures reported as one line."""
+    try:
+        if component == 'model' and not builder.config.train_dataset_cfg:
+            # SegBuilder.model reads num_classes from train_dataset; a model-only config
+            # (e.g. a teacher's) has none.
+            return builder.build_component(builder.config.model_cfg)
+        return getattr(builder, component)
+    except UserInputError:
+        raise
+    except Exception as exc:
+        message = ' '.join(str(exc).split())
+        if component == 'model' and ('download' in message.lower() or 'url' in message.lower()
+                                     or 'connection' in message.lower()):
+            raise UserInputError(
+                f"building the model failed while fetching pretrained weights ({message}): "
+                f"download the file yourself and set `pretrained:` to its local path, or Null")
+        raise UserInputError(f"building {component} from the config failed: {message}")

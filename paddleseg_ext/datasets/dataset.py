@@ -1,0 +1,131 @@
+"""paddleseg's generic `Dataset` (image/label list files), with input checks.
+
+Replaces paddleseg's registry entry of the same name, so YAML `type: Dataset` keeps its
+meaning while every bad file or list line gets one clear message naming it.
+"""
+import os
+
+import cv2
+import numpy as np
+from PIL import Image
+from paddleseg.cvlibs import manager
+from paddleseg.datasets import Dataset as PaddleSegDataset
+from paddleseg.transforms import Compose
+
+from paddleseg_ext.errors import UserInputError
+
+
+def read_file_list(list_path, dataset_root, mode, separator=' '):
+    """Parses an "image label" list file into [image_path, label_path] pairs.
+
+    In 'test' mode the label column is optional. Missing files are reported with the list
+    file and line number, before any training starts.
+    """
+    if not os.path.isfile(list_path):
+        raise UserInputError(
+            f"{mode} list file '{list_path}' does not exist: check dataset_root / "
+            f"{mode}_path in the config, or prepare the data with tools/prepare_data.py")
+    pairs = []
+    with open(list_path, 'r') as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            items = line.strip().split(separator)
+            if len(items) != 2 and not (mode == 'test' and len(items) == 1):
+                raise UserInputError(
+                    f"{list_path}:{line_no}: expected 'image_path{separator}label_path', "
+                    f"got {line.strip()!r}: fix that line of the list file")
+            paths = [os.path.join(dataset_root, item) for item in items]
+            for path in paths:
+                if not os.path.isfile(path):
+                    raise UserInputError(
+                        f"{list_path}:{line_no}: file '{path}' does not exist: "
+                        f"fix the path or remove the line")
+            pairs.append(paths if len(paths) == 2 else [paths[0], None])
+    return pairs
+
+
+@manager.DATASETS.add_component
+class Dataset(PaddleSegDataset):
+    """A segmentation dataset given by list files, as in PaddleSeg.
+
+    Each sample is read here (not in the transforms) so a bad image or label names its file:
+    unreadable files, image/label size mismatch, and label values outside
+    [0, num_classes) other than ignore_index.
+    """
+
+    def __init__(self, mode, dataset_root, transforms, num_classes, img_channels=3,
+                 train_path=None, val_path=None, test_path=None, separator=' ',
+                 ignore_index=255, edge=False):
+        mode = str(mode).lower()
+        if mode not in ('train', 'val', 'test'):
+            raise UserInputError(f"dataset mode {mode!r} is invalid: use train, val or test")
+        if not os.path.isdir(dataset_root):
+            raise UserInputError(
+                f"dataset_root '{dataset_root}' does not exist: fix the path in the config or "
+                f"prepare the data with tools/prepare_data.py")
+        list_path = {'train': train_path, 'val': val_path, 'test': test_path}[mode]
+        if list_path is None:
+            raise UserInputError(f"a {mode} dataset of type Dataset needs `{mode}_path` "
+                                 f"(a list file of 'image label' lines) in the config")
+        self._setup(mode, dataset_root, transforms, num_classes, img_channels,
+                    ignore_index, edge, read_file_list(list_path, dataset_root, mode, separator))
+
+    def _setup(self, mode, dataset_root, transforms, num_classes, img_channels,
+               ignore_index, edge, file_list):
+        self.mode = mode
+        self.dataset_root = dataset_root
+        self.transforms = Compose(transforms, img_channels=img_channels)
+        self.num_classes = num_classes
+        self.img_channels = img_channels
+        self.ignore_index = ignore_index
+        self.edge = edge
+        self.file_list = file_list
+
+    def read_sample(self, idx):
+        """Returns (image float32 HWC in BGR as cv2 reads it, label uint8 HW or None)."""
+        image_path, label_path = self.file_list[idx]
+        flag = cv2.IMREAD_GRAYSCALE if self.img_channels == 1 else cv2.IMREAD_COLOR
+        image = cv2.imread(image_path, flag)
+        if image is None:
+            raise UserInputError(f"image '{image_path}' cannot be read: the file is missing, "
+                                 f"empty or not an image; replace it or remove its list line")
+        if label_path is None:
+            return image.astype('float32'), None
+        try:
+            label = np.asarray(Image.open(label_path))
+        except Exception as exc:
+            raise UserInputError(f"label '{label_path}' cannot be read ({exc}): replace it "
+                                 f"or remove its list line") from None
+        if label.ndim != 2:
+            raise UserInputError(f"label '{label_path}' has shape {label.shape}: labels must "
+                                 f"be single-channel PNGs of class indices")
+        if label.shape != image.shape[:2]:
+            raise UserInputError(
+                f"label '{label_path}' is {label.shape[1]}x{label.shape[0]} but its image "
+                f"'{image_path}' is {image.shape[1]}x{image.shape[0]}: they must match")
+        values = np.unique(label)
+        bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
+        if bad.size:
+            raise UserInputError(
+                f"label '{label_path}' contains value {int(bad[0])}, outside "
+                f"[0, {self.num_classes}) and not ignore_index {self.ignore_index}: "
+                f"fix the label or num_classes")
+        return image.astype('float32'), label
+
+    def __getitem__(self, idx):
+        image, label = self.read_sample(idx)
+        data = {'img': image, 'label': label, 'trans_info': [], 'gt_fields': []}
+        if self.mode == 'val':
+            # The label stays at its original size: evaluation maps logits back to it.
+            data = self.transforms(data)
+            data['label'] = data['label'][np.newaxis, :, :]
+        else:
+            if label is not None:
+                data['gt_fields'].append('label')
+            data = self.transforms(data)
+            if self.edge:
+                from paddleseg.transforms import functional as F
+                data['edge'] = F.mask_to_binary_edge(
+                    data['label'], radius=2, num_classes=self.num_classes)
+        return data

@@ -1,0 +1,70 @@
+"""Training batches that any iteration can restart from, identically.
+
+Batch k is a function of (seed, k) alone, and so is every random transform of every
+sample: a run resumed at iteration k sees the same data as an uninterrupted one,
+whatever num_workers is. It also makes (image, flip) reproducible for the teacher cache.
+"""
+import random
+
+import numpy as np
+import paddle
+
+from paddleseg_ext.errors import UserInputError
+
+
+class ResumableBatchSampler(paddle.io.BatchSampler):
+    """Yields this rank's batches for iterations start_iter+1 .. iters.
+
+    Each epoch is a fresh permutation drawn from (seed, epoch); the last incomplete global
+    batch of an epoch is dropped. Items are (sample index, epoch) pairs.
+    """
+
+    def __init__(self, num_samples, batch_size, iters, seed, start_iter=0, rank=0,
+                 world_size=1):
+        global_batch = batch_size * world_size
+        if num_samples < global_batch:
+            raise UserInputError(
+                f"the training set has {num_samples} images, fewer than batch_size "
+                f"{batch_size} x {world_size} processes: lower batch_size or add images")
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.iters = iters
+        self.seed = seed
+        self.start_iter = start_iter
+        self.rank = rank
+        self.global_batch = global_batch
+        self.batches_per_epoch = num_samples // global_batch
+
+    def __len__(self):
+        return max(self.iters - self.start_iter, 0)
+
+    def __iter__(self):
+        permutation, permutation_epoch = None, None
+        for iteration in range(self.start_iter, self.iters):
+            epoch, position = divmod(iteration, self.batches_per_epoch)
+            if epoch != permutation_epoch:
+                permutation = np.random.default_rng([self.seed, epoch]).permutation(
+                    self.num_samples)
+                permutation_epoch = epoch
+            start = position * self.global_batch + self.rank * self.batch_size
+            yield [(int(i), epoch) for i in permutation[start:start + self.batch_size]]
+
+
+class SeededSamples(paddle.io.Dataset):
+    """Indexes a paddleseg dataset by (index, epoch), seeding its random transforms by both."""
+
+    def __init__(self, dataset, seed):
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, epoch = key
+        # paddleseg's transforms draw from Python's and numpy's global generators.
+        sample_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
+        random.seed(sample_seed)
+        np.random.seed(sample_seed)
+        sample = self.dataset[index]
+        return sample['img'], sample['label'].astype('int64')

@@ -1,0 +1,291 @@
+"""The one training loop behind train.py and distill_train.py.
+
+paddleseg 2.8.0's `core.train` fails on paddle 2.6 (0-D tensors), so the loop is ours.
+It trains whatever a distiller hands it: plain training is a distiller with no teacher,
+so the loop never branches on "distillation or not" beyond asking for extra loss terms.
+"""
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import paddle
+from paddleseg.utils import logger
+
+from paddleseg_ext.amp import amp_enabled, autocast
+from paddleseg_ext.engine import checkpoint
+from paddleseg_ext.engine.sampling import ResumableBatchSampler, SeededSamples
+from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.evaluation import evaluate
+
+
+@dataclass
+class TrainOptions:
+    save_dir: str = 'output'
+    iters: Optional[int] = None  # None: the config's
+    save_interval: int = 1000
+    do_eval: bool = False
+    use_vdl: bool = False
+    num_workers: int = 0
+    seed: Optional[int] = None
+    resume_model: Optional[str] = None
+    log_iters: int = 10
+    keep_checkpoint_max: int = 5
+    precision: str = 'fp32'
+
+
+class NonFiniteLossError(UserInputError):
+    """A loss term became NaN or Inf; the run stops, saved checkpoints stay."""
+
+
+def seg_losses(logits_list, label, loss_cfg):
+    """[(name, coef * loss)] for the config's `loss` (one type and coef per model output)."""
+    types, coefs = loss_cfg['types'], loss_cfg['coef']
+    if len(types) == 1 and len(coefs) > 1:
+        types = types * len(coefs)
+    terms = []
+    for logits, loss, coef in zip(logits_list, types, coefs):
+        name = type(loss).__name__
+        if name == 'MixedLoss':
+            terms.extend((f'{name}[{i}]', coef * value)
+                         for i, value in enumerate(loss(logits, label)))
+        else:
+            terms.append((name, coef * loss(logits, label)))
+    return terms
+
+
+def build_optimizer(builder, trainable):
+    """The config's optimizer over `trainable` (student and align layers), as SegBuilder does."""
+    opt_cfg = builder.config.optimizer_cfg
+    opt_cfg['type'] = {'sgd': 'SGD', 'adam': 'Adam'}.get(opt_cfg['type'], opt_cfg['type'])
+    if opt_cfg['type'] == 'SGD' and 'momentum' in opt_cfg:
+        opt_cfg['type'] = 'Momentum'
+    return builder.build_component(opt_cfg)(trainable, builder.lr_scheduler)
+
+
+class StopRequest:
+    """SIGINT/SIGTERM: finish the current iteration, save, exit cleanly."""
+
+    def __init__(self):
+        self.signal_name = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+
+class RunLog:
+    """Log lines, VisualDL scalars and a JSON-lines record, on rank 0 only."""
+
+    def __init__(self, save_dir, use_vdl, enabled):
+        self.enabled = enabled
+        self.vdl = None
+        self.jsonl = None
+        if enabled:
+            if use_vdl:
+                from visualdl import LogWriter
+                self.vdl = LogWriter(save_dir)
+            self.jsonl = open(os.path.join(save_dir, 'train_log.jsonl'), 'a')
+
+    def record(self, iteration, tag, values):
+        if not self.enabled:
+            return
+        if self.vdl is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self.vdl.add_scalar(f'{tag}/{key}', value, iteration)
+        self.jsonl.write(json.dumps({'iter': iteration, 'tag': tag, **values}) + '\n')
+        self.jsonl.flush()
+
+    def close(self):
+        if self.vdl is not None:
+            self.vdl.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
+
+
+class Trainer:
+    """Trains `distiller.student` on the config's data, PaddleSeg's outputs in save_dir."""
+
+    def __init__(self, options, config, builder, distiller):
+        self.options = options
+        self.config = config
+        self.builder = builder
+        self.distiller = distiller
+        self.iters = options.iters or config.iters
+        self.rank = paddle.distributed.get_rank()
+        self.world_size = paddle.distributed.get_world_size()
+        self.is_writer = self.rank == 0
+        if self.is_writer:
+            _check_writable(options.save_dir)
+
+    def train(self):
+        opts = self.options
+        trainable = self.distiller.trainable
+        optimizer = build_optimizer(self.builder, trainable)
+        loss_cfg = self.builder.loss
+        train_dataset = self.builder.train_dataset
+        val_dataset = self.builder.val_dataset if opts.do_eval else None
+
+        start_iter, best_miou, best_iter = 0, -1.0, -1
+        state = {}
+        resume_dir = checkpoint.resolve_resume(opts.resume_model, opts.save_dir)
+        seed = opts.seed
+        if resume_dir is not None:
+            state = paddle.load(os.path.join(resume_dir, 'train_state.pdstates'))
+            checkpoint.load_weights(self.distiller.student, resume_dir, 'student')
+            optimizer.set_state_dict(paddle.load(os.path.join(resume_dir, 'model.pdopt')))
+            trainable.aligners.set_state_dict(state['aligners'])
+            start_iter, best_miou, best_iter = state['iter'], state['best_miou'], state['best_iter']
+            seed = state['seed']
+            checkpoint.set_rng_state(state['rng'])
+            logger.info(f'Resumed from {resume_dir} at iter {start_iter} '
+                        f'(best mIoU so far {best_miou:.4f})')
+        elif opts.resume_model == 'auto':
+            logger.info(f'--resume_model auto: no checkpoint in {opts.save_dir}, starting fresh')
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
+
+        model = trainable
+        if self.world_size > 1:
+            # Align layers may sit outside their window and get no gradient in a step.
+            model = paddle.DataParallel(trainable, find_unused_parameters=bool(trainable.aligners))
+        sampler = ResumableBatchSampler(len(train_dataset), self.config.batch_size, self.iters,
+                                        seed, start_iter, self.rank, self.world_size)
+        loader = paddle.io.DataLoader(SeededSamples(train_dataset, seed), batch_sampler=sampler,
+                                      num_workers=opts.num_workers, return_list=True,
+                                      persistent_workers=opts.num_workers > 0)
+        scaler = None
+        if amp_enabled(opts.precision) and opts.precision == 'fp16':
+            scaler = paddle.amp.GradScaler(init_loss_scaling=1024)
+            if 'scaler' in state:
+                scaler.load_state_dict(state['scaler'])
+        elif opts.precision != 'fp32' and not amp_enabled(opts.precision):
+            logger.info(f'--precision {opts.precision} is ignored on CPU: training in fp32')
+
+        run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer)
+        stop = StopRequest()
+        trainable.train()
+        iteration = start_iter
+        sums, reader_cost, batch_cost, window = {}, 0.0, 0.0, 0
+        tic = time.time()
+        logger.info(f'Training {self.iters} iterations from iter {start_iter}, '
+                    f'{self.world_size} process(es), seed {seed}, device {paddle.get_device()}')
+        try:
+            for images, labels in loader:
+                reader_cost += time.time() - tic
+                iteration += 1
+                active = self.distiller.active_terms(iteration)
+                with autocast(opts.precision):
+                    teacher_outputs = self.distiller.teacher_outputs(images, active)
+                    logits_list, term_inputs = model(images, active)
+                    terms = seg_losses(logits_list, labels, loss_cfg)
+                    terms += self.distiller.losses(active, logits_list[0], term_inputs,
+                                                   teacher_outputs, labels)
+                total = paddle.add_n([value for _, value in terms])
+                if scaler is not None:
+                    scaler.scale(total).backward()
+                    scaler.minimize(optimizer, scaler.scale(total))
+                else:
+                    total.backward()
+                    optimizer.step()
+                optimizer.clear_grad()
+                if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
+                    optimizer._learning_rate.step()
+
+                values = {name: float(value) for name, value in terms}
+                values['loss'] = float(total)
+                for name, value in values.items():
+                    if not math.isfinite(value):
+                        raise NonFiniteLossError(
+                            f"iter {iteration}: loss term {name} is {value}: lower the learning "
+                            f"rate or that term's coef; checkpoints in {opts.save_dir} are kept")
+                    sums[name] = sums.get(name, 0.0) + value
+                window += 1
+                batch_cost += time.time() - tic
+
+                if iteration % opts.log_iters == 0 or iteration == self.iters:
+                    self._log_train(iteration, sums, window, batch_cost, reader_cost,
+                                    optimizer.get_lr(), run_log)
+                    sums, reader_cost, batch_cost, window = {}, 0.0, 0.0, 0
+
+                stopping = stop.signal_name is not None
+                if iteration % opts.save_interval == 0 or iteration == self.iters or stopping:
+                    if opts.do_eval and not stopping:
+                        metrics = evaluate(self.distiller.student, val_dataset,
+                                           num_workers=opts.num_workers,
+                                           precision=opts.precision)
+                        run_log.record(iteration, 'Evaluate', {
+                            'mIoU': metrics['miou'], 'Acc': metrics['acc'],
+                            'Kappa': metrics['kappa'], 'Dice': metrics['dice']})
+                        if metrics['miou'] > best_miou:
+                            best_miou, best_iter = metrics['miou'], iteration
+                            if self.is_writer:
+                                checkpoint.save_atomic(
+                                    os.path.join(opts.save_dir, 'best_model'),
+                                    {'model.pdparams': self.distiller.student.state_dict()})
+                        logger.info(f'[EVAL] The model with the best validation mIoU '
+                                    f'({best_miou:.4f}) was saved at iter {best_iter}.')
+                        trainable.train()
+                    if self.is_writer:
+                        self._save_checkpoint(iteration, optimizer, scaler, seed,
+                                              best_miou, best_iter)
+                    if stopping:
+                        logger.info(f'Stopped by {stop.signal_name} after iter {iteration}; '
+                                    f'checkpoint saved. Resume with the same command plus '
+                                    f'--resume_model auto')
+                        return
+                tic = time.time()
+        finally:
+            run_log.close()
+        logger.info(f'Training finished at iter {iteration}'
+                    + (f', best val mIoU {best_miou:.4f} at iter {best_iter}'
+                       if best_iter > 0 else ''))
+
+    def _save_checkpoint(self, iteration, optimizer, scaler, seed, best_miou, best_iter):
+        state = {'iter': iteration, 'seed': seed, 'best_miou': best_miou, 'best_iter': best_iter,
+                 'rng': checkpoint.rng_state(),
+                 'aligners': self.distiller.trainable.aligners.state_dict()}
+        if scaler is not None:
+            state['scaler'] = scaler.state_dict()
+        checkpoint.save_atomic(
+            os.path.join(self.options.save_dir, f'iter_{iteration}'),
+            {'model.pdparams': self.distiller.student.state_dict(),
+             'model.pdopt': optimizer.state_dict(),
+             'train_state.pdstates': state})
+        checkpoint.prune_checkpoints(self.options.save_dir, self.options.keep_checkpoint_max)
+
+    def _log_train(self, iteration, sums, window, batch_cost, reader_cost, lr, run_log):
+        means = {name: value / window for name, value in sums.items()}
+        batch_cost /= window
+        reader_cost /= window
+        ips = self.config.batch_size * self.world_size / batch_cost
+        eta = int((self.iters - iteration) * batch_cost)
+        epoch = (iteration - 1) * self.config.batch_size * self.world_size // len(
+            self.builder.train_dataset) + 1
+        parts = ', '.join(f'{name}: {value:.4f}' for name, value in means.items()
+                          if name != 'loss')
+        logger.info(
+            f'[TRAIN] epoch: {epoch}, iter: {iteration}/{self.iters}, '
+            f'loss: {means["loss"]:.4f} ({parts}), lr: {lr:.6f}, batch_cost: {batch_cost:.4f}, '
+            f'reader_cost: {reader_cost:.5f}, ips: {ips:.4f} samples/sec | '
+            f'ETA {eta // 3600:02d}:{eta % 3600 // 60:02d}:{eta % 60:02d}')
+        run_log.record(iteration, 'Train', {**means, 'lr': lr, 'batch_cost': batch_cost,
+                                            'reader_cost': reader_cost, 'ips': ips})
+
+
+def _check_writable(save_dir):
+    try:
+        os.makedirs(save_dir, exist_ok=True)
+        probe = os.path.join(save_dir, '.write_test')
+        with open(probe, 'w'):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise UserInputError(f"save_dir '{save_dir}' cannot be written ({exc.strerror}): "
+                             f"choose another --save_dir") from None

@@ -1,0 +1,117 @@
+"""Evaluation of a segmentation model on a PaddleSeg val dataset.
+
+Replaces `paddleseg.core.evaluate`, which fails on paddle 2.6 through
+`paddleseg.utils.metrics.calculate_area`. Predictions are mapped back to each label's
+original size as PaddleSeg does (`reverse_transform`, bilinear on the logits, then argmax),
+so the numbers match PaddleSeg's for the same model and data.
+"""
+import contextlib
+
+import numpy as np
+import paddle
+from paddleseg.core.infer import reverse_transform
+from paddleseg.utils import logger
+
+from paddleseg_ext.amp import AMP_DTYPES, autocast
+from paddleseg_ext.evaluation.metrics import confusion_matrix, segmentation_metrics
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Puts every sublayer in eval mode, then restores each one's own previous mode.
+
+    Per sublayer rather than `model.train()`: a distillation student may hold frozen parts
+    (e.g. a teacher or BN layers) that must stay in eval mode after evaluation.
+    """
+    previous_modes = [(layer, layer.training) for layer in model.sublayers(include_self=True)]
+    model_was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        if model_was_training:
+            model.train()  # also resets paddle's global dygraph mode, which eval() changed
+        for layer, was_training in previous_modes:
+            layer.training = was_training
+
+
+def _iterate_samples(dataset, indices, num_workers):
+    """Yields (image batch of one, label as HxW numpy array, trans_info) per index."""
+    if num_workers > 0:
+        loader = paddle.io.DataLoader(
+            paddle.io.Subset(dataset, list(indices)), batch_size=1, shuffle=False,
+            num_workers=num_workers, return_list=True)
+        for batch in loader:
+            # The collated trans_info (nested lists of tensors) is a form reverse_transform reads.
+            yield batch['img'], batch['label'].numpy()[0, 0], batch['trans_info']
+    else:
+        for index in indices:
+            sample = dataset[index]
+            image = paddle.to_tensor(sample['img'][np.newaxis])
+            yield image, sample['label'][0], sample['trans_info']
+
+
+def _predict(model, image, trans_info, precision):
+    """Class ids (HxW numpy) at the label's original size."""
+    with autocast(precision):
+        logits = model(image)[0]
+    # Interpolating in float32, as PaddleSeg keeps bilinear_interp out of AMP.
+    logits = reverse_transform(logits.astype('float32'), trans_info, mode='bilinear')
+    return paddle.argmax(logits, axis=1).numpy()[0]
+
+
+def _sum_over_ranks(cm):
+    if not paddle.distributed.is_initialized():
+        paddle.distributed.init_parallel_env()
+    cm_tensor = paddle.to_tensor(cm, dtype='int64')
+    paddle.distributed.all_reduce(cm_tensor)
+    return cm_tensor.numpy()
+
+
+def _log_summary(results):
+    logger.info(
+        "[EVAL] #Images: {} mIoU: {:.4f} Acc: {:.4f} Kappa: {:.4f} Dice: {:.4f}".format(
+            results['num_images'], results['miou'], results['acc'], results['kappa'],
+            results['dice']))
+    logger.info("[EVAL] Class IoU: \n" + str(np.round(results['class_iou'], 4)))
+    logger.info("[EVAL] Class Precision: \n" + str(np.round(results['class_precision'], 4)))
+    logger.info("[EVAL] Class Recall: \n" + str(np.round(results['class_recall'], 4)))
+
+
+def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32'):
+    """Evaluates `model` on a PaddleSeg dataset in 'val' mode, one image at a time.
+
+    Args:
+        model: paddle.nn.Layer returning a list of logits (N, C, H, W), the first the main one.
+        dataset: PaddleSeg dataset in 'val' mode (samples with 'img', 'label' at the original
+            size and 'trans_info'); must have `num_classes` and `ignore_index`.
+        num_workers: DataLoader workers; 0 reads samples in this process.
+        print_detail: log PaddleSeg's [EVAL] summary lines (on rank 0).
+        precision: 'fp32', 'fp16' or 'bf16'; the latter two use AMP on GPU only.
+
+    With several ranks, each evaluates indices rank, rank + world_size, ... and the
+    confusion matrices are summed, so every rank returns the same metrics.
+
+    Returns:
+        dict: `segmentation_metrics` keys plus `num_images`.
+    """
+    if precision not in AMP_DTYPES:
+        raise ValueError(f"precision must be one of {sorted(AMP_DTYPES)}, got {precision!r}")
+    world_size = paddle.distributed.get_world_size()
+    rank = paddle.distributed.get_rank()
+    rank_indices = range(rank, len(dataset), world_size)
+
+    if print_detail and rank == 0:
+        logger.info(f"Start evaluating (total_samples: {len(dataset)}) ...")
+    cm = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
+    with eval_mode(model), paddle.no_grad():
+        for image, label, trans_info in _iterate_samples(dataset, rank_indices, num_workers):
+            pred = _predict(model, image, trans_info, precision)
+            cm += confusion_matrix(pred, label, dataset.num_classes, dataset.ignore_index)
+    if world_size > 1:
+        cm = _sum_over_ranks(cm)
+
+    results = segmentation_metrics(cm)
+    results['num_images'] = len(dataset)
+    if print_detail and rank == 0:
+        _log_summary(results)
+    return results

@@ -1,0 +1,64 @@
+"""Assembling a Distiller from the teacher and student configs."""
+import copy
+
+from paddleseg.cvlibs import SegBuilder
+
+from paddleseg_ext.config import build, load_config
+from paddleseg_ext.errors import UserInputError
+from slim.distill.distiller import Distiller, build_aligners, parse_terms
+from slim.distill.teacher import FrozenTeacher
+
+PROBE_INPUT_SHAPE = (1, 3, 128, 128)
+
+
+def plain_distiller(config, builder):
+    """No teacher, no terms: plain training of the config's model."""
+    return Distiller(build(builder, 'model'))
+
+
+def build_model_without_weights(config):
+    """The config's architecture; its weights path (model.pretrained) is returned apart,
+    so config checks run before any weights are read."""
+    model_cfg = copy.deepcopy(config.dic['model'])
+    weights = model_cfg.pop('pretrained', None)
+    config.dic['model'] = model_cfg
+    return build(SegBuilder(config), 'model'), weights
+
+
+def load_teacher_config(path, student_config):
+    # The teacher config may be a full training config or just a model; only model is used.
+    teacher_config = load_config(path, required=('model',))
+    t_classes = teacher_config.dic['model'].get('num_classes')
+    s_classes = student_config.dic['model'].get('num_classes')
+    if t_classes is not None and s_classes is not None and t_classes != s_classes:
+        raise UserInputError(f"num_classes differ: teacher config '{path}' has {t_classes}, "
+                             f"the student config {s_classes}: they must predict the same classes")
+    return teacher_config
+
+
+def distiller_factory(teacher_config_path, student_config_path, teacher_model_path=None):
+    """make_distiller(config, builder) for the engine: checks, then teacher weights."""
+
+    def make_distiller(config, builder):
+        teacher_config = load_teacher_config(teacher_config_path, config)
+        terms = parse_terms(config, builder.build_component)
+        if not terms:
+            raise UserInputError(
+                f"{student_config_path}: no distill_loss and no distill_features: nothing to "
+                f"distill; add e.g. distill_loss: {{types: [{{type: KLLoss}}], coef: [3]}}")
+        teacher_model, config_weights = build_model_without_weights(teacher_config)
+        teacher_paths = [p for t in terms for p in (t.teacher_paths or [])]
+        teacher = FrozenTeacher(teacher_model, teacher_paths)
+        student = build(builder, 'model')
+        aligners = build_aligners(terms, student, teacher_model, PROBE_INPUT_SHAPE,
+                                  student_config_path, teacher_config_path)
+        weights = teacher_model_path or config_weights
+        if not weights:
+            raise UserInputError(
+                f"the teacher has no weights: set model.pretrained in '{teacher_config_path}' "
+                f"to the trained teacher's best_model/model.pdparams, or pass "
+                f"--teacher_model_path")
+        teacher.load(weights)
+        return Distiller(student, teacher, terms, aligners)
+
+    return make_distiller

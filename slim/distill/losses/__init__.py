@@ -1,0 +1,7 @@
+"""Distillation losses; importing this package registers them in ``manager.LOSSES``."""
+from .channel_wise_loss import ChannelWiseDistillLoss
+from .fsp_loss import FSPLoss
+from .kl_loss import KLLoss
+from .l2_loss import L2Loss
+
+__all__ = ['KLLoss', 'ChannelWiseDistillLoss', 'L2Loss', 'FSPLoss']

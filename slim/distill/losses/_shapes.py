@@ -1,0 +1,24 @@
+"""Shape helpers shared by the distillation losses."""
+import paddle.nn.functional as F
+
+
+def resize_spatial(feature, height_width):
+    """Bilinearly resize an NCHW tensor to ``height_width``; no-op if it already matches."""
+    height_width = list(height_width)
+    if list(feature.shape[2:]) == height_width:
+        return feature
+    return F.interpolate(
+        feature, size=height_width, mode='bilinear', align_corners=False)
+
+
+def align_student_to_teacher(student, teacher):
+    """Return the student NCHW tensor resized to the teacher's H, W.
+
+    Channels cannot be reconciled by resizing (they need a learned adapter),
+    so a channel mismatch is an error.
+    """
+    if student.shape[1] != teacher.shape[1]:
+        raise ValueError(
+            'Student and teacher channel counts differ: student shape {}, '
+            'teacher shape {}'.format(student.shape, teacher.shape))
+    return resize_spatial(student, teacher.shape[2:])

@@ -1,0 +1,48 @@
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddleseg.cvlibs import manager
+
+from ._shapes import align_student_to_teacher
+
+
+@manager.LOSSES.add_component
+class ChannelWiseDistillLoss(nn.Layer):
+    """Channel-wise distillation loss.
+
+    Shu et al., "Channel-wise Knowledge Distillation for Dense Prediction",
+    ICCV 2021: each channel is turned into a distribution over spatial
+    positions (softmax of x / tau over H*W) and the student matches the
+    teacher's distribution by KL divergence, scaled by ``tau^2`` and averaged
+    over N*C.
+
+    Args:
+        tau (float): Softmax temperature.
+    """
+
+    def __init__(self, tau=1.0):
+        super().__init__()
+        self.tau = tau
+
+    def forward(self, student_feat, teacher_feat, label=None):
+        """
+        Args:
+            student_feat (Tensor): (N, C, h, w), resized to the teacher's size if needed.
+            teacher_feat (Tensor): (N, C, H, W), treated as a constant.
+            label: Unused; accepted so callers can pass labels uniformly.
+        """
+        teacher_feat = teacher_feat.detach()
+        student_feat = align_student_to_teacher(student_feat, teacher_feat)
+
+        batch_size, channels = teacher_feat.shape[:2]
+        teacher_log_prob = F.log_softmax(
+            teacher_feat.reshape([batch_size, channels, -1]) / self.tau,
+            axis=-1)
+        student_log_prob = F.log_softmax(
+            student_feat.reshape([batch_size, channels, -1]) / self.tau,
+            axis=-1)
+        channel_kl = paddle.sum(
+            paddle.exp(teacher_log_prob) *
+            (teacher_log_prob - student_log_prob),
+            axis=-1)
+        return self.tau**2 * paddle.mean(channel_kl)

@@ -1,0 +1,217 @@
+import numpy as np
+import paddle
+import pytest
+
+from slim.distill.losses import (ChannelWiseDistillLoss, FSPLoss, KLLoss,
+                                 L2Loss)
+
+TOLERANCE = 1e-5
+SHAPE = (2, 3, 4, 6)
+
+
+def _random(shape, seed):
+    return np.random.RandomState(seed).randn(*shape).astype('float32')
+
+
+def _tensor(array, requires_grad=False):
+    return paddle.to_tensor(array, stop_gradient=not requires_grad)
+
+
+# ---- numpy references, written independently of the implementations ----
+
+
+def _np_log_softmax(x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _np_kl(student, teacher, student_temp, teacher_temp, label=None,
+           ignore_index=255):
+    log_p_teacher = _np_log_softmax(teacher / teacher_temp, axis=1)
+    log_p_student = _np_log_softmax(student / student_temp, axis=1)
+    pixel_kl = (np.exp(log_p_teacher) * (log_p_teacher - log_p_student)).sum(1)
+    if label is None:
+        mean_kl = pixel_kl.mean()
+    else:
+        mean_kl = pixel_kl[label != ignore_index].mean()
+    return mean_kl * student_temp * teacher_temp
+
+
+def _np_channel_wise(student, teacher, tau):
+    n, c = teacher.shape[:2]
+    log_p_teacher = _np_log_softmax(teacher.reshape(n, c, -1) / tau, axis=2)
+    log_p_student = _np_log_softmax(student.reshape(n, c, -1) / tau, axis=2)
+    kl = (np.exp(log_p_teacher) * (log_p_teacher - log_p_student)).sum(2)
+    return tau**2 * kl.mean()
+
+
+def _np_fsp(first, second):
+    n, c1, h, w = first.shape
+    return np.einsum('nip,njp->nij', first.reshape(n, c1, -1),
+                     second.reshape(n, second.shape[1], -1)) / (h * w)
+
+
+def _np_bilinear_half_pixel(x, out_h, out_w):
+    """Bilinear resize with align_corners=False (half-pixel centres)."""
+
+    def source_indices(out_size, in_size):
+        src = (np.arange(out_size) + 0.5) * in_size / out_size - 0.5
+        src = np.clip(src, 0, None)
+        low = np.floor(src).astype(int)
+        high = np.minimum(low + 1, in_size - 1)
+        return low, high, src - low
+
+    y0, y1, wy = source_indices(out_h, x.shape[2])
+    x0, x1, wx = source_indices(out_w, x.shape[3])
+    top = x[:, :, y0][..., x0] * (1 - wx) + x[:, :, y0][..., x1] * wx
+    bottom = x[:, :, y1][..., x0] * (1 - wx) + x[:, :, y1][..., x1] * wx
+    return top * (1 - wy[:, None]) + bottom * wy[:, None]
+
+
+# ---- values ----
+
+
+@pytest.mark.parametrize('kwargs, student_temp, teacher_temp', [
+    ({}, 1.0, 1.0),
+    ({'temperature': 4.0}, 4.0, 4.0),
+    ({'student_temperature': 2.0, 'teacher_temperature': 5.0}, 2.0, 5.0),
+    ({'temperature': 3.0, 'teacher_temperature': 0.5}, 3.0, 0.5),
+])
+def test_kl_loss_matches_numpy(kwargs, student_temp, teacher_temp):
+    student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
+    loss = KLLoss(**kwargs)(_tensor(student), _tensor(teacher))
+    expected = _np_kl(student, teacher, student_temp, teacher_temp)
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+def test_kl_loss_ignores_masked_pixels():
+    student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
+    n, _, h, w = SHAPE
+    label = np.random.RandomState(2).randint(0, 3, size=(n, h, w))
+    label[:, :2, :3] = 255
+    loss = KLLoss(student_temperature=2.0, teacher_temperature=3.0)(
+        _tensor(student), _tensor(teacher), _tensor(label.astype('int64')))
+    expected = _np_kl(student, teacher, 2.0, 3.0, label)
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+def test_kl_loss_all_ignored_is_zero_with_gradient_path():
+    student = _tensor(_random(SHAPE, 0), requires_grad=True)
+    n, _, h, w = SHAPE
+    label = paddle.full([n, h, w], 255, dtype='int64')
+    loss = KLLoss()(student, _tensor(_random(SHAPE, 1)), label)
+    assert float(loss) == 0.0
+    loss.backward()
+    assert student.grad is not None
+
+
+@pytest.mark.parametrize('tau', [1.0, 4.0])
+def test_channel_wise_loss_matches_numpy(tau):
+    student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
+    loss = ChannelWiseDistillLoss(tau=tau)(_tensor(student), _tensor(teacher))
+    expected = _np_channel_wise(student, teacher, tau)
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+def test_l2_loss_matches_numpy():
+    student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
+    loss = L2Loss()(_tensor(student), _tensor(teacher))
+    np.testing.assert_allclose(
+        loss.numpy(), ((student - teacher)**2).mean(), atol=TOLERANCE)
+
+
+def test_fsp_loss_matches_numpy():
+    student = (_random((2, 3, 4, 5), 0), _random((2, 6, 4, 5), 1))
+    teacher = (_random((2, 3, 8, 10), 2), _random((2, 6, 8, 10), 3))
+    loss = FSPLoss()([_tensor(x) for x in student],
+                     [_tensor(x) for x in teacher])
+    expected = ((_np_fsp(*student) - _np_fsp(*teacher))**2).mean()
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+def test_fsp_loss_resizes_second_map_to_first():
+    first, second_small = _random((2, 3, 4, 6), 0), _random((2, 5, 2, 3), 1)
+    teacher = (_random((2, 3, 4, 6), 2), _random((2, 5, 4, 6), 3))
+    loss = FSPLoss()([_tensor(first), _tensor(second_small)],
+                     [_tensor(x) for x in teacher])
+    student_fsp = _np_fsp(first, _np_bilinear_half_pixel(second_small, 4, 6))
+    expected = ((student_fsp - _np_fsp(*teacher))**2).mean()
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+# ---- resize path: student half the teacher's spatial size ----
+
+
+@pytest.mark.parametrize('loss_layer, reference', [
+    (KLLoss(temperature=2.0), lambda s, t: _np_kl(s, t, 2.0, 2.0)),
+    (ChannelWiseDistillLoss(tau=4.0),
+     lambda s, t: _np_channel_wise(s, t, 4.0)),
+    (L2Loss(), lambda s, t: ((s - t)**2).mean()),
+])
+def test_student_is_resized_to_teacher(loss_layer, reference):
+    n, c, h, w = SHAPE
+    student, teacher = _random((n, c, h // 2, w // 2), 0), _random(SHAPE, 1)
+    loss = loss_layer(_tensor(student), _tensor(teacher))
+    expected = reference(_np_bilinear_half_pixel(student, h, w), teacher)
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+# ---- channel mismatch ----
+
+
+@pytest.mark.parametrize('loss_layer', [KLLoss(), ChannelWiseDistillLoss(),
+                                        L2Loss()])
+def test_channel_mismatch_raises(loss_layer):
+    student_shape, teacher_shape = [2, 3, 4, 6], [2, 5, 4, 6]
+    with pytest.raises(ValueError) as error:
+        loss_layer(_tensor(_random(student_shape, 0)),
+                   _tensor(_random(teacher_shape, 1)))
+    assert str(student_shape) in str(error.value)
+    assert str(teacher_shape) in str(error.value)
+
+
+def test_fsp_channel_mismatch_raises():
+    student = [_tensor(_random(s, 0)) for s in ([2, 3, 4, 5], [2, 6, 4, 5])]
+    teacher = [_tensor(_random(s, 1)) for s in ([2, 3, 4, 5], [2, 7, 4, 5])]
+    with pytest.raises(ValueError) as error:
+        FSPLoss()(student, teacher)
+    for shape in ([2, 6, 4, 5], [2, 7, 4, 5]):
+        assert str(shape) in str(error.value)
+
+
+# ---- gradients: student learns, teacher is a constant ----
+
+
+def _pair_inputs(requires_grad):
+    return (_tensor(_random(SHAPE, 0), requires_grad),
+            _tensor(_random(SHAPE, 1), requires_grad))
+
+
+def _fsp_inputs(requires_grad):
+    return ([_tensor(_random((2, 3, 4, 5), 0), requires_grad),
+             _tensor(_random((2, 6, 4, 5), 1), requires_grad)],
+            [_tensor(_random((2, 3, 4, 5), 2), requires_grad),
+             _tensor(_random((2, 6, 4, 5), 3), requires_grad)])
+
+
+@pytest.mark.parametrize('loss_layer, make_inputs', [
+    (KLLoss(student_temperature=2.0, teacher_temperature=3.0), _pair_inputs),
+    (ChannelWiseDistillLoss(tau=4.0), _pair_inputs),
+    (L2Loss(), _pair_inputs),
+    (FSPLoss(), _fsp_inputs),
+])
+def test_gradient_reaches_student_only(loss_layer, make_inputs):
+    student, teacher = make_inputs(requires_grad=True)
+    loss_layer(student, teacher).backward()
+    for tensor in student if isinstance(student, list) else [student]:
+        assert tensor.grad is not None
+        assert np.abs(tensor.grad.numpy()).sum() > 0
+    for tensor in teacher if isinstance(teacher, list) else [teacher]:
+        assert tensor.grad is None
+
+
+def test_registry_kl_loss_is_ours():
+    from paddleseg.cvlibs import manager
+    assert manager.LOSSES['KLLoss'] is KLLoss
+    for loss_class in (ChannelWiseDistillLoss, L2Loss, FSPLoss):
+        assert manager.LOSSES[loss_class.__name__] is loss_class

@@ -1,0 +1,21 @@
+"""Train a segmentation model from a PaddleSeg YAML config (PaddleSeg's train.py flags)."""
+import argparse
+
+import paddleseg_ext  # noqa: F401  (registers our datasets)
+from paddleseg_ext.engine.cli import add_train_arguments, run_cli, run_training
+from slim.distill import plain_distiller
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--config', required=True, help='The model/data/schedule YAML.')
+    return add_train_arguments(parser).parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run_cli(lambda: run_training(args, args.config, plain_distiller))
+
+
+if __name__ == '__main__':
+    main()

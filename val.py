@@ -1,0 +1,49 @@
+"""Evaluate trained weights on the config's val set (PaddleSeg's val.py)."""
+import argparse
+import json
+
+from paddleseg.cvlibs import SegBuilder
+
+import paddleseg_ext  # noqa: F401  (registers our datasets)
+from paddleseg_ext.config import build, load_config
+from paddleseg_ext.engine.checkpoint import load_weights
+from paddleseg_ext.engine.cli import run_cli, select_device
+from paddleseg_ext.evaluation import evaluate
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--config', required=True, help='The model/data YAML.')
+    parser.add_argument('--model_path', required=True,
+                        help='Weights: a .pdparams file or a folder holding model.pdparams.')
+    parser.add_argument('--json', default=None, help='Also write the metrics to this file.')
+    parser.add_argument('--num_workers', type=int, default=0)
+    parser.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
+    parser.add_argument('--device', default='auto', choices=['auto', 'gpu', 'cpu'])
+    parser.add_argument('--opts', nargs='+', default=None, metavar='KEY=VALUE')
+    return parser.parse_args(argv)
+
+
+def validate(args):
+    select_device(args.device)
+    config = load_config(args.config, opts=args.opts, required=('model', 'val_dataset'))
+    builder = SegBuilder(config)
+    model_cfg = config.dic['model']
+    model_cfg.pop('pretrained', None)  # --model_path is the weights evaluated
+    dataset = build(builder, 'val_dataset')
+    model = build(builder, 'model')
+    load_weights(model, args.model_path)
+    metrics = evaluate(model, dataset, num_workers=args.num_workers, precision=args.precision)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({key: metrics[key] for key in
+                       ('miou', 'acc', 'kappa', 'dice', 'class_iou', 'num_images')}, f, indent=2)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run_cli(lambda: validate(args))
+
+
+if __name__ == '__main__':
+    main()
