@@ -3,7 +3,7 @@
 distill_features say what is compared; nothing else needs editing."""
 import argparse
 
-import paddleseg_ext  # noqa: F401  (registers our datasets)
+import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
 from paddleseg_ext.engine.cli import add_train_arguments, prepare_run, run_cli, run_training
 from slim.distill import distiller_factory
 from slim.distill.listing import print_layers

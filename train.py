@@ -1,7 +1,7 @@
 """Train a segmentation model from a PaddleSeg YAML config (PaddleSeg's train.py flags)."""
 import argparse
 
-import paddleseg_ext  # noqa: F401  (registers our datasets)
+import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
 from paddleseg_ext.engine.cli import add_train_arguments, run_cli, run_training
 from slim.distill import plain_distiller
 

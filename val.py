@@ -2,9 +2,8 @@
 import argparse
 import json
 
+import paddleseg_ext  # noqa: F401  (first: registers our datasets, loads Pillow before paddle)
 from paddleseg.cvlibs import SegBuilder
-
-import paddleseg_ext  # noqa: F401  (registers our datasets)
 from paddleseg_ext.config import build, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.engine.cli import run_cli, select_device

@@ -2,6 +2,15 @@
 datasets in paddleseg's `manager` and provides the evaluation, metrics and training engine
 that paddleseg's own versions lack on this paddle."""
 import os
+import sys
+
+# paddle 2.6's libpaddle exports its own zlib symbols; if it is loaded before Pillow's
+# decoder, Pillow binds to them and every PNG read fails with "codec configuration error".
+# Loading Pillow first keeps its own zlib, so this package must be imported before paddle.
+if 'paddle' in sys.modules and 'PIL._imaging' not in sys.modules:
+    raise ImportError('import paddleseg_ext before paddle: paddle loaded first breaks '
+                      "Pillow's PNG decoding (labels)")
+import PIL._imaging  # noqa: E402,F401
 
 # Quiet paddle's C++ INFO chatter before paddle is imported anywhere.
 os.environ.setdefault('GLOG_minloglevel', '2')

@@ -1,4 +1,30 @@
 import os
+import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+import paddleseg_ext  # noqa: E402,F401  (before any test imports paddle: see its docstring)
+TEST_CONFIGS = os.path.join(REPO_ROOT, 'tests', 'configs')
+
+
+def run_cli(*args, timeout=300, env=None):
+    """Runs a repo script (e.g. 'train.py', '--config', ...) as a subprocess from the repo root."""
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def data_opts(root):
+    return ['--opts', f'train_dataset.dataset_root={root}', f'val_dataset.dataset_root={root}']
+
+
+@pytest.fixture(scope='session')
+def synthetic_root(tmp_path_factory):
+    """A small synthetic optic disc set in PaddleSeg's layout, shared by the session."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
+    from prepare_data import make_synthetic
+    root = str(tmp_path_factory.mktemp('data') / 'optic_disc_seg')
+    make_synthetic(root, n=16, seed=0, min_size=64, max_size=96)
+    return root
