@@ -19,6 +19,9 @@ def parse_args(argv=None):
                              'distill_features.')
     parser.add_argument('--teacher_model_path', default=None,
                         help='Teacher weights (.pdparams); overrides model.pretrained.')
+    parser.add_argument('--teacher_cache', default=None, metavar='DIR',
+                        help='Offline distillation: compute the teacher once per (image, flip) '
+                             'and reuse it from DIR (when the train transforms allow).')
     parser.add_argument('--list_layers', action='store_true',
                         help='Print every sublayer path of both models with its output shape.')
     return add_train_arguments(parser).parse_args(argv)
@@ -31,7 +34,8 @@ def main(argv=None):
                                                          args.student_config)))
         return
     make_distiller = distiller_factory(args.teacher_config, args.student_config,
-                                       args.teacher_model_path)
+                                       args.teacher_model_path, args.teacher_cache,
+                                       args.precision)
     run_cli(lambda: run_training(args, args.student_config, make_distiller))
 
 

@@ -9,7 +9,7 @@ import os
 
 import paddle
 import yaml
-from paddleseg.cvlibs import Config, SegBuilder, config_checker, manager
+from paddleseg.cvlibs import Config, SegBuilder, manager
 from paddleseg.cvlibs.config import parse_from_yaml, update_config_dict
 
 from paddleseg_ext.errors import UserInputError

@@ -1,12 +1,10 @@
 """What train.py and distill_train.py share: flags, run set-up, error reporting."""
-import argparse
 import random
 import sys
 
 import numpy as np
 import paddle
 from paddleseg.cvlibs import SegBuilder
-from paddleseg.utils import logger
 
 from paddleseg_ext.config import build, load_config
 from paddleseg_ext.engine.trainer import Trainer, TrainOptions

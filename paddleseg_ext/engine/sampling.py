@@ -51,11 +51,23 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
 
 
 class SeededSamples(paddle.io.Dataset):
-    """Indexes a paddleseg dataset by (index, epoch), seeding its random transforms by both."""
+    """Indexes a paddleseg dataset by (index, epoch), seeding its random transforms by both.
 
-    def __init__(self, dataset, seed):
+    Yields (image, label, sample_key). With explicit_flip, RandomHorizontalFlip is taken out
+    of the transforms and applied last, here, so the key records it: index * 2 + flipped.
+    Flipping commutes with the deterministic transforms this is used with (Resize,
+    Normalize), so the data are the same; the teacher cache needs to know the flip.
+    """
+
+    def __init__(self, dataset, seed, explicit_flip=False):
         self.dataset = dataset
         self.seed = seed
+        self.flip_prob = 0.0
+        if explicit_flip:
+            transforms = dataset.transforms.transforms
+            flips = [t for t in transforms if type(t).__name__ == 'RandomHorizontalFlip']
+            dataset.transforms.transforms = [t for t in transforms if t not in flips]
+            self.flip_prob = flips[0].prob if flips else 0.0
 
     def __len__(self):
         return len(self.dataset)
@@ -67,4 +79,9 @@ class SeededSamples(paddle.io.Dataset):
         random.seed(sample_seed)
         np.random.seed(sample_seed)
         sample = self.dataset[index]
-        return sample['img'], sample['label'].astype('int64')
+        image, label = sample['img'], sample['label'].astype('int64')
+        flipped = random.random() < self.flip_prob
+        if flipped:
+            image = np.ascontiguousarray(image[:, :, ::-1])
+            label = np.ascontiguousarray(label[..., ::-1])
+        return image, label, np.int64(index * 2 + flipped)

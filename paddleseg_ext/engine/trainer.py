@@ -157,7 +157,9 @@ class Trainer:
             model = paddle.DataParallel(trainable, find_unused_parameters=bool(trainable.aligners))
         sampler = ResumableBatchSampler(len(train_dataset), self.config.batch_size, self.iters,
                                         seed, start_iter, self.rank, self.world_size)
-        loader = paddle.io.DataLoader(SeededSamples(train_dataset, seed), batch_sampler=sampler,
+        samples = SeededSamples(train_dataset, seed,
+                                explicit_flip=self.distiller.uses_teacher_cache)
+        loader = paddle.io.DataLoader(samples, batch_sampler=sampler,
                                       num_workers=opts.num_workers, return_list=True,
                                       persistent_workers=opts.num_workers > 0)
         scaler = None
@@ -177,12 +179,12 @@ class Trainer:
         logger.info(f'Training {self.iters} iterations from iter {start_iter}, '
                     f'{self.world_size} process(es), seed {seed}, device {paddle.get_device()}')
         try:
-            for images, labels in loader:
+            for images, labels, sample_keys in loader:
                 reader_cost += time.time() - tic
                 iteration += 1
                 active = self.distiller.active_terms(iteration)
                 with autocast(opts.precision):
-                    teacher_outputs = self.distiller.teacher_outputs(images, active)
+                    teacher_outputs = self.distiller.teacher_outputs(images, active, sample_keys)
                     logits_list, term_inputs = model(images, active)
                     terms = seg_losses(logits_list, labels, loss_cfg)
                     terms += self.distiller.losses(active, logits_list[0], term_inputs,

@@ -2,11 +2,13 @@
 import copy
 
 from paddleseg.cvlibs import SegBuilder
+from paddleseg.utils import logger
 
 from paddleseg_ext.config import build, load_config
 from paddleseg_ext.errors import UserInputError
 from slim.distill.distiller import Distiller, build_aligners, parse_terms
 from slim.distill.teacher import FrozenTeacher
+from slim.distill.teacher_cache import TeacherCache, cache_blocker, cache_key
 
 PROBE_INPUT_SHAPE = (1, 3, 128, 128)
 
@@ -36,8 +38,24 @@ def load_teacher_config(path, student_config):
     return teacher_config
 
 
-def distiller_factory(teacher_config_path, student_config_path, teacher_model_path=None):
-    """make_distiller(config, builder) for the engine: checks, then teacher weights."""
+def with_teacher_cache(teacher, cache_dir, config, builder, teacher_config, precision):
+    """The teacher behind a TeacherCache when the train transforms allow it; else as is."""
+    train_cfg = config.train_dataset_cfg
+    blocker = cache_blocker(train_cfg.get('transforms', []))
+    if blocker:
+        logger.info(f'Teacher cache not used, the teacher runs online: {blocker}')
+        return teacher
+    dataset = build(builder, 'train_dataset')
+    key = cache_key(teacher.weights_path, teacher_config.dic['model'], train_cfg,
+                    dataset.file_list, teacher.recorder.paths, precision)
+    return TeacherCache(teacher, cache_dir, key, len(dataset))
+
+
+def distiller_factory(teacher_config_path, student_config_path, teacher_model_path=None,
+                      teacher_cache=None, precision='fp32'):
+    """make_distiller(config, builder) for the engine: checks, then teacher weights.
+
+    teacher_cache: a folder for offline distillation (or the config's `teacher_cache`)."""
 
     def make_distiller(config, builder):
         teacher_config = load_teacher_config(teacher_config_path, config)
@@ -59,6 +77,10 @@ def distiller_factory(teacher_config_path, student_config_path, teacher_model_pa
                 f"to the trained teacher's best_model/model.pdparams, or pass "
                 f"--teacher_model_path")
         teacher.load(weights)
+        cache_dir = teacher_cache or config.dic.get('teacher_cache')
+        if cache_dir:
+            teacher = with_teacher_cache(teacher, cache_dir, config, builder, teacher_config,
+                                         precision)
         return Distiller(student, teacher, terms, aligners)
 
     return make_distiller

@@ -13,6 +13,7 @@ from paddleseg_ext.config import closest
 from paddleseg_ext.errors import UserInputError
 from slim.distill.connectors import ChannelAligner
 from slim.distill.recorder import FeatureRecorder, dummy_forward
+from slim.distill.teacher_cache import TeacherCache
 
 FEATURE_TERM_KEYS = ('student', 'teacher', 'loss', 'coef', 'align', 'start_iter', 'end_iter',
                      'name')
@@ -85,11 +86,15 @@ class Distiller:
     def active_terms(self, iteration):
         return [i for i, term in enumerate(self.terms) if term.active(iteration)]
 
-    def teacher_outputs(self, images, active_terms):
+    @property
+    def uses_teacher_cache(self):
+        return isinstance(self.teacher, TeacherCache)
+
+    def teacher_outputs(self, images, active_terms, sample_keys=None):
         """The teacher's (logits, records), or None when no term needs them."""
         if self.teacher is None or not active_terms:
             return None
-        return self.teacher(images)
+        return self.teacher(images, sample_keys)
 
     def losses(self, active_terms, student_logits, term_inputs, teacher_outputs, label):
         """[(term name, coef * loss)] for the active terms."""

@@ -35,7 +35,8 @@ class FeatureRecorder:
     def __init__(self, model, paths, role):
         self.records = {}
         self._hooks = []
-        for path in dict.fromkeys(paths):  # unique, in order
+        self.paths = list(dict.fromkeys(paths))  # unique, in order
+        for path in self.paths:
             layer = find_sublayer(model, path, role)
             self._hooks.append(layer.register_forward_post_hook(self._hook_for(path)))
 

@@ -23,8 +23,8 @@ class FrozenTeacher:
     def load(self, weights_path):
         self.weights_path = load_weights(self.model, weights_path, 'teacher')
 
-    def __call__(self, images):
-        """(main logits, {layer path: recorded output})."""
+    def __call__(self, images, sample_keys=None):
+        """(main logits, {layer path: recorded output}); sample_keys serve the cache only."""
         with paddle.no_grad():
             logits = self.model(images)[0]
         return logits, self.recorder.pop()

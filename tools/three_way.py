@@ -1,0 +1,259 @@
+"""Teacher vs student alone vs distilled student, through the product's own CLIs.
+
+Shared by tools/demo.py (one seed, a report) and tools/benchmark_quality.py (K seeds).
+Every run is a subprocess of train.py / distill_train.py / val.py, exactly as a user
+would type it; its output goes to a log file, and a progress line reaches the console
+at least every 30 seconds.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+CPU_CONFIGS = os.path.join('configs', 'cpu')
+TEACHER_CONFIG = os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml')
+STUDENT_CONFIG = os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml')
+
+# Distillation recipes: name -> student config (its distill_loss / distill_features).
+RECIPES = {
+    'kl': STUDENT_CONFIG,
+    'kl_cwd': os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_student_cwd.yml'),
+}
+PROGRESS_SECONDS = 30
+
+
+@dataclass
+class Setup:
+    """Which configs are compared. The student alone runs the recipe's student config with
+    train.py (which ignores its distill terms): same model, data and schedule."""
+    recipe: str
+    teacher_config: str
+    student_config: str
+    input_size: int = 64
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(recipe=args.recipe if not args.student_config else 'custom',
+                   teacher_config=args.teacher_config or TEACHER_CONFIG,
+                   student_config=args.student_config or RECIPES[args.recipe],
+                   input_size=getattr(args, 'input_size', 64))
+TEACHER_ITERS = 500
+STUDENT_ITERS = 300
+
+
+def run_logged(args, log_path, label):
+    """Runs `python args...` from the repo root, output to log_path; progress on stdout.
+
+    Prints the newest [TRAIN]/[EVAL] line at most every PROGRESS_SECONDS, and a heartbeat
+    when the run is quiet for that long. Raises RuntimeError naming the log on failure.
+    """
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    start = time.time()
+    latest = {'line': '', 'shown': ''}
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+        def pump():
+            for line in proc.stdout:
+                log.write(line)
+                if '[TRAIN]' in line or '[EVAL] #Images' in line:
+                    latest['line'] = line.split('[INFO]')[-1].strip()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        while reader.is_alive():
+            reader.join(PROGRESS_SECONDS)
+            if reader.is_alive():
+                line = latest['line'] if latest['line'] != latest['shown'] else 'running'
+                latest['shown'] = latest['line']
+                print(f'  [{label} {time.time() - start:5.0f}s] {line[:150]}', flush=True)
+        proc.wait()
+    if proc.returncode != 0:
+        with open(log_path) as f:
+            tail = f.read().strip().splitlines()[-1:] or ['']
+        raise RuntimeError(f'{label} failed (exit {proc.returncode}): {tail[0]} '
+                           f'-- full log: {log_path}')
+    return time.time() - start
+
+
+def data_opts(data_root):
+    return ['--opts', f'train_dataset.dataset_root={data_root}',
+            f'val_dataset.dataset_root={data_root}']
+
+
+def train(run_dir, config, iters, seed, data_root, label, teacher=None, eval_interval=50):
+    """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds."""
+    common = ['--iters', str(iters), '--seed', str(seed), '--do_eval', '--save_interval',
+              str(eval_interval), '--log_iters', '10', '--keep_checkpoint_max', '1',
+              '--save_dir', run_dir, *data_opts(data_root)]
+    if teacher is None:
+        args = ['train.py', '--config', config, *common]
+    else:
+        args = ['distill_train.py', '--teather_config', teacher[0], '--teacher_model_path',
+                teacher[1], '--student_config', config, *common]
+    return run_logged(args, os.path.join(run_dir, 'run.log'), label)
+
+
+def best_miou(run_dir, config, data_root):
+    """val.py on run_dir/best_model, as a user reads it."""
+    out = os.path.join(run_dir, 'best_model', 'metrics.json')
+    run_logged(['val.py', '--config', config, '--model_path',
+                os.path.join(run_dir, 'best_model', 'model.pdparams'), '--json', out,
+                *data_opts(data_root)], os.path.join(run_dir, 'val.log'), 'val')
+    with open(out) as f:
+        return json.load(f)['miou']
+
+
+def val_curve(run_dir):
+    """[(iter, mIoU)] of the evaluations during training (train_log.jsonl)."""
+    curve = []
+    with open(os.path.join(run_dir, 'train_log.jsonl')) as f:
+        for line in f:
+            record = json.loads(line)
+            if record['tag'] == 'Evaluate':
+                curve.append((record['iter'], record['mIoU']))
+    return curve
+
+
+def gap_closed(teacher, student, distilled):
+    gap = teacher - student
+    return (distilled - student) / gap if gap > 0 else float('nan')
+
+
+def ensure_data(data_root, n_images=200, seed=0):
+    if not os.path.isfile(os.path.join(data_root, 'train_list.txt')):
+        sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
+        from prepare_data import make_synthetic
+        print(f'Preparing {n_images} synthetic optic disc images in {data_root}', flush=True)
+        make_synthetic(data_root, n=n_images, seed=seed)
+
+
+def model_stats(config, input_size=64):
+    """(parameters, FLOPs at 1x3xSxS) of a config's model."""
+    import paddleseg_ext  # noqa: F401  (before paddle)
+    import paddle
+    from slim.distill.build import build_model_without_weights
+    from paddleseg_ext.config import load_config
+    model, _ = build_model_without_weights(load_config(config, required=('model',)))
+    params = sum(int(p.numel()) for p in model.parameters())
+    flops = paddle.flops(model, [1, 3, input_size, input_size], print_detail=False)
+    return params, int(flops)
+
+
+def train_teacher(setup, out_dir, data_root, iters, seed):
+    """Trains the teacher once; {'weights', 'miou', 'curve', 'seconds'}."""
+    run_dir = os.path.join(out_dir, 'teacher')
+    print(f'Training the teacher ({setup.teacher_config}, {iters} iters)', flush=True)
+    seconds = train(run_dir, setup.teacher_config, iters, seed, data_root, 'teacher')
+    return {'weights': os.path.join(run_dir, 'best_model', 'model.pdparams'),
+            'miou': best_miou(run_dir, setup.teacher_config, data_root),
+            'curve': val_curve(run_dir), 'seconds': seconds}
+
+
+def score_teacher(setup, weights, data_root):
+    """A teacher trained earlier: its val mIoU (no curve, no training time)."""
+    out = os.path.join(os.path.dirname(os.path.abspath(weights)), 'teacher_metrics.json')
+    run_logged(['val.py', '--config', setup.teacher_config, '--model_path', weights, '--json',
+                out, *data_opts(data_root)], out + '.log', 'val')
+    with open(out) as f:
+        return {'weights': weights, 'miou': json.load(f)['miou'], 'curve': [], 'seconds': 0.0}
+
+
+def compare_students(setup, out_dir, data_root, seed, iters, teacher):
+    """Student alone and distilled student, same seed and iteration budget."""
+    runs = {'student': (os.path.join(out_dir, f'student_seed{seed}'), None),
+            'distilled': (os.path.join(out_dir, f'distilled_{setup.recipe}_seed{seed}'),
+                          (setup.teacher_config, teacher['weights']))}
+    result = {'seed': seed, 'teacher': teacher['miou'], 'curves': {}, 'seconds': {}}
+    for name, (run_dir, teacher_arg) in runs.items():
+        print(f'Training the {name} student (seed {seed}, {iters} iters)', flush=True)
+        result['seconds'][name] = train(run_dir, setup.student_config, iters, seed, data_root,
+                                        name, teacher=teacher_arg)
+        result[name] = best_miou(run_dir, setup.student_config, data_root)
+        result['curves'][name] = val_curve(run_dir)
+    result['gain'] = result['distilled'] - result['student']
+    result['gap_closed'] = gap_closed(result['teacher'], result['student'], result['distilled'])
+    return result
+
+
+def write_report(setup, out_dir, teacher, results):
+    """report.md, report.json and report.png in out_dir; returns the markdown."""
+    import numpy as np
+    os.makedirs(out_dir, exist_ok=True)
+    recipe, size = setup.recipe, setup.input_size
+    stats = {name: model_stats(config, size) for name, config in
+             (('teacher', setup.teacher_config), ('student', setup.student_config))}
+    mean = {key: float(np.mean([r[key] for r in results]))
+            for key in ('student', 'distilled', 'gain')}
+    std = {key: float(np.std([r[key] for r in results])) for key in ('student', 'distilled',
+                                                                      'gain')}
+    summary = {'teacher': teacher['miou'], 'student': mean['student'],
+               'distilled': mean['distilled'], 'gain': mean['gain'],
+               'gap_closed': gap_closed(teacher['miou'], mean['student'], mean['distilled']),
+               'recipe': recipe, 'student_config': setup.student_config,
+               'teacher_config': setup.teacher_config, 'std': std,
+               'params': {k: v[0] for k, v in stats.items()},
+               'flops': {k: v[1] for k, v in stats.items()},
+               'per_seed': [{k: r[k] for k in ('seed', 'student', 'distilled', 'gain',
+                                               'gap_closed', 'seconds')} for r in results],
+               'teacher_seconds': teacher['seconds']}
+    pm = lambda key: (f"{100 * mean[key]:.2f} ± {100 * std[key]:.2f}" if len(results) > 1
+                      else f"{100 * mean[key]:.2f}")
+    lines = [
+        f"# Distillation, recipe `{recipe}`, {len(results)} seed(s)", '',
+        f"Teacher `{setup.teacher_config}`, student `{setup.student_config}`.", '',
+        f'| model | params | FLOPs (1x3x{size}x{size}) | val mIoU (%) |', '|---|---|---|---|',
+        f"| teacher | {stats['teacher'][0] / 1e6:.1f} M | "
+        f"{stats['teacher'][1] / 1e9:.2f} G | {100 * teacher['miou']:.2f} |",
+        f"| student alone | {stats['student'][0] / 1e6:.1f} M | "
+        f"{stats['student'][1] / 1e9:.2f} G | {pm('student')} |",
+        f"| distilled student | {stats['student'][0] / 1e6:.1f} M | "
+        f"{stats['student'][1] / 1e9:.2f} G | {pm('distilled')} |", '',
+        f"Gain: {pm('gain')} mIoU points; gap closed: {100 * summary['gap_closed']:.0f}% "
+        f"(= (distilled - student) / (teacher - student)).", '',
+        'Per seed: ' + ', '.join(f"seed {r['seed']}: {100 * r['student']:.2f} -> "
+                                 f"{100 * r['distilled']:.2f} ({100 * r['gain']:+.2f})"
+                                 for r in results), '']
+    markdown = '\n'.join(lines)
+    with open(os.path.join(out_dir, 'report.md'), 'w') as f:
+        f.write(markdown + '\n![mIoU and validation curves](report.png)\n')
+    with open(os.path.join(out_dir, 'report.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    plot_report(os.path.join(out_dir, 'report.png'), teacher, results, mean)
+    return markdown
+
+
+def plot_report(path, teacher, results, mean):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ['teacher', 'student alone', 'distilled']
+    values = [100 * teacher['miou'], 100 * mean['student'], 100 * mean['distilled']]
+    bars.bar(names, values, color=['#555555', '#d9822b', '#2b7bd9'])
+    for x, v in enumerate(values):
+        bars.text(x, v + 0.5, f'{v:.1f}', ha='center')
+    bars.set_ylabel('val mIoU (%)')
+    bars.set_ylim(min(values) - 10, 100)
+    bars.set_title('best_model mIoU (val.py)')
+    t_iters, t_miou = zip(*teacher['curve'])
+    curves.plot(t_iters, [100 * m for m in t_miou], color='#555555', label='teacher')
+    for result in results:
+        for name, color in (('student', '#d9822b'), ('distilled', '#2b7bd9')):
+            iters, miou = zip(*result['curves'][name])
+            curves.plot(iters, [100 * m for m in miou], color=color, alpha=0.8,
+                        label=f"{name} (seed {result['seed']})")
+    curves.set_xlabel('iteration')
+    curves.set_ylabel('val mIoU (%)')
+    curves.set_title('validation mIoU during training')
+    curves.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
