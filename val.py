@@ -8,6 +8,7 @@ from paddleseg_ext.config import build, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.engine.cli import run_cli, select_device
 from paddleseg_ext.evaluation import evaluate
+from paddleseg_ext.evaluation.evaluate import InferenceOptions
 
 
 def parse_args(argv=None):
@@ -20,10 +21,34 @@ def parse_args(argv=None):
     parser.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
     parser.add_argument('--device', default='auto', choices=['auto', 'gpu', 'cpu'])
     parser.add_argument('--opts', nargs='+', default=None, metavar='KEY=VALUE')
+    # PaddleSeg's test-time options.
+    parser.add_argument('--aug_eval', action='store_true',
+                        help='Multi-scale / flip evaluation: softmax averaged over the '
+                             'augmented predictions.')
+    parser.add_argument('--scales', type=float, nargs='+', default=[1.0],
+                        help='With --aug_eval: input scale factors, e.g. 0.75 1.0 1.25.')
+    parser.add_argument('--flip_horizontal', action='store_true',
+                        help='With --aug_eval: also predict the horizontally flipped image.')
+    parser.add_argument('--flip_vertical', action='store_true',
+                        help='With --aug_eval: also predict the vertically flipped image.')
+    parser.add_argument('--is_slide', action='store_true',
+                        help='Sliding-window inference (needs --crop_size and --stride).')
+    parser.add_argument('--crop_size', type=int, nargs=2, default=None, metavar=('W', 'H'),
+                        help='With --is_slide: window size.')
+    parser.add_argument('--stride', type=int, nargs=2, default=None, metavar=('W', 'H'),
+                        help='With --is_slide: window step (at most the window size).')
     return parser.parse_args(argv)
 
 
+def inference_options(args):
+    return InferenceOptions(
+        aug_eval=args.aug_eval, scales=args.scales, flip_horizontal=args.flip_horizontal,
+        flip_vertical=args.flip_vertical, is_slide=args.is_slide, crop_size=args.crop_size,
+        stride=args.stride)
+
+
 def validate(args):
+    inference = inference_options(args)  # flag mistakes first, before any model is built
     select_device(args.device)
     config = load_config(args.config, opts=args.opts, required=('model', 'val_dataset'))
     builder = SegBuilder(config)
@@ -32,7 +57,8 @@ def validate(args):
     dataset = build(builder, 'val_dataset')
     model = build(builder, 'model')
     load_weights(model, args.model_path)
-    metrics = evaluate(model, dataset, num_workers=args.num_workers, precision=args.precision)
+    metrics = evaluate(model, dataset, num_workers=args.num_workers, precision=args.precision,
+                       inference=inference)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({key: metrics[key] for key in

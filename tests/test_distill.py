@@ -292,7 +292,7 @@ def test_term_window_is_start_exclusive_end_inclusive():
 def test_teacher_not_run_outside_every_window():
     calls = []
 
-    def teacher(images):
+    def teacher(images, sample_keys=None):
         calls.append(images)
         return paddle.zeros([1, 2, 4, 4]), {}
 

@@ -4,6 +4,7 @@ Batch k is a function of (seed, k) alone, and so is every random transform of ev
 sample: a run resumed at iteration k sees the same data as an uninterrupted one,
 whatever num_workers is. It also makes (image, flip) reproducible for the teacher cache.
 """
+import copy
 import random
 
 import numpy as np
@@ -64,9 +65,12 @@ class SeededSamples(paddle.io.Dataset):
         self.seed = seed
         self.flip_prob = 0.0
         if explicit_flip:
+            # A shallow copy with its own transform list: the caller's dataset is unchanged.
             transforms = dataset.transforms.transforms
             flips = [t for t in transforms if type(t).__name__ == 'RandomHorizontalFlip']
-            dataset.transforms.transforms = [t for t in transforms if t not in flips]
+            self.dataset = copy.copy(dataset)
+            self.dataset.transforms = copy.copy(dataset.transforms)
+            self.dataset.transforms.transforms = [t for t in transforms if t not in flips]
             self.flip_prob = flips[0].prob if flips else 0.0
 
     def __len__(self):
@@ -78,9 +82,12 @@ class SeededSamples(paddle.io.Dataset):
         sample_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
         random.seed(sample_seed)
         np.random.seed(sample_seed)
+        return self.sample(index, flipped=random.random() < self.flip_prob)
+
+    def sample(self, index, flipped):
+        """(image, label, sample_key) of one index, flipped or not."""
         sample = self.dataset[index]
         image, label = sample['img'], sample['label'].astype('int64')
-        flipped = random.random() < self.flip_prob
         if flipped:
             image = np.ascontiguousarray(image[:, :, ::-1])
             label = np.ascontiguousarray(label[..., ::-1])

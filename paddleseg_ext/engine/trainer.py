@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -36,6 +36,16 @@ class TrainOptions:
     log_iters: int = 10
     keep_checkpoint_max: int = 5
     precision: str = 'fp32'
+
+
+@dataclass
+class LogWindow:
+    """What the next [TRAIN] line averages: loss sums and costs since the last one."""
+    sums: dict = field(default_factory=dict)
+    count: int = 0
+    batch_cost: float = 0.0
+    reader_cost: float = 0.0
+    cpu_cost: float = 0.0
 
 
 class NonFiniteLossError(UserInputError):
@@ -174,13 +184,13 @@ class Trainer:
         stop = StopRequest()
         trainable.train()
         iteration = start_iter
-        sums, reader_cost, batch_cost, window = {}, 0.0, 0.0, 0
-        tic = time.time()
+        window = LogWindow()
+        tic, cpu_tic = time.time(), time.process_time()
         logger.info(f'Training {self.iters} iterations from iter {start_iter}, '
                     f'{self.world_size} process(es), seed {seed}, device {paddle.get_device()}')
         try:
             for images, labels, sample_keys in loader:
-                reader_cost += time.time() - tic
+                window.reader_cost += time.time() - tic
                 iteration += 1
                 active = self.distiller.active_terms(iteration)
                 with autocast(opts.precision):
@@ -207,14 +217,14 @@ class Trainer:
                         raise NonFiniteLossError(
                             f"iter {iteration}: loss term {name} is {value}: lower the learning "
                             f"rate or that term's coef; checkpoints in {opts.save_dir} are kept")
-                    sums[name] = sums.get(name, 0.0) + value
-                window += 1
-                batch_cost += time.time() - tic
+                    window.sums[name] = window.sums.get(name, 0.0) + value
+                window.count += 1
+                window.batch_cost += time.time() - tic
+                window.cpu_cost += time.process_time() - cpu_tic
 
                 if iteration % opts.log_iters == 0 or iteration == self.iters:
-                    self._log_train(iteration, sums, window, batch_cost, reader_cost,
-                                    optimizer.get_lr(), run_log)
-                    sums, reader_cost, batch_cost, window = {}, 0.0, 0.0, 0
+                    self._log_train(iteration, window, optimizer.get_lr(), run_log)
+                    window = LogWindow()
 
                 stopping = stop.signal_name is not None
                 if iteration % opts.save_interval == 0 or iteration == self.iters or stopping:
@@ -242,7 +252,7 @@ class Trainer:
                                     f'checkpoint saved. Resume with the same command plus '
                                     f'--resume_model auto')
                         return
-                tic = time.time()
+                tic, cpu_tic = time.time(), time.process_time()
         finally:
             run_log.close()
         logger.info(f'Training finished at iter {iteration}'
@@ -262,10 +272,11 @@ class Trainer:
              'train_state.pdstates': state})
         checkpoint.prune_checkpoints(self.options.save_dir, self.options.keep_checkpoint_max)
 
-    def _log_train(self, iteration, sums, window, batch_cost, reader_cost, lr, run_log):
-        means = {name: value / window for name, value in sums.items()}
-        batch_cost /= window
-        reader_cost /= window
+    def _log_train(self, iteration, window, lr, run_log):
+        means = {name: value / window.count for name, value in window.sums.items()}
+        batch_cost = window.batch_cost / window.count
+        reader_cost = window.reader_cost / window.count
+        cpu_util = window.cpu_cost / window.batch_cost  # cores busy in this process
         ips = self.config.batch_size * self.world_size / batch_cost
         eta = int((self.iters - iteration) * batch_cost)
         epoch = (iteration - 1) * self.config.batch_size * self.world_size // len(
@@ -278,7 +289,8 @@ class Trainer:
             f'reader_cost: {reader_cost:.5f}, ips: {ips:.4f} samples/sec | '
             f'ETA {eta // 3600:02d}:{eta % 3600 // 60:02d}:{eta % 60:02d}')
         run_log.record(iteration, 'Train', {**means, 'lr': lr, 'batch_cost': batch_cost,
-                                            'reader_cost': reader_cost, 'ips': ips})
+                                            'reader_cost': reader_cost, 'ips': ips,
+                                            'cpu_util': cpu_util})
 
 
 def _check_writable(save_dir):

@@ -4,16 +4,106 @@ Replaces `paddleseg.core.evaluate`, which fails on paddle 2.6 through
 `paddleseg.utils.metrics.calculate_area`. Predictions are mapped back to each label's
 original size as PaddleSeg does (`reverse_transform`, bilinear on the logits, then argmax),
 so the numbers match PaddleSeg's for the same model and data.
+
+`InferenceOptions` adds PaddleSeg's val.py test-time options: --aug_eval (multi-scale and
+flip: the softmax probabilities of every scale/flip, mapped back to the network input size,
+are averaged) and --is_slide (sliding-window inference: overlapping window logits averaged,
+paddleseg.core.infer.slide_inference).
 """
 import contextlib
+import dataclasses
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
+from paddleseg.core import infer as paddleseg_infer
 from paddleseg.core.infer import reverse_transform
 from paddleseg.utils import logger
 
 from paddleseg_ext.amp import AMP_DTYPES, autocast
+from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation.metrics import confusion_matrix, segmentation_metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceOptions:
+    """Test-time augmentation and sliding-window inference (PaddleSeg's val.py flags).
+
+    aug_eval: average softmax probabilities over `scales` x flips; flips and scales are
+        used only with aug_eval, as in PaddleSeg.
+    is_slide: predict windows of crop_size (w, h) every stride (w, h) and average the
+        overlapping logits.
+    """
+    aug_eval: bool = False
+    scales: Sequence[float] = (1.0,)
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    is_slide: bool = False
+    crop_size: Optional[Tuple[int, int]] = None
+    stride: Optional[Tuple[int, int]] = None
+
+    def __post_init__(self):
+        scales = [self.scales] if isinstance(self.scales, (int, float)) else list(self.scales)
+        if not scales or any(not scale > 0 for scale in scales):
+            raise UserInputError(f"--scales {scales}: give one or more positive factors, "
+                                 f"e.g. --scales 0.75 1.0 1.25")
+        object.__setattr__(self, 'scales', tuple(float(scale) for scale in scales))
+        if not self.aug_eval and (self.flip_horizontal or self.flip_vertical
+                                  or self.scales != (1.0,)):
+            raise UserInputError("--flip_horizontal, --flip_vertical and --scales apply with "
+                                 "--aug_eval only: add --aug_eval")
+        if self.is_slide:
+            for name in ('crop_size', 'stride'):
+                value = getattr(self, name)
+                if value is None or len(value) != 2 or min(value) <= 0:
+                    raise UserInputError(f"--is_slide needs --{name} W H (two positive "
+                                         f"integers), got {value}")
+            if self.stride[0] > self.crop_size[0] or self.stride[1] > self.crop_size[1]:
+                raise UserInputError(f"--stride {list(self.stride)} is larger than --crop_size "
+                                     f"{list(self.crop_size)}: windows would leave pixels "
+                                     f"unpredicted; use a stride <= crop size")
+            object.__setattr__(self, 'crop_size', tuple(int(v) for v in self.crop_size))
+            object.__setattr__(self, 'stride', tuple(int(v) for v in self.stride))
+        elif self.crop_size is not None or self.stride is not None:
+            raise UserInputError("--crop_size and --stride apply with --is_slide only: add "
+                                 "--is_slide")
+
+    @property
+    def is_plain(self):
+        return not self.aug_eval and not self.is_slide
+
+
+def _logits(model, image, options):
+    """Main logits (N, C, H, W) of one input, by sliding window where asked."""
+    if options.is_slide:
+        logits = paddleseg_infer.slide_inference(model, image, crop_size=options.crop_size,
+                                                 stride=options.stride)
+    else:
+        logits = model(image)[0]
+    return logits.astype('float32')
+
+
+def infer_scores(model, image, options):
+    """Class scores at the network input size: logits, or with aug_eval the mean softmax
+    probabilities over scales and flips (each flipped back and resized to the input size)."""
+    if not options.aug_eval:
+        return _logits(model, image, options)
+    height, width = image.shape[-2:]
+    total = 0
+    flips = paddleseg_infer.flip_combination(options.flip_horizontal, options.flip_vertical)
+    for scale in options.scales:
+        size = [int(height * scale + 0.5), int(width * scale + 0.5)]
+        scaled = image if size == [height, width] else F.interpolate(image, size,
+                                                                     mode='bilinear')
+        for flip in flips:
+            logits = _logits(model, paddleseg_infer.tensor_flip(scaled, flip), options)
+            logits = paddleseg_infer.tensor_flip(logits, flip)
+            if list(logits.shape[-2:]) != [height, width]:
+                logits = F.interpolate(logits, [height, width], mode='bilinear')
+            total = total + F.softmax(logits, axis=1)
+    return total / (len(options.scales) * len(flips))
+
 
 @contextlib.contextmanager
 def eval_mode(model):
@@ -50,10 +140,13 @@ def _iterate_samples(dataset, indices, num_workers):
             yield image, sample['label'][0], sample['trans_info']
 
 
-def _predict(model, image, trans_info, precision):
+def _predict(model, image, trans_info, precision, inference=None):
     """Class ids (HxW numpy) at the label's original size."""
     with autocast(precision):
-        logits = model(image)[0]
+        if inference is None or inference.is_plain:
+            logits = model(image)[0]
+        else:
+            logits = infer_scores(model, image, inference)
     # Interpolating in float32, as PaddleSeg keeps bilinear_interp out of AMP.
     logits = reverse_transform(logits.astype('float32'), trans_info, mode='bilinear')
     return paddle.argmax(logits, axis=1).numpy()[0]
@@ -77,7 +170,8 @@ def _log_summary(results):
     logger.info("[EVAL] Class Recall: \n" + str(np.round(results['class_recall'], 4)))
 
 
-def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32'):
+def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32',
+             inference=None):
     """Evaluates `model` on a PaddleSeg dataset in 'val' mode, one image at a time.
 
     Args:
@@ -87,6 +181,8 @@ def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32')
         num_workers: DataLoader workers; 0 reads samples in this process.
         print_detail: log PaddleSeg's [EVAL] summary lines (on rank 0).
         precision: 'fp32', 'fp16' or 'bf16'; the latter two use AMP on GPU only.
+        inference: InferenceOptions for test-time augmentation / sliding windows; None
+            (default) predicts each image once, whole.
 
     With several ranks, each evaluates indices rank, rank + world_size, ... and the
     confusion matrices are summed, so every rank returns the same metrics.
@@ -105,7 +201,7 @@ def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32')
     cm = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
     with eval_mode(model), paddle.no_grad():
         for image, label, trans_info in _iterate_samples(dataset, rank_indices, num_workers):
-            pred = _predict(model, image, trans_info, precision)
+            pred = _predict(model, image, trans_info, precision, inference)
             cm += confusion_matrix(pred, label, dataset.num_classes, dataset.ignore_index)
     if world_size > 1:
         cm = _sum_over_ranks(cm)

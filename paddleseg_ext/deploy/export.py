@@ -1,0 +1,129 @@
+"""Export of trained weights to a Paddle Inference model, as PaddleSeg's tools/export.py.
+
+save_dir/model.pdmodel, save_dir/model.pdiparams (`paddle.jit.save`) and save_dir/deploy.yaml:
+
+    Deploy:
+      model: model.pdmodel
+      params: model.pdiparams
+      transforms: [the config's val_dataset transforms]
+      input_shape: [null, 3, null, null]
+      output_op: argmax
+      output_dtype: int32
+"""
+import contextlib
+import os
+
+import paddle
+import yaml
+
+from paddleseg_ext.config import load_config
+from paddleseg_ext.engine.checkpoint import load_weights
+from paddleseg_ext.errors import UserInputError
+from slim.distill.build import build_model_without_weights
+
+OUTPUT_OPS = ('argmax', 'softmax', 'none')
+MODEL_FILENAME = 'model.pdmodel'
+PARAMS_FILENAME = 'model.pdiparams'
+DEPLOY_FILENAME = 'deploy.yaml'
+
+
+class SavedSegmentationNet(paddle.nn.Layer):
+    """The model with its output op applied to every output (PaddleSeg's export wrapper)."""
+
+    def __init__(self, model, output_op):
+        super().__init__()
+        if output_op not in OUTPUT_OPS:
+            raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+        self.model = model
+        self.output_op = output_op
+
+    def forward(self, x):
+        outs = []
+        for out in self.model(x):
+            if self.output_op == 'argmax':
+                out = paddle.argmax(out, axis=1, dtype='int32')
+            elif self.output_op == 'softmax':
+                out = paddle.nn.functional.softmax(out, axis=1)
+            outs.append(out)
+        return outs
+
+
+def check_input_shape(input_shape):
+    """[N, C, H, W] with None for dynamic sizes; -1 or 0 given on the command line mean None."""
+    if input_shape is None:
+        return [None, 3, None, None]
+    shape = list(input_shape)
+    if len(shape) != 4:
+        raise UserInputError(f"--input_shape takes 4 numbers (N C H W, e.g. 1 3 512 512), "
+                             f"got {len(shape)}: {shape}")
+    if any(dim is not None and dim < -1 for dim in shape):
+        raise UserInputError(f"--input_shape {shape}: sizes must be positive, or -1 for any")
+    return [None if dim in (None, -1, 0) else int(dim) for dim in shape]
+
+
+@contextlib.contextmanager
+def _export_stage():
+    # Some PaddleSeg models (e.g. with custom ops) check this while being traced.
+    previous = os.environ.get('PADDLESEG_EXPORT_STAGE')
+    os.environ['PADDLESEG_EXPORT_STAGE'] = 'True'
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop('PADDLESEG_EXPORT_STAGE', None)
+        else:
+            os.environ['PADDLESEG_EXPORT_STAGE'] = previous
+
+
+def make_save_dir(save_dir):
+    try:
+        os.makedirs(save_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"--save_dir '{save_dir}' cannot be created ({exc.strerror}): "
+                             f"choose another folder") from None
+    if not os.access(save_dir, os.W_OK):
+        raise UserInputError(f"--save_dir '{save_dir}' is not writable: choose another folder")
+
+
+def deploy_info(config, input_shape, output_op):
+    return {'Deploy': {
+        'model': MODEL_FILENAME,
+        'params': PARAMS_FILENAME,
+        'transforms': config.dic['val_dataset'].get('transforms', []),
+        'input_shape': input_shape,
+        'output_op': output_op,
+        'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
+    }}
+
+
+def write_deploy_yaml(save_dir, info):
+    with open(os.path.join(save_dir, DEPLOY_FILENAME), 'w') as f:
+        yaml.dump(info, f)
+
+
+def export_model(config_path, model_path, save_dir, input_shape=None, output_op='argmax',
+                 opts=None):
+    """Builds the config's model, loads model_path strictly and saves it for Paddle Inference.
+
+    Returns the deploy.yaml contents (a dict).
+    """
+    if output_op not in OUTPUT_OPS:
+        raise UserInputError(f"--output_op {output_op!r} is invalid: use one of "
+                             f"{', '.join(OUTPUT_OPS)}")
+    shape = check_input_shape(input_shape)
+    config = load_config(config_path, opts=opts, required=('model', 'val_dataset'))
+    model, _ = build_model_without_weights(config)  # model_path is the weights exported
+    load_weights(model, model_path)
+    make_save_dir(save_dir)
+
+    model.eval()
+    net = SavedSegmentationNet(model, output_op) if output_op != 'none' else model
+    net.eval()
+    input_spec = [paddle.static.InputSpec(shape=list(shape), dtype='float32', name='x')]
+    with _export_stage():
+        # With input_spec, jit.save converts the whole forward to one static graph.
+        paddle.jit.save(net, os.path.join(save_dir, 'model'), input_spec=input_spec)
+    # deploy.yaml writes dynamic sizes as -1, as PaddleSeg's export does.
+    info = deploy_info(config, [-1 if dim is None else dim for dim in shape], output_op)
+    write_deploy_yaml(save_dir, info)
+    return info

@@ -1,0 +1,140 @@
+"""Running an exported model (model.pdmodel / model.pdiparams / deploy.yaml) with Paddle
+Inference: per-image class ids at the original size, val mIoU, and CPU latency.
+
+predict.py's --inference_dir and tools/quantize.py (float vs int8) both go through
+`InferenceModel`, so a number printed by one is what the other predicts.
+"""
+import os
+import statistics
+import time
+
+import numpy as np
+import paddle
+import yaml
+from paddleseg.core.infer import reverse_transform
+from paddleseg.utils import logger
+
+from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_FILENAME, OUTPUT_OPS, \
+    PARAMS_FILENAME
+from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.evaluation.metrics import confusion_matrix, segmentation_metrics
+
+
+def read_deploy_yaml(inference_dir):
+    """The `Deploy` mapping of inference_dir/deploy.yaml, or {} where there is none."""
+    path = os.path.join(inference_dir, DEPLOY_FILENAME)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            info = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"{path}: invalid YAML ({exc}): re-export the model with "
+                             f"tools/export.py") from None
+    deploy = info.get('Deploy') if isinstance(info, dict) else None
+    if not isinstance(deploy, dict):
+        raise UserInputError(f"{path}: no `Deploy:` mapping: re-export the model with "
+                             f"tools/export.py")
+    return deploy
+
+
+def model_files(inference_dir):
+    """(model file, params file) of an exported folder, checked to exist."""
+    if not os.path.isdir(inference_dir):
+        raise UserInputError(f"inference dir '{inference_dir}' does not exist: pass the "
+                             f"--save_dir of tools/export.py")
+    deploy = read_deploy_yaml(inference_dir)
+    files = []
+    for key, default in (('model', MODEL_FILENAME), ('params', PARAMS_FILENAME)):
+        path = os.path.join(inference_dir, deploy.get(key, default))
+        if not os.path.isfile(path):
+            raise UserInputError(f"inference dir '{inference_dir}' has no {os.path.basename(path)}"
+                                 f": pass the --save_dir of tools/export.py")
+        files.append(path)
+    return tuple(files)
+
+
+class InferenceModel:
+    """A Paddle Inference predictor on an exported folder.
+
+    `output_op` (from deploy.yaml; 'argmax' where there is none, PaddleSeg's default) says
+    what the model returns: class ids (N, H, W) for argmax, scores (N, C, H, W) otherwise.
+    """
+
+    def __init__(self, inference_dir, cpu_threads=None, use_mkldnn=None, int8=False):
+        self.inference_dir = inference_dir
+        self.model_file, self.params_file = model_files(inference_dir)
+        self.output_op = read_deploy_yaml(inference_dir).get('output_op', 'argmax')
+        if self.output_op not in OUTPUT_OPS:
+            raise UserInputError(f"{os.path.join(inference_dir, DEPLOY_FILENAME)}: output_op "
+                                 f"{self.output_op!r} is not one of {', '.join(OUTPUT_OPS)}")
+        config = paddle.inference.Config(self.model_file, self.params_file)
+        if paddle.is_compiled_with_cuda() and paddle.get_device().startswith('gpu'):
+            config.enable_use_gpu(256, int(paddle.get_device().split(':')[-1] or 0))
+        else:
+            config.disable_gpu()
+            if cpu_threads:
+                config.set_cpu_math_library_num_threads(cpu_threads)
+            if use_mkldnn is False:
+                config.disable_mkldnn()
+            elif use_mkldnn or int8:
+                config.enable_mkldnn()
+                if int8:
+                    config.enable_mkldnn_int8()
+        config.disable_glog_info()
+        config.switch_ir_optim(True)
+        try:
+            self.predictor = paddle.inference.create_predictor(config)
+        except Exception as exc:
+            message = ' '.join(str(exc).split())[:300]
+            raise UserInputError(f"inference dir '{inference_dir}' cannot be loaded by Paddle "
+                                 f"Inference ({message}): re-export it with tools/export.py "
+                                 f"with this paddle version") from None
+        self.input_handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output_handle = self.predictor.get_output_handle(
+            self.predictor.get_output_names()[0])
+
+    def run(self, image):
+        """The main output for a float32 NCHW numpy batch."""
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        self.input_handle.reshape(list(image.shape))
+        self.input_handle.copy_from_cpu(image)
+        self.predictor.run()
+        return self.output_handle.copy_to_cpu()
+
+    def predict_ids(self, image, trans_info):
+        """Class ids (HxW int numpy) at the original size for one preprocessed image (1CHW)."""
+        output = paddle.to_tensor(self.run(image))
+        if self.output_op == 'argmax':
+            ids = reverse_transform(output.unsqueeze(1), trans_info, mode='nearest')
+            return ids.numpy()[0, 0].astype(np.int64)
+        scores = reverse_transform(output.astype('float32'), trans_info, mode='bilinear')
+        return paddle.argmax(scores, axis=1).numpy()[0]
+
+
+def evaluate_inference(model, dataset, print_detail=True):
+    """mIoU etc. (evaluation.evaluate's keys) of an InferenceModel on a PaddleSeg val dataset."""
+    cm = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        pred = model.predict_ids(sample['img'][np.newaxis], sample['trans_info'])
+        cm += confusion_matrix(pred, sample['label'][0], dataset.num_classes,
+                               dataset.ignore_index)
+    results = segmentation_metrics(cm)
+    results['num_images'] = len(dataset)
+    if print_detail:
+        logger.info(f"[EVAL] {model.inference_dir}: #Images: {len(dataset)} "
+                    f"mIoU: {results['miou']:.4f} Acc: {results['acc']:.4f}")
+    return results
+
+
+def median_latency(model, image, runs=20, warmup=3):
+    """Median seconds of `model.run(image)` over `runs` runs after `warmup` ones."""
+    for _ in range(warmup):
+        model.run(image)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.run(image)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

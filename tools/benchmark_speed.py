@@ -1,0 +1,216 @@
+"""Distillation speed: student alone vs anchor-style vs ours online vs ours cached.
+
+One run measures, on the same config, data and batch size:
+  student  - the student trained alone (train.py's loop, no teacher)
+  anchor   - PaddleSlim-`Distill`-style: the teacher's forward builds its autograd graph,
+             outputs detached afterwards (what PaddleSeg's distillation does)
+  online   - ours: the teacher under no_grad
+  cached   - ours with a warm teacher cache (offline distillation)
+Each mode runs in its own process (so peak RSS is its own) through the real training loop;
+the median ms/iter of the timed iterations after warm-up is reported, with ips, peak RSS,
+CPU utilisation (cores busy in the training process) and the cache's build time.
+
+  python tools/benchmark_speed.py [--json FILE] [--iters 8 --warmup 3]
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import three_way  # noqa: E402
+
+MODES = ('student', 'anchor', 'online', 'cached')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--student_config', default=three_way.RECIPES['kl_cwd'])
+    parser.add_argument('--teacher_config', default=three_way.TEACHER_CONFIG)
+    parser.add_argument('--teacher_weights', default=None,
+                        help='Teacher .pdparams (default: its initial weights; speed does '
+                             'not depend on the values).')
+    parser.add_argument('--data', default='data/optic_disc_seg')
+    parser.add_argument('--batch_size', type=int, default=None)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--iters', type=int, default=8, help='Timed iterations per mode.')
+    parser.add_argument('--num_workers', type=int, default=0)
+    parser.add_argument('--json', default=None)
+    parser.add_argument('--mode', choices=MODES, help=argparse.SUPPRESS)  # worker process
+    parser.add_argument('--work_dir', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+class AnchorStyleTeacher:
+    """The anchor's teacher: a forward that records autograd history, detached afterwards
+    (PaddleSlim's `Distill` runs the teacher without no_grad)."""
+
+    def __init__(self, frozen_teacher):
+        self.frozen = frozen_teacher
+        for param in frozen_teacher.model.parameters():
+            param.stop_gradient = False  # as a plain nn.Layer is: its ops record a graph
+
+    def __call__(self, images, sample_keys=None):
+        logits = self.frozen.model(images)[0]
+        records = self.frozen.recorder.pop()
+        return logits.detach(), {path: t.detach() for path, t in records.items()}
+
+
+def fill_cache(cache, samples, batch_size):
+    """Computes every (image, flip) entry: the explicit build of a warm cache."""
+    import paddle
+    keys = [(index, flipped) for index in range(len(samples)) for flipped in (False, True)]
+    for start in range(0, len(keys), batch_size):
+        batch = [samples.sample(i, f) for i, f in keys[start:start + batch_size]]
+        images = paddle.to_tensor([b[0] for b in batch])
+        cache(images, paddle.to_tensor([b[2] for b in batch]))
+
+
+def run_mode(args):
+    """Worker: one mode through the real training loop; writes its measurements as JSON."""
+    import paddleseg_ext  # noqa: F401  (before paddle)
+    import numpy as np
+    import paddle
+    from paddleseg.cvlibs import SegBuilder
+    from paddleseg_ext.config import build, load_config
+    from paddleseg_ext.engine.cli import select_device
+    from paddleseg_ext.engine.sampling import SeededSamples
+    from paddleseg_ext.engine.trainer import Trainer, TrainOptions
+    from slim.distill import distiller_factory, plain_distiller
+    from slim.distill.build import build_model_without_weights
+
+    device = select_device('auto')
+    paddle.seed(0)
+    total_iters = args.warmup + args.iters
+    opts = [f'train_dataset.dataset_root={args.data}', f'val_dataset.dataset_root={args.data}']
+    config = load_config(args.student_config, batch_size=args.batch_size, iters=total_iters,
+                         opts=opts)
+    builder = SegBuilder(config)
+    weights = args.teacher_weights
+    if weights is None and args.mode != 'student':
+        weights = os.path.join(args.work_dir, 'teacher_init.pdparams')
+        if not os.path.exists(weights):
+            model, _ = build_model_without_weights(load_config(args.teacher_config,
+                                                               required=('model',)))
+            paddle.save(model.state_dict(), weights)
+    result = {'mode': args.mode, 'device': device}
+    if args.mode == 'student':
+        distiller = plain_distiller(config, builder)
+    else:
+        cache_dir = os.path.join(args.work_dir, 'cache') if args.mode == 'cached' else None
+        distiller = distiller_factory(args.teacher_config, args.student_config, weights,
+                                      cache_dir)(config, builder)
+        if args.mode == 'anchor':
+            distiller.teacher = AnchorStyleTeacher(distiller.teacher)
+    def train_log(name, iters):
+        save_dir = os.path.join(args.work_dir, name)
+        Trainer(TrainOptions(save_dir=save_dir, iters=iters, save_interval=10**9,
+                             num_workers=args.num_workers, seed=0, log_iters=1),
+                config, builder, distiller).train()
+        with open(os.path.join(save_dir, 'train_log.jsonl')) as f:
+            return [r for r in map(json.loads, f) if r['tag'] == 'Train']
+
+    if args.mode == 'cached':
+        if not distiller.uses_teacher_cache:
+            raise SystemExit('the teacher cache does not apply to these train transforms')
+        # The cache fills lazily: the first epoch runs the teacher on each image it meets.
+        # Then the entries not met yet (the other flip) are filled explicitly.
+        epoch_iters = len(builder.train_dataset) // config.batch_size
+        result['cold_epoch_s'] = sum(r['batch_cost'] for r in train_log('cold', epoch_iters))
+        start = time.time()
+        fill_cache(distiller.teacher, SeededSamples(build(builder, 'train_dataset'), 0,
+                                                    explicit_flip=True), config.batch_size)
+        result['fill_rest_s'] = time.time() - start
+        result['cache_entries'] = int(distiller.teacher.filled.sum())
+    timed = [r for r in train_log(args.mode, total_iters) if r['iter'] > args.warmup]
+    ms = float(np.median([r['batch_cost'] for r in timed])) * 1000
+    result.update(ms_per_iter=ms, ips=config.batch_size / ms * 1000,
+                  cpu_util=float(np.median([r['cpu_util'] for r in timed])),
+                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  batch_size=config.batch_size,
+                  train_images=len(builder.train_dataset))
+    if device == 'gpu':
+        result['peak_gpu_mb'] = paddle.device.cuda.max_memory_allocated() / 2**20
+    with open(os.path.join(args.work_dir, f'{args.mode}.json'), 'w') as f:
+        json.dump(result, f)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.mode:
+        return run_mode(args)
+    three_way.ensure_data(args.data)
+    work_dir = tempfile.mkdtemp(prefix='benchmark_speed_')
+    results = {}
+    for mode in MODES:
+        print(f'Measuring {mode} ...', flush=True)
+        three_way.run_logged([os.path.abspath(__file__), *worker_args(args), '--mode', mode,
+                              '--work_dir', work_dir],
+                             os.path.join(work_dir, f'{mode}.log'), mode)
+        with open(os.path.join(work_dir, f'{mode}.json')) as f:
+            results[mode] = json.load(f)
+    print(report(results))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'ips': {m: results[m]['ips'] for m in MODES}, 'modes': results,
+                       'ratios': ratios(results)}, f, indent=2)
+
+
+def worker_args(args):
+    flags = ['--student_config', args.student_config, '--teacher_config', args.teacher_config,
+             '--data', args.data, '--warmup', str(args.warmup), '--iters', str(args.iters),
+             '--num_workers', str(args.num_workers)]
+    if args.teacher_weights:
+        flags += ['--teacher_weights', args.teacher_weights]
+    if args.batch_size:
+        flags += ['--batch_size', str(args.batch_size)]
+    return flags
+
+
+def ratios(results):
+    """The done-criteria ratios, and the cache's cost against what it saves."""
+    ips = {m: results[m]['ips'] for m in MODES}
+    cached = results['cached']
+    epoch_images = cached['train_images'] // cached['batch_size'] * cached['batch_size']
+    fill_rest_s = cached['fill_rest_s']
+    online_epoch_s = epoch_images / ips['online']
+    saving_per_epoch = online_epoch_s - epoch_images / ips['cached']
+    # The cache is built lazily while training: its build cost is what the cold first
+    # epoch costs beyond an online epoch (writing the entries). Entries that epoch did not
+    # meet (the other flip) are filled the same way when first met; the benchmark fills them
+    # explicitly only to measure a fully warm cache (fill_rest_s, reported apart).
+    build_s = max(cached['cold_epoch_s'] - online_epoch_s, 0.0)
+    return {'online_vs_anchor': ips['online'] / ips['anchor'],
+            'cached_vs_student': ips['cached'] / ips['student'],
+            'online_epoch_s': online_epoch_s, 'cold_cache_epoch_s': cached['cold_epoch_s'],
+            'cache_build_s': build_s, 'cache_fill_rest_s': fill_rest_s,
+            'cache_saving_per_epoch_s': saving_per_epoch,
+            'cache_payback_epochs': build_s / saving_per_epoch
+            if saving_per_epoch > 0 else float('inf')}
+
+
+def report(results):
+    lines = ['| mode | ms/iter | ips (img/s) | peak RSS (MB) | CPU util (cores) |',
+             '|---|---|---|---|---|']
+    for mode in MODES:
+        r = results[mode]
+        lines.append(f"| {mode} | {r['ms_per_iter']:.0f} | {r['ips']:.2f} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['cpu_util']:.2f} |")
+    q = ratios(results)
+    lines += ['', f"online / anchor ips: {q['online_vs_anchor']:.2f}x; cached / student ips: "
+                  f"{q['cached_vs_student']:.2f}x",
+              f"cache: first (cold) epoch {q['cold_cache_epoch_s']:.1f} s vs online epoch "
+              f"{q['online_epoch_s']:.1f} s, filling the rest "
+              f"{results['cached']['fill_rest_s']:.1f} s (explicit, benchmark only) -> lazy "
+              f"build cost {q['cache_build_s']:.1f} s; {results['cached']['cache_entries']} "
+              f"(image, flip) entries; saves {q['cache_saving_per_epoch_s']:.1f} s per epoch "
+              f"-> paid back in {q['cache_payback_epochs']:.2f} epochs"]
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    main()
