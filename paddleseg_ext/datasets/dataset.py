@@ -13,6 +13,7 @@ from paddleseg.datasets import Dataset as PaddleSegDataset
 from paddleseg.transforms import Compose
 
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.registry import override_component
 
 
 def read_file_list(list_path, dataset_root, mode, separator=' '):
@@ -45,7 +46,7 @@ def read_file_list(list_path, dataset_root, mode, separator=' '):
     return pairs
 
 
-@manager.DATASETS.add_component
+@override_component(manager.DATASETS)
 class Dataset(PaddleSegDataset):
     """A segmentation dataset given by list files, as in PaddleSeg.
 

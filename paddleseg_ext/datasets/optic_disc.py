@@ -5,13 +5,14 @@ from paddleseg.cvlibs import manager
 
 from paddleseg_ext.datasets.dataset import Dataset, read_file_list
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.registry import override_component
 
 PREPARE_HINT = ("python tools/prepare_data.py --from_zip optic_disc_seg.zip --out {root} "
                 "(PaddleSeg's real data) or python tools/prepare_data.py --synthetic 200 "
                 "--seed 0 --out {root} (synthetic)")
 
 
-@manager.DATASETS.add_component
+@override_component(manager.DATASETS)
 class OpticDiscSeg(Dataset):
     """PaddleSeg's optic disc layout: dataset_root/{train,val,test}_list.txt, 2 classes.
 

@@ -6,11 +6,9 @@ renamed, so a crash mid-save leaves the previous checkpoint intact.
 """
 import glob
 import os
-import random
 import re
 import shutil
 
-import numpy as np
 import paddle
 
 from paddleseg_ext.errors import UserInputError
@@ -71,17 +69,6 @@ def save_atomic(final_dir, files):
     for name, obj in files.items():
         paddle.save(obj, os.path.join(tmp_dir, name))
     _replace_dir(tmp_dir, final_dir)
-
-
-def rng_state():
-    return {'python': random.getstate(), 'numpy': np.random.get_state(),
-            'paddle': paddle.get_rng_state()}
-
-
-def set_rng_state(state):
-    random.setstate(state['python'])
-    np.random.set_state(state['numpy'])
-    paddle.set_rng_state(state['paddle'])
 
 
 def checkpoint_dirs(save_dir):

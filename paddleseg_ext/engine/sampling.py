@@ -13,6 +13,11 @@ import paddle
 from paddleseg_ext.errors import UserInputError
 
 
+def iteration_seed(seed, *keys):
+    """A 32-bit seed derived from the run's seed and any keys (epoch, index, iteration)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
 class ResumableBatchSampler(paddle.io.BatchSampler):
     """Yields this rank's batches for iterations start_iter+1 .. iters.
 
@@ -79,7 +84,7 @@ class SeededSamples(paddle.io.Dataset):
     def __getitem__(self, key):
         index, epoch = key
         # paddleseg's transforms draw from Python's and numpy's global generators.
-        sample_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
+        sample_seed = iteration_seed(self.seed, epoch, index)
         random.seed(sample_seed)
         np.random.seed(sample_seed)
         return self.sample(index, flipped=random.random() < self.flip_prob)

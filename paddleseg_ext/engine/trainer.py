@@ -18,7 +18,7 @@ from paddleseg.utils import logger
 
 from paddleseg_ext.amp import amp_enabled, autocast
 from paddleseg_ext.engine import checkpoint
-from paddleseg_ext.engine.sampling import ResumableBatchSampler, SeededSamples
+from paddleseg_ext.engine.sampling import ResumableBatchSampler, SeededSamples, iteration_seed
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation import evaluate
 
@@ -153,7 +153,6 @@ class Trainer:
             trainable.aligners.set_state_dict(state['aligners'])
             start_iter, best_miou, best_iter = state['iter'], state['best_miou'], state['best_iter']
             seed = state['seed']
-            checkpoint.set_rng_state(state['rng'])
             logger.info(f'Resumed from {resume_dir} at iter {start_iter} '
                         f'(best mIoU so far {best_miou:.4f})')
         elif opts.resume_model == 'auto':
@@ -192,6 +191,10 @@ class Trainer:
             for images, labels, sample_keys in loader:
                 window.reader_cost += time.time() - tic
                 iteration += 1
+                # Dropout and other model randomness depend on (seed, iteration) alone, like
+                # the data: that is the whole RNG state a checkpoint needs for exact resume
+                # (paddle's own generator state does not survive pickling).
+                paddle.seed(iteration_seed(seed, iteration))
                 active = self.distiller.active_terms(iteration)
                 with autocast(opts.precision):
                     teacher_outputs = self.distiller.teacher_outputs(images, active, sample_keys)
@@ -261,7 +264,6 @@ class Trainer:
 
     def _save_checkpoint(self, iteration, optimizer, scaler, seed, best_miou, best_iter):
         state = {'iter': iteration, 'seed': seed, 'best_miou': best_miou, 'best_iter': best_iter,
-                 'rng': checkpoint.rng_state(),
                  'aligners': self.distiller.trainable.aligners.state_dict()}
         if scaler is not None:
             state['scaler'] = scaler.state_dict()

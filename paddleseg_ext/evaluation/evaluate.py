@@ -7,7 +7,7 @@ so the numbers match PaddleSeg's for the same model and data.
 
 `InferenceOptions` adds PaddleSeg's val.py test-time options: --aug_eval (multi-scale and
 flip: the softmax probabilities of every scale/flip, mapped back to the network input size,
-are averaged) and --is_slide (sliding-window inference: overlapping window logits averaged,
+are averaged; paddleseg 2.8's aug_inference averages raw logits instead) and --is_slide (sliding-window inference: overlapping window logits averaged,
 paddleseg.core.infer.slide_inference).
 """
 import contextlib
@@ -85,8 +85,14 @@ def _logits(model, image, options):
 
 
 def infer_scores(model, image, options):
-    """Class scores at the network input size: logits, or with aug_eval the mean softmax
-    probabilities over scales and flips (each flipped back and resized to the input size)."""
+    """Class scores at the network input size: the logits, or with aug_eval the log of the
+    softmax probabilities averaged over scales and flips (each prediction flipped back and
+    resized to the input size first).
+
+    The log keeps the result logit-like: bilinear resizing (to the label size) then argmax
+    picks the same class as for logits, so aug_eval with one scale of 1.0 and no flip is
+    exactly the plain evaluation.
+    """
     if not options.aug_eval:
         return _logits(model, image, options)
     height, width = image.shape[-2:]
@@ -102,7 +108,8 @@ def infer_scores(model, image, options):
             if list(logits.shape[-2:]) != [height, width]:
                 logits = F.interpolate(logits, [height, width], mode='bilinear')
             total = total + F.softmax(logits, axis=1)
-    return total / (len(options.scales) * len(flips))
+    mean_probability = total / (len(options.scales) * len(flips))
+    return paddle.log(paddle.clip(mean_probability, min=1e-30))
 
 
 @contextlib.contextmanager

@@ -59,7 +59,7 @@ def distiller_factory(teacher_config_path, student_config_path, teacher_model_pa
 
     def make_distiller(config, builder):
         teacher_config = load_teacher_config(teacher_config_path, config)
-        terms = parse_terms(config, builder.build_component)
+        terms = parse_terms(config, builder.build_component, student_config_path)
         if not terms:
             raise UserInputError(
                 f"{student_config_path}: no distill_loss and no distill_features: nothing to "

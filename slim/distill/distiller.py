@@ -27,7 +27,7 @@ class DistillTerm:
     coef: float
     student_paths: Optional[List[str]] = None  # None: compare logits
     teacher_paths: Optional[List[str]] = None
-    paired: bool = False  # the loss takes lists of tensors (FSPLoss), not one tensor
+    paired: bool = False  # the loss takes lists of tensors (FSPLoss), not one tensor each
     align: bool = False
     start_iter: int = 0
     end_iter: Optional[int] = None
@@ -124,29 +124,44 @@ def _as_paths(value, role, index):
     return paths
 
 
-def _number(value, key, minimum=None):
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or (
+def _number(value, key, minimum=None, integer=False):
+    kinds = int if integer else (int, float)
+    if value is None or isinstance(value, bool) or not isinstance(value, kinds) or (
             minimum is not None and value < minimum):
-        raise UserInputError(f"{key}: expected a number"
+        raise UserInputError(f"{key}: expected {'an integer' if integer else 'a number'}"
                              f"{'' if minimum is None else f' >= {minimum}'}, got {value!r}")
     return value
 
 
-def parse_terms(config, build_component):
+def _build_loss(loss_cfg, where, build_component):
+    if not isinstance(loss_cfg, dict) or 'type' not in loss_cfg:
+        raise UserInputError(f"{where}: expected a mapping with `type:`, e.g. "
+                             f"{{type: ChannelWiseDistillLoss, tau: 4}}, got {loss_cfg!r}")
+    try:
+        return build_component(loss_cfg)
+    except Exception as exc:
+        message = ' '.join(str(exc).split()).split('The error message is: ')[-1]
+        raise UserInputError(f"{where}: cannot build {loss_cfg['type']}: {message}: check "
+                             f"its arguments") from None
+
+
+def parse_terms(config, build_component, config_path=''):
     """DistillTerms from the student config's `distill_loss` and `distill_features`."""
     terms = []
+    prefix = f"{config_path}: " if config_path else ''
     distill_loss = config.distill_loss_cfg
     if distill_loss:
         types, coefs = distill_loss.get('types', []), distill_loss.get('coef', [])
-        if len(types) != len(coefs):
-            raise UserInputError(f"distill_loss: {len(types)} types but {len(coefs)} coef "
-                                 f"values: give one coef per type")
-        for loss_cfg, coef in zip(types, coefs):
-            terms.append(DistillTerm(name=f"{loss_cfg['type']}(logits)",
-                                     loss=build_component(loss_cfg),
-                                     coef=_number(coef, 'distill_loss.coef')))
+        if not isinstance(types, list) or not isinstance(coefs, list) or len(types) != len(coefs):
+            raise UserInputError(f"{prefix}distill_loss: expected lists `types` and `coef` of "
+                                 f"equal length, got {len(types)} types and {len(coefs)} coef")
+        for index, (loss_cfg, coef) in enumerate(zip(types, coefs)):
+            where = f"{prefix}distill_loss.types[{index}]"
+            loss = _build_loss(loss_cfg, where, build_component)
+            terms.append(DistillTerm(name=f"{loss_cfg['type']}(logits)", loss=loss,
+                                     coef=_number(coef, f'{prefix}distill_loss.coef')))
     for index, item in enumerate(config.dic.get('distill_features') or []):
-        where = f"distill_features[{index}]"
+        where = f"{prefix}distill_features[{index}]"
         if not isinstance(item, dict):
             raise UserInputError(f"{where}: expected a mapping with student, teacher, loss")
         for key in item:
@@ -157,33 +172,35 @@ def parse_terms(config, build_component):
         for key in ('student', 'teacher', 'loss'):
             if key not in item:
                 raise UserInputError(f"{where}: missing key {key!r}")
+        loss = _build_loss(item['loss'], f"{where}.loss", build_component)
+        # How many layers per model the loss compares (FSPLoss: 2) decides the YAML form.
+        per_model = getattr(loss, 'layers_per_model', 1)
         student_paths = _as_paths(item['student'], 'student', index)
         teacher_paths = _as_paths(item['teacher'], 'teacher', index)
-        if len(student_paths) != len(teacher_paths):
-            raise UserInputError(f"{where}: {len(student_paths)} student layers but "
-                                 f"{len(teacher_paths)} teacher layers: they pair up one to one")
-        if not isinstance(item['loss'], dict) or 'type' not in item['loss']:
-            raise UserInputError(f"{where}.loss: expected a mapping with `type:`, e.g. "
-                                 f"{{type: ChannelWiseDistillLoss, tau: 4}}")
+        for role, paths in (('student', student_paths), ('teacher', teacher_paths)):
+            if len(paths) != per_model:
+                raise UserInputError(
+                    f"{where}.{role}: {item['loss']['type']} compares {per_model} layer(s) per "
+                    f"model, got {len(paths)}: give {'one dotted path' if per_model == 1 else f'a list of {per_model} paths'}")
         align = item.get('align', False)
         if align not in ('auto', True, False, None):
             raise UserInputError(f"{where}.align: expected auto, true or false, got {align!r}")
+        start_iter = _number(item.get('start_iter', 0), f"{where}.start_iter", 0, integer=True)
         end_iter = item.get('end_iter')
+        if end_iter is not None:
+            _number(end_iter, f"{where}.end_iter", start_iter + 1, integer=True)
         terms.append(DistillTerm(
             name=item.get('name') or f"{item['loss']['type']}({student_paths[0]})",
-            loss=build_component(item['loss']),
-            coef=_number(item.get('coef', 1.0), f"{where}.coef"),
+            loss=loss, coef=_number(item.get('coef', 1.0), f"{where}.coef"),
             student_paths=student_paths, teacher_paths=teacher_paths,
-            paired=not isinstance(item['student'], str),
-            align=bool(align),
-            start_iter=int(_number(item.get('start_iter', 0), f"{where}.start_iter", 0)),
-            end_iter=None if end_iter is None else int(_number(end_iter, f"{where}.end_iter", 0))))
+            paired=per_model > 1, align=bool(align),
+            start_iter=start_iter, end_iter=end_iter))
     return terms
 
 
-def _probe_shapes(model, paths, input_shape):
+def _probe_shapes(model, paths, input_shape, role):
     """Output shapes of the main logits and of each recorded path, from one dummy forward."""
-    recorder = FeatureRecorder(model, paths, 'probe')
+    recorder = FeatureRecorder(model, paths, role)
     logits = dummy_forward(model, input_shape)
     records = recorder.pop()
     recorder.remove()
@@ -194,8 +211,8 @@ def build_aligners(terms, student, teacher_model, input_shape, student_name, tea
     """Checks classes and channels with one dummy forward of each model; builds aligners."""
     student_paths = [p for t in terms for p in (t.student_paths or [])]
     teacher_paths = [p for t in terms for p in (t.teacher_paths or [])]
-    s_logits, s_shapes = _probe_shapes(student, student_paths, input_shape)
-    t_logits, t_shapes = _probe_shapes(teacher_model, teacher_paths, input_shape)
+    s_logits, s_shapes = _probe_shapes(student, student_paths, input_shape, 'student')
+    t_logits, t_shapes = _probe_shapes(teacher_model, teacher_paths, input_shape, 'teacher')
     if s_logits[1] != t_logits[1]:
         raise UserInputError(f"teacher ({teacher_name}) predicts {t_logits[1]} classes but the "
                              f"student ({student_name}) {s_logits[1]}: num_classes must match")

@@ -27,6 +27,8 @@ class FSPLoss(nn.Layer):
     Only the channel counts must agree between networks: the FSP matrix does
     not depend on the spatial size.
     """
+    # distill_features gives this loss two layers per model (a list of two paths).
+    layers_per_model = 2
 
     def forward(self, student_feats, teacher_feats, label=None):
         """

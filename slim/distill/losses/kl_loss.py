@@ -3,9 +3,15 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
+from paddleseg_ext.registry import override_component
+
 from ._shapes import align_student_to_teacher
 
 
+# Deliberately replaces PaddleSeg's own KLLoss, so configs written for PaddleSeg's
+# distillation tutorial (`type: KLLoss`) get this one: separate teacher/student
+# temperatures (PaddleSlim's soft_label_loss) and a proper per-pixel KL.
+@override_component(manager.LOSSES)
 class KLLoss(nn.Layer):
     """Per-pixel KL divergence between teacher and student class distributions.
 
@@ -62,11 +68,3 @@ class KLLoss(nn.Layer):
             mean_kl = paddle.sum(pixel_kl * valid) / paddle.clip(
                 paddle.sum(valid), min=1.0)
         return mean_kl * self.student_temperature * self.teacher_temperature
-
-
-# Deliberately replaces PaddleSeg's own ``KLLoss`` so configs written for
-# PaddleSeg's distillation tutorial (``type: KLLoss``) get this version, which
-# supports separate teacher/student temperatures (PaddleSlim's soft_label_loss)
-# and is a proper per-pixel KL. ``add_component`` would warn about the
-# duplicate name, so the entry is overwritten directly.
-manager.LOSSES.components_dict['KLLoss'] = KLLoss
