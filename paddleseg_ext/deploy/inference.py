@@ -54,14 +54,22 @@ def model_files(inference_dir):
     return tuple(files)
 
 
-_QUANT_OPS = (b'quantize_linear', b'fake_quantize', b'fake_channel_wise_quantize')
-
-
 def is_quantized(model_file):
-    """Whether the program holds quantization ops (a PaddleSlim int8 model)."""
-    with open(model_file, 'rb') as f:
-        program = f.read()
-    return any(op in program for op in _QUANT_OPS)
+    """Whether the program runs quantization ops (a PaddleSlim int8 model)."""
+    from paddle.base import core
+    try:
+        with open(model_file, 'rb') as f:
+            desc = core.ProgramDesc(f.read())
+    except Exception:  # not a program: creating the predictor reports it
+        return False
+    for block_index in range(desc.num_blocks()):
+        block = desc.block(block_index)
+        for op_index in range(block.op_size()):
+            op_type = block.op(op_index).type()
+            if op_type in ('quantize_linear', 'dequantize_linear') or (
+                    op_type.startswith('fake_') and 'quantize' in op_type):
+                return True
+    return False
 
 
 class InferenceModel:

@@ -88,6 +88,17 @@ class StopRequest:
     def _handle(self, signum, frame):
         self.signal_name = signal.Signals(signum).name
 
+    def requested(self, world_size):
+        """Whether to stop after this iteration; under data parallelism all ranks agree,
+        so none waits for a gradient all-reduce that never comes."""
+        if world_size == 1:
+            return self.signal_name is not None
+        flag = paddle.to_tensor([int(self.signal_name is not None)])
+        paddle.distributed.all_reduce(flag, op=paddle.distributed.ReduceOp.MAX)
+        if flag.item() and self.signal_name is None:
+            self.signal_name = 'a signal to another process'
+        return bool(flag.item())
+
 
 class RunLog:
     """Log lines, VisualDL scalars and a JSON-lines record, on rank 0 only."""
@@ -204,8 +215,9 @@ class Trainer:
                                                    teacher_outputs, labels)
                 total = paddle.add_n([value for _, value in terms])
                 if scaler is not None:
-                    scaler.scale(total).backward()
-                    scaler.minimize(optimizer, scaler.scale(total))
+                    scaled = scaler.scale(total)
+                    scaled.backward()
+                    scaler.minimize(optimizer, scaled)
                 else:
                     total.backward()
                     optimizer.step()
@@ -229,7 +241,7 @@ class Trainer:
                     self._log_train(iteration, window, optimizer.get_lr(), run_log)
                     window = LogWindow()
 
-                stopping = stop.signal_name is not None
+                stopping = stop.requested(self.world_size)
                 if iteration % opts.save_interval == 0 or iteration == self.iters or stopping:
                     if opts.do_eval and not stopping:
                         metrics = evaluate(self.distiller.student, val_dataset,
