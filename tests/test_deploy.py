@@ -289,12 +289,23 @@ def write_fake_run(folder, terms, seed):
             values = {term: float(rng.uniform(0.1, 1.0)) for term in terms}
             values['loss'] = sum(values.values())
             f.write(json.dumps({'iter': iteration, 'tag': 'Train', **values, 'lr': 0.01,
-                                'batch_cost': 0.3, 'reader_cost': 0.01, 'ips': 10.0}) + '\n')
+                                'batch_cost': 0.3, 'reader_cost': 0.01, 'ips': 10.0,
+                                'cpu_util': 0.9}) + '\n')
             if iteration % 50 == 0:
                 f.write(json.dumps({'iter': iteration, 'tag': 'Evaluate',
                                     'mIoU': float(rng.uniform(0.5, 0.9)), 'Acc': 0.9,
                                     'Kappa': 0.5, 'Dice': 0.7}) + '\n')
         f.write('{"iter": 110, "tag": "Tr')  # cut off while being written
+
+
+def test_plot_reads_loss_terms_of_resumed_runs(tmp_path):
+    from paddleseg_ext.deploy.plot import loss_terms, read_run_log
+    write_fake_run(str(tmp_path / 'run'), ['CrossEntropyLoss', 'KLLoss(logits)'], 0)
+    with open(tmp_path / 'run' / 'train_log.jsonl', 'a') as f:  # resumed at iter 50
+        f.write('\n' + json.dumps({'iter': 60, 'tag': 'Train', 'loss': 9.0, 'lr': 0.1}) + '\n')
+    records = read_run_log(str(tmp_path / 'run'))
+    assert loss_terms(records['Train']) == ['loss', 'CrossEntropyLoss', 'KLLoss(logits)']
+    assert records['Train'][60]['loss'] == 9.0 and sorted(records['Evaluate']) == [50, 100]
 
 
 def test_plot_run_writes_png_without_paddle(tmp_path):
@@ -327,7 +338,7 @@ def test_quantize_int8(exported, image_folder, synthetic_root, tmp_path):
                         '(pip install --no-deps -r requirements-slim.txt)')
     from paddleseg_ext.deploy.quantize import quantize
     save_dir = str(tmp_path / 'int8')
-    results = quantize(TINY_STUDENT, exported, save_dir, batch_nums=2, runs=3,
+    results = quantize(TINY_STUDENT, exported, save_dir, batch_nums=4, runs=3,
                        opts=data_opts(synthetic_root)[1:])
     assert {'model.pdmodel', 'model.pdiparams', 'deploy.yaml'} <= set(os.listdir(save_dir))
     int8 = InferenceModel(save_dir)

@@ -1,11 +1,13 @@
 """End-to-end tests of train.py and val.py as a user runs them (subprocesses, tiny configs).
 
-Slow parts run concurrently (the machine has 2 cores and each script spends most of its
-time importing paddle), so every test here reads results from a module-scoped fixture.
+Runs are shared through module-scoped fixtures, and independent runs go concurrently (each
+script spends most of its time importing paddle, not computing). A failing run on bad input
+is killed after BAD_INPUT_TIMEOUT seconds, so a hang is reported instead of blocking pytest.
 """
 import json
 import os
 import re
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -33,11 +35,20 @@ model:
 """
 
 
-def run_parallel(commands, workers=4):
-    """{name: CompletedProcess} for {name: argv of run_cli}, at most `workers` at a time."""
+def run_parallel(commands, workers=4, timeout=300):
+    """{name: CompletedProcess} for {name: argv of run_cli}, at most `workers` at a time.
+
+    A run past `timeout` is killed (SIGKILL) and its entry is the TimeoutExpired.
+    """
+    def run(name):
+        try:
+            return run_cli(*commands[name], timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            return exc
+
     names = list(commands)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda name: run_cli(*commands[name]), names))
+        results = list(pool.map(run, names))
     return dict(zip(names, results))
 
 
@@ -54,6 +65,10 @@ def snapshot(folder):
 
 def error_line(result):
     """The single `error: ...` line of a failed run; checks there is one and no traceback."""
+    if isinstance(result, subprocess.TimeoutExpired):
+        stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
+        pytest.fail(f'{result.cmd[1:]} hung: killed after {result.timeout} s '
+                    f'(expected exit code 1); stderr tail:\n{(stderr or "")[-800:]}')
     assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
     assert 'Traceback' not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
@@ -174,6 +189,21 @@ def test_train_log_line_has_paddleseg_fields(tiny_run):
         assert re.search(pattern, line), (pattern, line)
 
 
+def test_logged_lr_is_the_lr_of_that_iteration(tiny_run):
+    """As PaddleSeg's train loop: lr is read before the scheduler steps for the next iter.
+
+    tiny configs: PolynomialDecay(0.01, end_lr 0, power 0.9), decay_steps = iters = 4, so
+    iteration 4 trains with 0.01 * (1 - 3/4) ** 0.9 (the 4th value of the schedule).
+    """
+    save_dir, train, _, _ = tiny_run
+    expected = 0.01 * (1 - 3 / 4) ** 0.9
+    with open(os.path.join(save_dir, 'train_log.jsonl')) as f:
+        record = [r for r in map(json.loads, f) if r['tag'] == 'Train' and r['iter'] == 4][0]
+    assert abs(record['lr'] - expected) < 1e-9, (record['lr'], expected)
+    line = [line for line in train.stdout.splitlines() if 'iter: 4/4' in line][0]
+    assert f'lr: {expected:.6f}' in line, line
+
+
 def test_val_reports_and_writes_json(tiny_run):
     save_dir, _, val, metrics_path = tiny_run
     assert val.returncode == 0, val.stderr[-3000:]
@@ -201,12 +231,15 @@ def foreign_run(tmp_path_factory):
     train = run_cli('train.py', '--config', config, '--save_interval', '1', '--do_eval',
                     '--seed', '1', '--save_dir', save_dir)
     assert train.returncode == 0, train.stderr[-3000:]
+    # best and last; iter_1 too, as an untrained model's (eval-mode) predictions there are
+    # more likely to mix both classes than the nearly-all-background ones of later iters.
     weights = {'best': os.path.join(save_dir, 'best_model'),
-               'last': os.path.join(save_dir, 'iter_3')}
+               'last': os.path.join(save_dir, 'iter_3'),
+               'first': os.path.join(save_dir, 'iter_1')}
     vals = run_parallel({
         name: ('val.py', '--config', config, '--model_path', path,
                '--json', str(base / f'{name}.json'))
-        for name, path in weights.items()}, workers=2)
+        for name, path in weights.items()}, workers=3)
     return root, save_dir, weights, vals, base
 
 
@@ -247,7 +280,7 @@ def independent_miou(weights_dir, root):
     return float(class_iou.mean()), class_iou, cm
 
 
-@pytest.mark.parametrize('which', ['best', 'last'])
+@pytest.mark.parametrize('which', ['best', 'last', 'first'])
 def test_val_miou_matches_independent_computation(foreign_run, which):
     root, _, weights, vals, base = foreign_run
     val = vals[which]
@@ -353,6 +386,10 @@ def _bad_input_cases(base, synthetic_root):
     label[0, 0] = 7
     cv2.imwrite(label_path, label)
     cases['label_value'] = (argv, save_dir, [label_path, 'value 7'])
+    # The same with a DataLoader worker process: the error must still come out as one line.
+    cases['label_value_workers'] = (argv + ('--num_workers', '1', '--save_dir',
+                                            save_dir + '_workers'),
+                                    save_dir + '_workers', [label_path, 'value 7'])
 
     root, argv, save_dir = foreign_case('size_mismatch')
     label_path = list_pairs(root, 'train')[2][1]
@@ -388,18 +425,24 @@ def _bad_input_cases(base, synthetic_root):
     return cases
 
 
+# A run that fails on bad input is done in seconds; past this it hangs.
+BAD_INPUT_TIMEOUT = 45
+
+
 @pytest.fixture(scope='module')
 def bad_input_runs(synthetic_root, tmp_path_factory):
     base = str(tmp_path_factory.mktemp('bad_inputs'))
     cases = _bad_input_cases(base, synthetic_root)
     before = {name: snapshot(save_dir) for name, (_, save_dir, _) in cases.items()}
-    results = run_parallel({name: argv for name, (argv, _, _) in cases.items()}, workers=5)
+    results = run_parallel({name: argv for name, (argv, _, _) in cases.items()},
+                           workers=len(cases),
+                           timeout=BAD_INPUT_TIMEOUT)
     return {name: (results[name], save_dir, expected, before[name])
             for name, (_, save_dir, expected) in cases.items()}
 
 
 BAD_INPUT_CASES = ['top_key', 'model_type', 'loss_type', 'three_columns', 'label_value',
-                   'size_mismatch', 'empty_image', 'unwritable', 'not_a_checkpoint']
+                   'label_value_workers', 'size_mismatch', 'empty_image', 'unwritable', 'not_a_checkpoint']
 
 
 @pytest.mark.parametrize('case', BAD_INPUT_CASES)

@@ -3,7 +3,8 @@
 Writes SAVE_DIR/model.pdmodel, model.pdiparams and deploy.yaml (the config's val transforms,
 input shape and output op), e.g.
 
-  python tools/export.py --config configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml \
+  python tools/export.py \
+      --config configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml \
       --model_path output/student/best_model/model.pdparams --save_dir output/student_infer
 """
 import argparse

@@ -4,7 +4,8 @@
 relative to the list file's folder). Writes SAVE_DIR/pseudo_color_prediction/<name>.png
 (palette PNG of class ids) and SAVE_DIR/added_prediction/<name>.jpg (overlay), e.g.
 
-  python tools/predict.py --config configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml \
+  python tools/predict.py \
+      --config configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml \
       --model_path output/student/best_model/model.pdparams \
       --image_path data/optic_disc_seg/JPEGImages --save_dir output/predict
 """

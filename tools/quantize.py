@@ -6,7 +6,8 @@ tools/predict.py --inference_dir), then prints val mIoU and the median CPU laten
 of the float and the int8 model, both through Paddle Inference. Needs the extras:
 `pip install --no-deps -r requirements-slim.txt`. E.g.
 
-  python tools/quantize.py --config configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml \
+  python tools/quantize.py \
+      --config configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml \
       --inference_dir output/student_infer --save_dir output/student_int8
 """
 import argparse
@@ -48,8 +49,9 @@ def report(results):
         r = results[name]
         lines.append(f"{name:<6} {r['miou']:>9.4f} {r['acc']:>8.4f} {r['latency_ms']:>11.2f} "
                      f"{r['params_mb']:>10.1f}")
+    speedup = results['float']['latency_ms'] / results['int8']['latency_ms']
     lines.append(f"latency: median per {shape} image, Paddle Inference on CPU (oneDNN), "
-                 f"int8 speed-up x{results['float']['latency_ms'] / results['int8']['latency_ms']:.2f}")
+                 f"int8 speed-up x{speedup:.2f}")
     return '\n'.join(lines)
 
 

@@ -9,9 +9,13 @@ paddle): tools/plot_run.py loads it by its file path, so plotting needs matplotl
 import json
 import math
 import os
+import sys
 
-# Train-record keys that are not loss terms.
-NON_LOSS_KEYS = ('iter', 'tag', 'lr', 'batch_cost', 'reader_cost', 'ips')
+# Train-record keys that are not loss terms (RunLog writes the terms next to these), and
+# name endings of the same kind (timings, utilisation, memory).
+NON_LOSS_KEYS = ('iter', 'tag', 'lr', 'batch_cost', 'reader_cost', 'ips', 'cpu_util', 'epoch',
+                 'eta', 'memory', 'max_memory')
+NON_LOSS_SUFFIXES = ('_cost', '_util', '_time', '_mem', '_memory', '_ms', '_s')
 LOG_NAME = 'train_log.jsonl'
 
 
@@ -22,39 +26,53 @@ class RunLogError(ValueError):
 def read_run_log(run_dir):
     """{'Train': {iter: record}, 'Evaluate': {iter: record}} of run_dir/train_log.jsonl.
 
-    A resumed run appends to the same file; the last record of an iteration wins. A cut-off
-    last line (a run still writing) is skipped.
+    A resumed run appends to the same file; the last record of an iteration wins. Lines that
+    are not records (cut off by a crash or while being written) are skipped with a warning.
     """
     path = run_dir if run_dir.endswith('.jsonl') else os.path.join(run_dir, LOG_NAME)
     if not os.path.isfile(path):
         raise RunLogError(f"'{path}' does not exist: pass a training --save_dir (it holds "
                           f"{LOG_NAME})")
-    with open(path) as f:
-        lines = f.read().splitlines()
     records = {'Train': {}, 'Evaluate': {}}
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            iteration = int(record['iter'])
-            tag = record['tag']
-        except (ValueError, KeyError, TypeError) as exc:
-            if line_no == len(lines):
-                continue  # cut off while being written
-            raise RunLogError(f"{path}:{line_no}: not a log record ({exc}): the file is "
-                              f"damaged; remove that line") from None
-        if tag in records:
-            records[tag][iteration] = record
+    damaged = []
+    with open(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                iteration = int(record['iter'])
+                tag = record['tag']
+            except (ValueError, KeyError, TypeError):
+                damaged.append(line_no)
+                continue
+            if tag in records:
+                records[tag][iteration] = record
+    if damaged:
+        print(f"warning: {path}: skipped {len(damaged)} line(s) that are not log records "
+              f"(line {', '.join(map(str, damaged[:5]))})", file=sys.stderr)
     if not records['Train'] and not records['Evaluate']:
         raise RunLogError(f"'{path}' has no Train or Evaluate records yet: train for at "
                           f"least --log_iters iterations")
     return records
 
 
-def _series(records, key):
-    points = sorted((it, rec[key]) for it, rec in records.items()
-                    if isinstance(rec.get(key), (int, float)) and math.isfinite(rec[key]))
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _losses(record):
+    """{term: value} of a Train record: its 'losses' mapping where it has one, else every
+    numeric key that is not a known non-loss key."""
+    if isinstance(record.get('losses'), dict):
+        return {k: v for k, v in record['losses'].items() if _number(v)}
+    return {k: v for k, v in record.items()
+            if _number(v) and k not in NON_LOSS_KEYS and not k.endswith(NON_LOSS_SUFFIXES)}
+
+
+def _series(records, key, values=lambda record: record):
+    points = sorted((it, values(rec)[key]) for it, rec in records.items()
+                    if _number(values(rec).get(key)))
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -62,9 +80,7 @@ def loss_terms(train_records):
     """Loss term names in first-seen order ('loss', the total, first)."""
     names = []
     for record in train_records.values():
-        for key, value in record.items():
-            if key not in NON_LOSS_KEYS and key not in names and isinstance(value, (int, float)):
-                names.append(key)
+        names += [key for key in _losses(record) if key not in names]
     return sorted(names, key=lambda name: name != 'loss')
 
 
@@ -96,7 +112,7 @@ def plot_runs(run_dirs, out_path, title=None):
     for index, (label, records) in enumerate(runs):
         color = colors[index % len(colors)]
         for term_index, term in enumerate(loss_terms(records['Train'])):
-            xs, ys = _series(records['Train'], term)
+            xs, ys = _series(records['Train'], term, _losses)
             ax_loss.plot(xs, ys, color=color, linestyle=styles[term_index % len(styles)],
                          linewidth=1.8 if term == 'loss' else 1.2, label=f'{label}: {term}')
         xs, ys = _series(records['Evaluate'], 'mIoU')

@@ -85,9 +85,11 @@ def calibration_loader(dataset, feed_name, batch_size, batch_nums):
 
 @contextlib.contextmanager
 def static_mode():
+    """Static graph mode with fresh programs (the calibration feed variable lives there)."""
     paddle.enable_static()
     try:
-        yield
+        with paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()):
+            yield
     finally:
         paddle.disable_static()
 

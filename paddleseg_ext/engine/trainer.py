@@ -68,6 +68,20 @@ def seg_losses(logits_list, label, loss_cfg):
     return terms
 
 
+def batches(samples, sampler, num_workers):
+    """Training batches: worker processes, or with num_workers 0 the main thread itself.
+
+    paddle's DataLoader reads in a background thread even with no workers, where a bad
+    image's error is printed and the loop hangs; read here, it reaches the CLI as one line.
+    """
+    if num_workers > 0:
+        return paddle.io.DataLoader(samples, batch_sampler=sampler, num_workers=num_workers,
+                                    return_list=True, persistent_workers=True)
+    collate = paddle.io.dataloader.collate.default_collate_fn
+    return ([paddle.to_tensor(field) for field in collate([samples[key] for key in keys])]
+            for keys in sampler)
+
+
 def build_optimizer(builder, trainable):
     """The config's optimizer over `trainable` (student and align layers), as SegBuilder does."""
     opt_cfg = builder.config.optimizer_cfg
@@ -179,9 +193,7 @@ class Trainer:
                                         seed, start_iter, self.rank, self.world_size)
         samples = SeededSamples(train_dataset, seed,
                                 explicit_flip=self.distiller.uses_teacher_cache)
-        loader = paddle.io.DataLoader(samples, batch_sampler=sampler,
-                                      num_workers=opts.num_workers, return_list=True,
-                                      persistent_workers=opts.num_workers > 0)
+        loader = batches(samples, sampler, opts.num_workers)
         scaler = None
         if amp_enabled(opts.precision) and opts.precision == 'fp16':
             scaler = paddle.amp.GradScaler(init_loss_scaling=1024)

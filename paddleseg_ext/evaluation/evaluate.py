@@ -7,8 +7,9 @@ so the numbers match PaddleSeg's for the same model and data.
 
 `InferenceOptions` adds PaddleSeg's val.py test-time options: --aug_eval (multi-scale and
 flip: the softmax probabilities of every scale/flip, mapped back to the network input size,
-are averaged; paddleseg 2.8's aug_inference averages raw logits instead) and --is_slide (sliding-window inference: overlapping window logits averaged,
-paddleseg.core.infer.slide_inference).
+are averaged; paddleseg 2.8's aug_inference averages raw logits instead) and --is_slide
+(sliding-window inference: overlapping window logits averaged, paddleseg's
+slide_inference, which works on paddle 2.6).
 """
 import contextlib
 import dataclasses
@@ -99,7 +100,7 @@ def infer_scores(model, image, options):
     total = 0
     flips = paddleseg_infer.flip_combination(options.flip_horizontal, options.flip_vertical)
     for scale in options.scales:
-        size = [int(height * scale + 0.5), int(width * scale + 0.5)]
+        size = [max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))]
         scaled = image if size == [height, width] else F.interpolate(image, size,
                                                                      mode='bilinear')
         for flip in flips:

@@ -1,0 +1,57 @@
+"""Resuming a run gives the weights of the uninterrupted run."""
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from conftest import TEST_CONFIGS, data_opts, run_cli
+
+TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
+
+
+def train(save_dir, iters, root, *extra, opts=()):
+    return run_cli('train.py', '--config', TINY_STUDENT, '--iters', str(iters),
+                   '--save_interval', '3', '--num_workers', '0', '--seed', '3',
+                   '--save_dir', save_dir, *extra, *data_opts(root), *opts)
+
+
+def load_numpy(path):
+    import paddle
+    return {key: np.asarray(value.numpy() if hasattr(value, 'numpy') else value)
+            for key, value in paddle.load(path).items()}
+
+
+def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path):
+    whole_dir = str(tmp_path / 'whole')
+    split_dir = str(tmp_path / 'split')
+    # The first half stops at iter 3 of a 6-iteration schedule: PolynomialDecay's
+    # decay_steps defaults to --iters, so it is pinned to 6 as in the uninterrupted run.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        whole = pool.submit(train, whole_dir, 6, synthetic_root)
+        first = pool.submit(train, split_dir, 3, synthetic_root,
+                            opts=('lr_scheduler.decay_steps=6',))
+        whole, first = whole.result(), first.result()
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(n for n in os.listdir(split_dir) if n.startswith('iter_')) == ['iter_3']
+
+    second = train(split_dir, 6, synthetic_root, '--resume_model', 'auto')
+    assert second.returncode == 0, second.stderr[-3000:]
+    resumed_from = os.path.join(split_dir, 'iter_3')
+    assert re.search(rf'Resumed from {re.escape(resumed_from)} at iter 3\b', second.stdout), \
+        second.stdout[-3000:]
+    assert 'Training 6 iterations from iter 3' in second.stdout
+
+    expected = load_numpy(os.path.join(whole_dir, 'iter_6', 'model.pdparams'))
+    actual = load_numpy(os.path.join(split_dir, 'iter_6', 'model.pdparams'))
+    assert sorted(actual) == sorted(expected)
+    different = {key: float(np.abs(actual[key] - expected[key]).max())
+                 for key in expected
+                 if actual[key].shape != expected[key].shape
+                 or not np.allclose(actual[key], expected[key], rtol=0, atol=1e-5)}
+    assert not different, f'{len(different)} of {len(expected)} tensors differ: ' \
+                          f'{dict(list(different.items())[:5])}'
+    # The run really trained: iter 3 and iter 6 weights are not the same.
+    at_3 = load_numpy(os.path.join(split_dir, 'iter_3', 'model.pdparams'))
+    assert any(not np.allclose(at_3[key], actual[key]) for key in actual)
