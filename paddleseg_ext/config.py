@@ -141,6 +141,9 @@ def build(builder: SegBuilder, component: str):
     except UserInputError:
         raise
     except Exception as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, UserInputError):  # raised inside a component's constructor
+            raise cause from None
         message = ' '.join(str(exc).split())
         if component == 'model' and ('download' in message.lower() or 'url' in message.lower()
                                      or 'connection' in message.lower()):

@@ -37,13 +37,26 @@ def read_file_list(list_path, dataset_root, mode, separator=' '):
                     f"{list_path}:{line_no}: expected 'image_path{separator}label_path', "
                     f"got {line.strip()!r}: fix that line of the list file")
             paths = [os.path.join(dataset_root, item) for item in items]
-            for path in paths:
-                if not os.path.isfile(path):
-                    raise UserInputError(
-                        f"{list_path}:{line_no}: file '{path}' does not exist: "
-                        f"fix the path or remove the line")
+            sizes = [_image_size(path, list_path, line_no) for path in paths]
+            if len(sizes) == 2 and sizes[0] != sizes[1]:
+                raise UserInputError(
+                    f"label '{paths[1]}' is {sizes[1][0]}x{sizes[1][1]} but its image "
+                    f"'{paths[0]}' is {sizes[0][0]}x{sizes[0][1]}: they must match")
             pairs.append(paths if len(paths) == 2 else [paths[0], None])
     return pairs
+
+
+def _image_size(path, list_path, line_no):
+    """(width, height) from the file header: a cheap check of every file before training."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"{list_path}:{line_no}: file '{path}' does not exist: "
+                             f"fix the path or remove the line")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:
+        raise UserInputError(f"'{path}' ({list_path}:{line_no}) cannot be read as an image: "
+                             f"the file is empty or damaged; replace it or remove its line") from None
 
 
 @override_component(manager.DATASETS)

@@ -65,9 +65,11 @@ class SeededSamples(paddle.io.Dataset):
     Normalize), so the data are the same; the teacher cache needs to know the flip.
     """
 
-    def __init__(self, dataset, seed, explicit_flip=False):
+    def __init__(self, dataset, seed, explicit_flip=False, error_file=None):
         self.dataset = dataset
         self.seed = seed
+        # A worker process's UserInputError is written here for the main process to raise.
+        self.error_file = error_file
         self.flip_prob = 0.0
         if explicit_flip:
             # A shallow copy with its own transform list: the caller's dataset is unchanged.
@@ -87,7 +89,13 @@ class SeededSamples(paddle.io.Dataset):
         sample_seed = iteration_seed(self.seed, epoch, index)
         random.seed(sample_seed)
         np.random.seed(sample_seed)
-        return self.sample(index, flipped=random.random() < self.flip_prob)
+        try:
+            return self.sample(index, flipped=random.random() < self.flip_prob)
+        except UserInputError as exc:
+            if self.error_file:
+                with open(self.error_file, 'w') as f:
+                    f.write(str(exc))
+            raise
 
     def sample(self, index, flipped):
         """(image, label, sample_key) of one index, flipped or not."""

@@ -8,6 +8,8 @@ import json
 import math
 import os
 import signal
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -75,11 +77,37 @@ def batches(samples, sampler, num_workers):
     image's error is printed and the loop hangs; read here, it reaches the CLI as one line.
     """
     if num_workers > 0:
-        return paddle.io.DataLoader(samples, batch_sampler=sampler, num_workers=num_workers,
-                                    return_list=True, persistent_workers=True)
+        return _worker_batches(samples, sampler, num_workers)
     collate = paddle.io.dataloader.collate.default_collate_fn
     return ([paddle.to_tensor(field) for field in collate([samples[key] for key in keys])]
             for keys in sampler)
+
+
+def _worker_batches(samples, sampler, num_workers):
+    """DataLoader batches; a bad sample in a worker becomes the worker's one-line error."""
+    handle, samples.error_file = tempfile.mkstemp(prefix='sample_error_')
+    os.close(handle)
+    default_hook = threading.excepthook
+
+    def quiet_when_reported(args):
+        # paddle's reader thread re-raises the worker's error and prints its traceback;
+        # the main thread reports a bad sample as one line instead.
+        if os.path.getsize(samples.error_file) == 0:
+            default_hook(args)
+
+    threading.excepthook = quiet_when_reported
+    try:
+        yield from paddle.io.DataLoader(samples, batch_sampler=sampler, num_workers=num_workers,
+                                        return_list=True, persistent_workers=True)
+    except Exception:
+        with open(samples.error_file) as f:
+            message = f.read()
+        if message:
+            raise UserInputError(message) from None
+        raise
+    finally:
+        threading.excepthook = default_hook
+        os.remove(samples.error_file)
 
 
 def build_optimizer(builder, trainable):
@@ -101,6 +129,9 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         self.signal_name = signal.Signals(signum).name
+        # A second signal stops at once (e.g. a run stuck in a collective).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
 
     def requested(self, world_size):
         """Whether to stop after this iteration; under data parallelism all ranks agree,
@@ -115,21 +146,28 @@ class StopRequest:
 
 
 class RunLog:
-    """Log lines, VisualDL scalars and a JSON-lines record, on rank 0 only."""
+    """VisualDL scalars and a JSON-lines record, on rank 0 only.
+
+    Files are opened at the first record, so a run that fails on its first batch leaves
+    save_dir as it found it.
+    """
 
     def __init__(self, save_dir, use_vdl, enabled):
+        self.save_dir = save_dir
+        self.use_vdl = use_vdl
         self.enabled = enabled
         self.vdl = None
         self.jsonl = None
-        if enabled:
-            if use_vdl:
-                from visualdl import LogWriter
-                self.vdl = LogWriter(save_dir)
-            self.jsonl = open(os.path.join(save_dir, 'train_log.jsonl'), 'a')
 
     def record(self, iteration, tag, values):
         if not self.enabled:
             return
+        if self.jsonl is None:
+            os.makedirs(self.save_dir, exist_ok=True)
+            self.jsonl = open(os.path.join(self.save_dir, 'train_log.jsonl'), 'a')
+            if self.use_vdl:
+                from visualdl import LogWriter
+                self.vdl = LogWriter(self.save_dir)
         if self.vdl is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)):
@@ -233,6 +271,7 @@ class Trainer:
                 else:
                     total.backward()
                     optimizer.step()
+                lr = optimizer.get_lr()  # this iteration's, before the scheduler steps
                 optimizer.clear_grad()
                 if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
                     optimizer._learning_rate.step()
@@ -250,7 +289,7 @@ class Trainer:
                 window.cpu_cost += time.process_time() - cpu_tic
 
                 if iteration % opts.log_iters == 0 or iteration == self.iters:
-                    self._log_train(iteration, window, optimizer.get_lr(), run_log)
+                    self._log_train(iteration, window, lr, run_log)
                     window = LogWindow()
 
                 stopping = stop.requested(self.world_size)
@@ -320,12 +359,16 @@ class Trainer:
 
 
 def _check_writable(save_dir):
+    """Fails early on a save_dir that cannot be written; leaves no trace if it can."""
+    created = not os.path.exists(save_dir)
     try:
         os.makedirs(save_dir, exist_ok=True)
         probe = os.path.join(save_dir, '.write_test')
         with open(probe, 'w'):
             pass
         os.remove(probe)
+        if created:
+            os.rmdir(save_dir)
     except OSError as exc:
         raise UserInputError(f"save_dir '{save_dir}' cannot be written ({exc.strerror}): "
                              f"choose another --save_dir") from None
