@@ -2,17 +2,19 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Stamp file: .venv is (re)installed whenever requirements.txt is newer than the last install.
+# Stamp file: .venv is (re)installed whenever a requirements file is newer than the last install.
 STAMP := $(VENV)/.installed
 
 .PHONY: setup test demo clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-slim.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# PaddleSlim (int8, tools/quantize.py): a second step, --no-deps (requirements-slim.txt says why)
+	$(PY) -m pip install --quiet --no-deps -r requirements-slim.txt
 	touch $(STAMP)
 
 test: setup
@@ -22,4 +24,4 @@ demo: setup
 	$(PY) tools/demo.py
 
 clean:
-	rm -rf output data/optic_disc_seg_synthetic
+	rm -rf output

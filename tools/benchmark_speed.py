@@ -29,8 +29,10 @@ MODES = ('student', 'anchor', 'online', 'cached')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--student_config', default=three_way.RECIPES['kl_cwd'])
-    parser.add_argument('--teacher_config', default=three_way.TEACHER_CONFIG)
+    parser.add_argument('--student_config', default=three_way.RECIPES['kl_feature_cwd'])
+    # The card's teacher architecture (ResNet50_vd), sized for CPU: speed needs no training.
+    parser.add_argument('--teacher_config', default=os.path.join(
+        three_way.CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml'))
     parser.add_argument('--teacher_weights', default=None,
                         help='Teacher .pdparams (default: its initial weights; speed does '
                              'not depend on the values).')
@@ -143,7 +145,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.mode:
         return run_mode(args)
-    three_way.ensure_data(args.data)
+    if not os.path.isfile(os.path.join(args.data, 'train_list.txt')):
+        raise SystemExit(f"no data in {args.data}: run `make demo` or tools/prepare_data.py first")
     work_dir = tempfile.mkdtemp(prefix='benchmark_speed_')
     results = {}
     for mode in MODES:

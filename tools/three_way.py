@@ -17,24 +17,34 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 CPU_CONFIGS = os.path.join('configs', 'cpu')
-TEACHER_CONFIG = os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml')
-STUDENT_CONFIG = os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml')
+TEACHER_CONFIG = os.path.join(
+    CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_moredata.yml')
+STUDENT_PREFIX = os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_student')
 
 # Distillation recipes: name -> student config (its distill_loss / distill_features).
 RECIPES = {
-    'kl': STUDENT_CONFIG,
-    'kl_cwd': os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_student_cwd.yml'),
+    'kl': STUDENT_PREFIX + '.yml',                              # PaddleSeg's: KLLoss coef 3
+    'cwd_logits': STUDENT_PREFIX + '_cwd_logits.yml',           # MMRazor's CWD on logits
+    'kl_feature_cwd': STUDENT_PREFIX + '_kl_feature_cwd.yml',   # KL + CWD on backbone features
 }
+DEFAULT_RECIPE = 'cwd_logits'
+STUDENT_DATA = 'data/optic_disc_seg'
+TEACHER_DATA = 'data/optic_disc_seg_teacher'
+TEACHER_ITERS = 600
+STUDENT_ITERS = 150
 PROGRESS_SECONDS = 30
 
 
 @dataclass
 class Setup:
-    """Which configs are compared. The student alone runs the recipe's student config with
-    train.py (which ignores its distill terms): same model, data and schedule."""
+    """Which configs and data are compared. The student alone runs the recipe's student
+    config with train.py (which ignores its distill terms): same model, data and schedule.
+    The teacher trains on teacher_data and is scored on data's val set like the students."""
     recipe: str
     teacher_config: str
     student_config: str
+    data: str
+    teacher_data: str
     input_size: int = 64
 
     @classmethod
@@ -42,9 +52,24 @@ class Setup:
         return cls(recipe=args.recipe if not args.student_config else 'custom',
                    teacher_config=args.teacher_config or TEACHER_CONFIG,
                    student_config=args.student_config or RECIPES[args.recipe],
+                   data=args.data, teacher_data=args.teacher_data,
                    input_size=getattr(args, 'input_size', 64))
-TEACHER_ITERS = 500
-STUDENT_ITERS = 300
+
+
+def add_setup_arguments(parser):
+    """The flags demo.py and benchmark_quality.py share."""
+    add = parser.add_argument
+    add('--recipe', default=DEFAULT_RECIPE, choices=sorted(RECIPES),
+        help='Distillation recipe (a student config in configs/cpu).')
+    add('--data', default=STUDENT_DATA, help="The students' data (and everyone's val set).")
+    add('--teacher_data', default=TEACHER_DATA, help="The teacher's training data.")
+    add('--teacher_iters', type=int, default=TEACHER_ITERS)
+    add('--student_iters', type=int, default=STUDENT_ITERS)
+    add('--teacher_config', default=None, help='Override the CPU teacher config.')
+    add('--student_config', default=None,
+        help='Override the student config (its distill terms are the recipe).')
+    add('--input_size', type=int, default=64, help='Input size for the FLOPs column.')
+    return parser
 
 
 def run_logged(args, log_path, label):
@@ -83,16 +108,18 @@ def run_logged(args, log_path, label):
     return time.time() - start
 
 
-def data_opts(data_root):
-    return ['--opts', f'train_dataset.dataset_root={data_root}',
-            f'val_dataset.dataset_root={data_root}']
+def data_opts(train_root, val_root):
+    return ['--opts', f'train_dataset.dataset_root={train_root}',
+            f'val_dataset.dataset_root={val_root}']
 
 
-def train(run_dir, config, iters, seed, data_root, label, teacher=None, eval_interval=50):
-    """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds."""
+def train(run_dir, config, iters, seed, opts, label, teacher=None):
+    """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds.
+
+    Evaluates 6 times per run (for the curves); best_model is the best of those."""
     common = ['--iters', str(iters), '--seed', str(seed), '--do_eval', '--save_interval',
-              str(eval_interval), '--log_iters', '10', '--keep_checkpoint_max', '1',
-              '--save_dir', run_dir, *data_opts(data_root)]
+              str(max(iters // 6, 1)), '--log_iters', '10', '--keep_checkpoint_max', '1',
+              '--save_dir', run_dir, *opts]
     if teacher is None:
         args = ['train.py', '--config', config, *common]
     else:
@@ -106,7 +133,7 @@ def best_miou(run_dir, config, data_root):
     out = os.path.join(run_dir, 'best_model', 'metrics.json')
     run_logged(['val.py', '--config', config, '--model_path',
                 os.path.join(run_dir, 'best_model', 'model.pdparams'), '--json', out,
-                *data_opts(data_root)], os.path.join(run_dir, 'val.log'), 'val')
+                *data_opts(data_root, data_root)], os.path.join(run_dir, 'val.log'), 'val')
     with open(out) as f:
         return json.load(f)['miou']
 
@@ -127,12 +154,16 @@ def gap_closed(teacher, student, distilled):
     return (distilled - student) / gap if gap > 0 else float('nan')
 
 
-def ensure_data(data_root, n_images=200, seed=0):
-    if not os.path.isfile(os.path.join(data_root, 'train_list.txt')):
-        sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
-        from prepare_data import make_synthetic
-        print(f'Preparing {n_images} synthetic optic disc images in {data_root}', flush=True)
-        make_synthetic(data_root, n=n_images, seed=seed)
+def ensure_data(setup):
+    """Synthetic data where the folders are missing: 200 images for the students (160
+    train, 40 val) and, from another seed, 1,000 training images for the teacher."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
+    from prepare_data import make_synthetic
+    for root, n_images, seed, val_fraction in ((setup.data, 200, 0, 0.2),
+                                               (setup.teacher_data, 1000, 7, 0.01)):
+        if not os.path.isfile(os.path.join(root, 'train_list.txt')):
+            print(f'Preparing {n_images} synthetic optic disc images in {root}', flush=True)
+            make_synthetic(root, n=n_images, seed=seed, val_fraction=val_fraction)
 
 
 def model_stats(config, input_size=64):
@@ -147,26 +178,27 @@ def model_stats(config, input_size=64):
     return params, int(flops)
 
 
-def train_teacher(setup, out_dir, data_root, iters, seed):
+def train_teacher(setup, out_dir, iters, seed):
     """Trains the teacher once; {'weights', 'miou', 'curve', 'seconds'}."""
     run_dir = os.path.join(out_dir, 'teacher')
     print(f'Training the teacher ({setup.teacher_config}, {iters} iters)', flush=True)
-    seconds = train(run_dir, setup.teacher_config, iters, seed, data_root, 'teacher')
+    seconds = train(run_dir, setup.teacher_config, iters, seed,
+                    data_opts(setup.teacher_data, setup.data), 'teacher')
     return {'weights': os.path.join(run_dir, 'best_model', 'model.pdparams'),
-            'miou': best_miou(run_dir, setup.teacher_config, data_root),
+            'miou': best_miou(run_dir, setup.teacher_config, setup.data),
             'curve': val_curve(run_dir), 'seconds': seconds}
 
 
-def score_teacher(setup, weights, data_root):
+def score_teacher(setup, weights):
     """A teacher trained earlier: its val mIoU (no curve, no training time)."""
     out = os.path.join(os.path.dirname(os.path.abspath(weights)), 'teacher_metrics.json')
     run_logged(['val.py', '--config', setup.teacher_config, '--model_path', weights, '--json',
-                out, *data_opts(data_root)], out + '.log', 'val')
+                out, *data_opts(setup.data, setup.data)], out + '.log', 'val')
     with open(out) as f:
         return {'weights': weights, 'miou': json.load(f)['miou'], 'curve': [], 'seconds': 0.0}
 
 
-def compare_students(setup, out_dir, data_root, seed, iters, teacher):
+def compare_students(setup, out_dir, seed, iters, teacher):
     """Student alone and distilled student, same seed and iteration budget."""
     runs = {'student': (os.path.join(out_dir, f'student_seed{seed}'), None),
             'distilled': (os.path.join(out_dir, f'distilled_{setup.recipe}_seed{seed}'),
@@ -174,9 +206,10 @@ def compare_students(setup, out_dir, data_root, seed, iters, teacher):
     result = {'seed': seed, 'teacher': teacher['miou'], 'curves': {}, 'seconds': {}}
     for name, (run_dir, teacher_arg) in runs.items():
         print(f'Training the {name} student (seed {seed}, {iters} iters)', flush=True)
-        result['seconds'][name] = train(run_dir, setup.student_config, iters, seed, data_root,
-                                        name, teacher=teacher_arg)
-        result[name] = best_miou(run_dir, setup.student_config, data_root)
+        result['seconds'][name] = train(run_dir, setup.student_config, iters, seed,
+                                        data_opts(setup.data, setup.data), name,
+                                        teacher=teacher_arg)
+        result[name] = best_miou(run_dir, setup.student_config, setup.data)
         result['curves'][name] = val_curve(run_dir)
     result['gain'] = result['distilled'] - result['student']
     result['gap_closed'] = gap_closed(result['teacher'], result['student'], result['distilled'])
@@ -257,3 +290,18 @@ def plot_report(path, teacher, results, mean):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=None):
+    """Data if missing, the teacher (trained once, or given), the students per seed, the
+    report; prints the table."""
+    start = time.time()
+    ensure_data(setup)
+    if teacher_weights:
+        teacher = score_teacher(setup, teacher_weights)
+    else:
+        teacher = train_teacher(setup, out_dir, teacher_iters, seeds[0])
+    results = [compare_students(setup, out_dir, seed, student_iters, teacher) for seed in seeds]
+    print(write_report(setup, out_dir, teacher, results))
+    print(f'Finished in {time.time() - start:.0f} s; report: {out_dir}/report.md, '
+          f'report.json, report.png', flush=True)

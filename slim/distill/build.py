@@ -18,11 +18,20 @@ def plain_distiller(config, builder):
     return Distiller(build(builder, 'model'))
 
 
+def _drop_pretrained(cfg):
+    if isinstance(cfg, dict):
+        cfg.pop('pretrained', None)
+        for value in cfg.values():
+            _drop_pretrained(value)
+
+
 def build_model_without_weights(config):
     """The config's architecture; its weights path (model.pretrained) is returned apart,
-    so config checks run before any weights are read."""
+    so config checks run before any weights are read. Backbone `pretrained:` entries
+    (ImageNet URLs) are dropped too: the model's own weights replace them all."""
     model_cfg = copy.deepcopy(config.dic['model'])
-    weights = model_cfg.pop('pretrained', None)
+    weights = model_cfg.get('pretrained')
+    _drop_pretrained(model_cfg)
     config.dic['model'] = model_cfg
     return build(SegBuilder(config), 'model'), weights
 
