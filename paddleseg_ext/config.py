@@ -26,10 +26,10 @@ _REGISTRIES = {
     'train_dataset': (manager.DATASETS, manager.TRANSFORMS),
     'val_dataset': (manager.DATASETS, manager.TRANSFORMS),
     'loss': (manager.LOSSES,),
-    'distill_loss': (manager.LOSSES,),
-    'distill_features': (manager.LOSSES,),
     'optimizer': (manager.OPTIMIZERS,),
 }
+# distill_loss / distill_features are checked by slim.distill, which registers their losses:
+# val.py or export.py read a student config without importing it.
 # paddleseg's SegBuilder maps these spellings to optimizer classes itself.
 _OPTIMIZER_ALIASES = ('sgd', 'adam', 'SGD', 'Adam')
 

@@ -396,7 +396,8 @@ def test_unknown_loss_type_lists_registered_losses(tmp_path, err_dir, synthetic_
     student = feature_config(tmp_path, loss='ChanelWiseLoss')
     result = run_err(err_dir, synthetic_root, TEACHER_CFG, student,
                      '--teacher_model_path', teacher_weights)
-    assert_user_error(result, student, "distill_features: unknown type 'ChanelWiseLoss'",
+    assert_user_error(result, student,
+                      "distill_features[0].loss: unknown type 'ChanelWiseLoss'",
                       'registered losses: ', 'ChannelWiseDistillLoss', 'KLLoss',
                       save_dir=err_dir)
 

@@ -205,7 +205,8 @@ def compare_students(setup, out_dir, seed, iters, teacher):
                           (setup.teacher_config, teacher['weights']))}
     result = {'seed': seed, 'teacher': teacher['miou'], 'curves': {}, 'seconds': {}}
     for name, (run_dir, teacher_arg) in runs.items():
-        print(f'Training the {name} student (seed {seed}, {iters} iters)', flush=True)
+        title = 'student alone' if name == 'student' else 'distilled student'
+        print(f'Training the {title} (seed {seed}, {iters} iters, {setup.recipe})', flush=True)
         result['seconds'][name] = train(run_dir, setup.student_config, iters, seed,
                                         data_opts(setup.data, setup.data), name,
                                         teacher=teacher_arg)

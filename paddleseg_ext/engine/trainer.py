@@ -218,10 +218,14 @@ class Trainer:
             seed = state['seed']
             logger.info(f'Resumed from {resume_dir} at iter {start_iter} '
                         f'(best mIoU so far {best_miou:.4f})')
+            if state.get('iters') not in (None, self.iters):
+                logger.warning(f"the checkpoint's run had --iters {state['iters']}, this one "
+                               f"{self.iters}: the learning-rate schedule differs from an "
+                               f"uninterrupted run")
         elif opts.resume_model == 'auto':
             logger.info(f'--resume_model auto: no checkpoint in {opts.save_dir}, starting fresh')
         if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
+            seed = self._shared_random_seed()
 
         model = trainable
         if self.world_size > 1:
@@ -325,8 +329,16 @@ class Trainer:
                     + (f', best val mIoU {best_miou:.4f} at iter {best_iter}'
                        if best_iter > 0 else ''))
 
+    def _shared_random_seed(self):
+        """A fresh seed, the same on every rank (they must agree on the data order)."""
+        seed = paddle.to_tensor([int(np.random.SeedSequence().generate_state(1)[0] % 2**31)])
+        if self.world_size > 1:
+            paddle.distributed.broadcast(seed, src=0)
+        return int(seed.item())
+
     def _save_checkpoint(self, iteration, optimizer, scaler, seed, best_miou, best_iter):
-        state = {'iter': iteration, 'seed': seed, 'best_miou': best_miou, 'best_iter': best_iter,
+        state = {'iter': iteration, 'iters': self.iters, 'seed': seed,
+                 'best_miou': best_miou, 'best_iter': best_iter,
                  'aligners': self.distiller.trainable.aligners.state_dict()}
         if scaler is not None:
             state['scaler'] = scaler.state_dict()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 import paddle.nn as nn
+from paddleseg.cvlibs import manager
 
 from paddleseg_ext.config import closest
 from paddleseg_ext.errors import UserInputError
@@ -137,6 +138,9 @@ def _build_loss(loss_cfg, where, build_component):
     if not isinstance(loss_cfg, dict) or 'type' not in loss_cfg:
         raise UserInputError(f"{where}: expected a mapping with `type:`, e.g. "
                              f"{{type: ChannelWiseDistillLoss, tau: 4}}, got {loss_cfg!r}")
+    if loss_cfg['type'] not in manager.LOSSES.components_dict:
+        raise UserInputError(f"{where}: unknown type {loss_cfg['type']!r}: registered losses: "
+                             f"{', '.join(sorted(manager.LOSSES.components_dict))}")
     try:
         return build_component(loss_cfg)
     except Exception as exc:
