@@ -1,4 +1,5 @@
 """Checkpoints survive crashes and signals; a diverging run stops with a clear error."""
+import json
 import os
 import signal
 import subprocess
@@ -81,6 +82,23 @@ def test_non_finite_loss_stops_with_iteration_and_term(tmp_path, synthetic_root)
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith('error: iter ') and 'loss term CrossEntropyLoss is' in error
     failed_iter = int(error.split('iter ')[1].split(':')[0])
-    # Every checkpoint saved before the failure is still there and loadable.
-    for i in range(1, failed_iter):
-        assert os.path.isfile(save_dir / f'iter_{i}' / 'model.pdparams') or i < failed_iter - 5
+    # The checkpoints saved before the failure are still there, the newest loadable.
+    kept = checkpoint.checkpoint_dirs(str(save_dir))
+    assert kept and kept[-1] == str(save_dir / f'iter_{failed_iter - 1}')
+    assert paddle.load(os.path.join(kept[-1], 'model.pdparams'))
+
+
+def test_best_model_is_the_best_evaluated_checkpoint(tmp_path, synthetic_root):
+    save_dir = tmp_path / 'run'
+    result = run_cli('train.py', '--config', TINY, '--iters', '6', '--save_interval', '1',
+                     '--do_eval', '--keep_checkpoint_max', '10', '--seed', '0',
+                     '--save_dir', str(save_dir), *data_opts(synthetic_root))
+    assert result.returncode == 0, result.stderr
+    with open(save_dir / 'train_log.jsonl') as f:
+        evals = [r for r in map(json.loads, f) if r['tag'] == 'Evaluate']
+    assert [r['iter'] for r in evals] == list(range(1, 7))
+    best = max(evals, key=lambda r: r['mIoU'])  # the first of equals, as "better" is strict
+    best_weights = paddle.load(str(save_dir / 'best_model' / 'model.pdparams'))
+    at_best = paddle.load(str(save_dir / f"iter_{best['iter']}" / 'model.pdparams'))
+    for key, value in at_best.items():
+        np.testing.assert_array_equal(best_weights[key].numpy(), value.numpy())

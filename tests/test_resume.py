@@ -1,17 +1,38 @@
 """Resuming a run gives the weights of the uninterrupted run."""
+import functools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from conftest import TEST_CONFIGS, data_opts, run_cli
 
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
+TINY_TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
+TINY_STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
 
 
-def train(save_dir, iters, root, *extra, opts=()):
-    return run_cli('train.py', '--config', TINY_STUDENT, '--iters', str(iters),
+@pytest.fixture(scope='module')
+def teacher_weights(tmp_path_factory, synthetic_root):
+    save_dir = str(tmp_path_factory.mktemp('teacher'))
+    result = run_cli('train.py', '--config', TINY_TEACHER, '--iters', '2', '--save_interval',
+                     '2', '--seed', '0', '--save_dir', save_dir, *data_opts(synthetic_root))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return os.path.join(save_dir, 'iter_2', 'model.pdparams')
+
+
+def command(kind, teacher_weights):
+    """train.py, or distill_train.py with KL + channel-wise features through an aligner."""
+    if kind == 'train':
+        return ['train.py', '--config', TINY_STUDENT]
+    return ['distill_train.py', '--teather_config', TINY_TEACHER, '--teacher_model_path',
+            teacher_weights, '--student_config', TINY_STUDENT_CWD]
+
+
+def train(save_dir, iters, root, *extra, opts=(), kind='train', teacher_weights=None):
+    return run_cli(*command(kind, teacher_weights), '--iters', str(iters),
                    '--save_interval', '3', '--num_workers', '0', '--seed', '3',
                    '--save_dir', save_dir, *extra, *data_opts(root), *opts)
 
@@ -22,21 +43,24 @@ def load_numpy(path):
             for key, value in paddle.load(path).items()}
 
 
-def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path):
+@pytest.mark.parametrize('kind', ['train', 'distill'])
+def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path, kind, request):
     whole_dir = str(tmp_path / 'whole')
     split_dir = str(tmp_path / 'split')
+    weights = request.getfixturevalue('teacher_weights') if kind == 'distill' else None
+    run = functools.partial(train, kind=kind, teacher_weights=weights)
     # The first half stops at iter 3 of a 6-iteration schedule: PolynomialDecay's
     # decay_steps defaults to --iters, so it is pinned to 6 as in the uninterrupted run.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        whole = pool.submit(train, whole_dir, 6, synthetic_root)
-        first = pool.submit(train, split_dir, 3, synthetic_root,
+        whole = pool.submit(run, whole_dir, 6, synthetic_root)
+        first = pool.submit(run, split_dir, 3, synthetic_root,
                             opts=('lr_scheduler.decay_steps=6',))
         whole, first = whole.result(), first.result()
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert first.returncode == 0, first.stderr[-3000:]
     assert sorted(n for n in os.listdir(split_dir) if n.startswith('iter_')) == ['iter_3']
 
-    second = train(split_dir, 6, synthetic_root, '--resume_model', 'auto')
+    second = run(split_dir, 6, synthetic_root, '--resume_model', 'auto')
     assert second.returncode == 0, second.stderr[-3000:]
     resumed_from = os.path.join(split_dir, 'iter_3')
     assert re.search(rf'Resumed from {re.escape(resumed_from)} at iter 3\b', second.stdout), \
