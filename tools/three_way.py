@@ -217,7 +217,7 @@ def compare_students(setup, out_dir, seed, iters, teacher):
     return result
 
 
-def write_report(setup, out_dir, teacher, results):
+def write_report(setup, out_dir, teacher, results, card):
     """report.md, report.json and report.png in out_dir; returns the markdown."""
     import numpy as np
     os.makedirs(out_dir, exist_ok=True)
@@ -237,7 +237,7 @@ def write_report(setup, out_dir, teacher, results):
                'flops': {k: v[1] for k, v in stats.items()},
                'per_seed': [{k: r[k] for k in ('seed', 'student', 'distilled', 'gain',
                                                'gap_closed', 'seconds')} for r in results],
-               'teacher_seconds': teacher['seconds']}
+               'teacher_seconds': teacher['seconds'], 'model_card': card}
     pm = lambda key: (f"{100 * mean[key]:.2f} ± {100 * std[key]:.2f}" if len(results) > 1
                       else f"{100 * mean[key]:.2f}")
     lines = [
@@ -255,13 +255,35 @@ def write_report(setup, out_dir, teacher, results):
         'Per seed: ' + ', '.join(f"seed {r['seed']}: {100 * r['student']:.2f} -> "
                                  f"{100 * r['distilled']:.2f} ({100 * r['gain']:+.2f})"
                                  for r in results), '']
+    lines += ['## Model card (CPU, one thread, one 1x3x{0}x{0} image)'.format(size), '',
+              '| model | params | FLOPs | val mIoU (%) | latency (ms) |', '|---|---|---|---|---|']
+    for name, label, stat in (('teacher', 'teacher', 'teacher'),
+                              ('student_fp32', 'distilled student, fp32', 'student'),
+                              ('student_int8', 'distilled student, int8', 'student')):
+        if name in card:
+            lines.append(f"| {label} | {stats[stat][0] / 1e6:.1f} M | "
+                         f"{stats[stat][1] / 1e9:.2f} G | {100 * card[name]['miou']:.2f} | "
+                         f"{card[name]['latency_ms']:.2f} |")
+    if 'student_int8' not in card:
+        lines.append('| distilled student, int8 | not measured: PaddleSlim missing '
+                     '(`pip install --no-deps -r requirements-slim.txt`) | | | |')
+    run_dirs = [os.path.join(out_dir, 'teacher')] * bool(teacher['curve']) + [
+        os.path.join(out_dir, f"{prefix}_seed{r['seed']}") for r in results
+        for prefix in ('student', f'distilled_{recipe}')]
+    plot_runs(run_dirs, os.path.join(out_dir, 'runs.png'))
     markdown = '\n'.join(lines)
     with open(os.path.join(out_dir, 'report.md'), 'w') as f:
-        f.write(markdown + '\n![mIoU and validation curves](report.png)\n')
+        f.write(markdown + '\n\n![mIoU and validation curves](report.png)\n\n'
+                '![loss terms and val mIoU per run (tools/plot_run.py)](runs.png)\n')
     with open(os.path.join(out_dir, 'report.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     plot_report(os.path.join(out_dir, 'report.png'), teacher, results, mean)
     return markdown
+
+
+def plot_runs(run_dirs, path):
+    """tools/plot_run.py's figure: each run's loss terms and val mIoU."""
+    run_logged(['tools/plot_run.py', *run_dirs, '--out', path], path + '.log', 'plot')
 
 
 def plot_report(path, teacher, results, mean):
@@ -277,8 +299,9 @@ def plot_report(path, teacher, results, mean):
     bars.set_ylabel('val mIoU (%)')
     bars.set_ylim(min(values) - 10, 100)
     bars.set_title('best_model mIoU (val.py)')
-    t_iters, t_miou = zip(*teacher['curve'])
-    curves.plot(t_iters, [100 * m for m in t_miou], color='#555555', label='teacher')
+    if teacher['curve']:  # absent for a teacher given by --teacher_weights
+        t_iters, t_miou = zip(*teacher['curve'])
+        curves.plot(t_iters, [100 * m for m in t_miou], color='#555555', label='teacher')
     for result in results:
         for name, color in (('student', '#d9822b'), ('distilled', '#2b7bd9')):
             iters, miou = zip(*result['curves'][name])
@@ -293,6 +316,50 @@ def plot_report(path, teacher, results, mean):
     plt.close(fig)
 
 
+def latency_ms(inference_dir, input_size, runs=20):
+    """Median CPU latency (ms, one thread) of an exported model on one image."""
+    import paddleseg_ext  # noqa: F401  (before paddle)
+    import numpy as np
+    from paddleseg_ext.deploy.inference import InferenceModel, median_latency
+    model = InferenceModel(inference_dir, cpu_threads=1, use_mkldnn=True)
+    image = np.zeros((1, 3, input_size, input_size), dtype='float32')
+    return 1000 * median_latency(model, image, runs=runs)
+
+
+def model_card(setup, out_dir, teacher, result):
+    """Exports the teacher and the distilled student, quantizes the student to int8
+    (PaddleSlim), and measures CPU latency: {'teacher', 'student_fp32', 'student_int8'}."""
+    deploy_dir = os.path.join(out_dir, 'deploy')
+    student_run = os.path.join(out_dir, f"distilled_{setup.recipe}_seed{result['seed']}")
+    val_opts = data_opts(setup.data, setup.data)
+    card = {}
+    for name, config, weights in (
+            ('teacher', setup.teacher_config, teacher['weights']),
+            ('student', setup.student_config,
+             os.path.join(student_run, 'best_model', 'model.pdparams'))):
+        print(f'Exporting the {name} for Paddle Inference', flush=True)
+        run_logged(['tools/export.py', '--config', config, '--model_path', weights,
+                    '--save_dir', os.path.join(deploy_dir, name), '--output_op', 'none',
+                    *val_opts], os.path.join(deploy_dir, f'export_{name}.log'), 'export')
+    card['teacher'] = {'miou': teacher['miou'], 'latency_ms': latency_ms(
+        os.path.join(deploy_dir, 'teacher'), setup.input_size)}
+    print('Quantizing the distilled student to int8 (PaddleSlim)', flush=True)
+    comparison = os.path.join(deploy_dir, 'int8_comparison.json')
+    try:
+        run_logged(['tools/quantize.py', '--config', setup.student_config, '--inference_dir',
+                    os.path.join(deploy_dir, 'student'), '--save_dir',
+                    os.path.join(deploy_dir, 'student_int8'), '--json', comparison,
+                    *val_opts], os.path.join(deploy_dir, 'quantize.log'), 'quantize')
+    except RuntimeError as exc:  # e.g. PaddleSlim not installed: the card says so
+        print(f'  int8 skipped: {exc}', flush=True)
+        return card
+    with open(comparison) as f:
+        measured = json.load(f)
+    card['student_fp32'] = {k: measured['float'][k] for k in ('miou', 'latency_ms')}
+    card['student_int8'] = {k: measured['int8'][k] for k in ('miou', 'latency_ms')}
+    return card
+
+
 def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=None):
     """Data if missing, the teacher (trained once, or given), the students per seed, the
     report; prints the table."""
@@ -303,6 +370,7 @@ def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=Non
     else:
         teacher = train_teacher(setup, out_dir, teacher_iters, seeds[0])
     results = [compare_students(setup, out_dir, seed, student_iters, teacher) for seed in seeds]
-    print(write_report(setup, out_dir, teacher, results))
+    card = model_card(setup, out_dir, teacher, results[0])
+    print(write_report(setup, out_dir, teacher, results, card))
     print(f'Finished in {time.time() - start:.0f} s; report: {out_dir}/report.md, '
           f'report.json, report.png', flush=True)
