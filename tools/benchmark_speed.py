@@ -41,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--iters', type=int, default=8, help='Timed iterations per mode.')
     parser.add_argument('--num_workers', type=int, default=0)
+    parser.add_argument('--cpu_threads', type=int, default=None,
+                        help='CPU threads (default: all cores, as train.py).')
     parser.add_argument('--json', default=None)
     parser.add_argument('--mode', choices=MODES, help=argparse.SUPPRESS)  # worker process
     parser.add_argument('--work_dir', help=argparse.SUPPRESS)
@@ -79,13 +81,15 @@ def run_mode(args):
     import paddle
     from paddleseg.cvlibs import SegBuilder
     from paddleseg_ext.config import build, load_config
-    from paddleseg_ext.engine.cli import select_device
+    from paddleseg_ext.engine.cli import select_device, use_cpu_cores
     from paddleseg_ext.engine.sampling import SeededSamples
     from paddleseg_ext.engine.trainer import Trainer, TrainOptions
     from slim.distill import distiller_factory, plain_distiller
     from slim.distill.build import build_model_without_weights
 
     device = select_device('auto')
+    if device == 'cpu':
+        use_cpu_cores(args.cpu_threads)
     paddle.seed(0)
     total_iters = args.warmup + args.iters
     opts = [f'train_dataset.dataset_root={args.data}', f'val_dataset.dataset_root={args.data}']
@@ -167,6 +171,8 @@ def worker_args(args):
     flags = ['--student_config', args.student_config, '--teacher_config', args.teacher_config,
              '--data', args.data, '--warmup', str(args.warmup), '--iters', str(args.iters),
              '--num_workers', str(args.num_workers)]
+    if args.cpu_threads:
+        flags += ['--cpu_threads', str(args.cpu_threads)]
     if args.teacher_weights:
         flags += ['--teacher_weights', args.teacher_weights]
     if args.batch_size:

@@ -1,4 +1,5 @@
 """What train.py and distill_train.py share: flags, run set-up, error reporting."""
+import os
 import random
 import sys
 
@@ -31,6 +32,8 @@ def add_train_arguments(parser):
         help='Mixed precision on GPU (fp16 uses a GradScaler); ignored on CPU.')
     add('--device', default='auto', choices=['auto', 'gpu', 'cpu'],
         help='auto: GPU when paddle sees one, else CPU.')
+    add('--cpu_threads', type=int, default=None,
+        help='Threads per process for CPU math (default: the cores / the processes).')
     add('--opts', nargs='+', default=None, metavar='KEY=VALUE',
         help='Override config entries, e.g. train_dataset.dataset_root=data/x')
     return parser
@@ -47,9 +50,19 @@ def select_device(device):
     return device
 
 
+def use_cpu_cores(threads=None):
+    """paddle's CPU kernels run on one thread unless told otherwise: 2 threads made a
+    training step 1.5x faster on a 2-core machine. Processes launched side by side share
+    the cores."""
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // paddle.distributed.get_world_size())
+    paddle.framework.core.set_num_threads(threads)
+
+
 def prepare_run(args):
     """Device, seeds and the data-parallel group, before any model is built."""
-    select_device(args.device)
+    if select_device(args.device) == 'cpu':
+        use_cpu_cores(args.cpu_threads)
     if args.seed is not None:
         paddle.seed(args.seed)
         np.random.seed(args.seed)
