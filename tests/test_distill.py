@@ -78,30 +78,29 @@ def teacher_weights(synthetic_root, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope='module')
-def kl_run(synthetic_root, teacher_weights, tmp_path_factory):
-    """distill_train.py with the PaddleSeg tutorial's spelling --teather_config, KL only."""
-    save_dir = str(tmp_path_factory.mktemp('kl_run') / 'out')
+def distill_run(flag, student_cfg, synthetic_root, teacher_weights, save_dir):
+    """A 2-iteration distill_train.py run, with the teacher file's digest before and after."""
     digest = sha256(teacher_weights)
-    result = distill('--teather_config', TEACHER_CFG, '--student_config', STUDENT_CFG,
+    result = distill(flag, TEACHER_CFG, '--student_config', student_cfg,
                      '--teacher_model_path', teacher_weights, '--iters', '2',
                      '--save_interval', '2', '--do_eval', '--save_dir', save_dir,
                      *data_opts(synthetic_root))
     return {'result': result, 'save_dir': save_dir, 'digest_before': digest,
             'digest_after': sha256(teacher_weights)}
+
+
+@pytest.fixture(scope='module')
+def kl_run(synthetic_root, teacher_weights, tmp_path_factory):
+    """distill_train.py with the PaddleSeg tutorial's spelling --teather_config, KL only."""
+    return distill_run('--teather_config', STUDENT_CFG, synthetic_root, teacher_weights,
+                       str(tmp_path_factory.mktemp('kl_run') / 'out'))
 
 
 @pytest.fixture(scope='module')
 def cwd_run(synthetic_root, teacher_weights, tmp_path_factory):
     """--teacher_config spelling, KL + ChannelWiseDistillLoss with an align layer."""
-    save_dir = str(tmp_path_factory.mktemp('cwd_run') / 'out')
-    digest = sha256(teacher_weights)
-    result = distill('--teacher_config', TEACHER_CFG, '--student_config', STUDENT_CWD_CFG,
-                     '--teacher_model_path', teacher_weights, '--iters', '2',
-                     '--save_interval', '2', '--do_eval', '--save_dir', save_dir,
-                     *data_opts(synthetic_root))
-    return {'result': result, 'save_dir': save_dir, 'digest_before': digest,
-            'digest_after': sha256(teacher_weights)}
+    return distill_run('--teacher_config', STUDENT_CWD_CFG, synthetic_root, teacher_weights,
+                       str(tmp_path_factory.mktemp('cwd_run') / 'out'))
 
 
 # --------------------------------------------------------------------------- end to end

@@ -5,6 +5,8 @@ Every run is a subprocess of train.py / distill_train.py / val.py, exactly as a 
 would type it; its output goes to a log file, and a progress line reaches the console
 at least every 30 seconds.
 """
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -174,7 +176,8 @@ def model_stats(config, input_size=64):
     from paddleseg_ext.config import load_config
     model, _ = build_model_without_weights(load_config(config, required=('model',)))
     params = sum(int(p.numel()) for p in model.parameters())
-    flops = paddle.flops(model, [1, 3, input_size, input_size], print_detail=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # paddle.flops prints a line per layer
+        flops = paddle.flops(model, [1, 3, input_size, input_size], print_detail=False)
     return params, int(flops)
 
 
