@@ -41,6 +41,15 @@ class TrainOptions:
 
 
 @dataclass
+class Progress:
+    """Where a run stands; with the seed, all a checkpoint needs to continue it exactly."""
+    seed: int
+    iter: int = 0
+    best_miou: float = -1.0
+    best_iter: int = -1
+
+
+@dataclass
 class LogWindow:
     """What the next [TRAIN] line averages: loss sums and costs since the last one."""
     sums: dict = field(default_factory=dict)
@@ -48,6 +57,13 @@ class LogWindow:
     batch_cost: float = 0.0
     reader_cost: float = 0.0
     cpu_cost: float = 0.0
+
+    def add(self, values, batch_cost, cpu_cost):
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.count += 1
+        self.batch_cost += batch_cost
+        self.cpu_cost += cpu_cost
 
 
 class NonFiniteLossError(UserInputError):
@@ -201,133 +217,143 @@ class Trainer:
         opts = self.options
         trainable = self.distiller.trainable
         optimizer = build_optimizer(self.builder, trainable)
-        loss_cfg = self.builder.loss
-        train_dataset = self.builder.train_dataset
-        val_dataset = self.builder.val_dataset if opts.do_eval else None
-
-        start_iter, best_miou, best_iter = 0, -1.0, -1
-        state = {}
-        resume_dir = checkpoint.resolve_resume(opts.resume_model, opts.save_dir)
-        seed = opts.seed
-        if resume_dir is not None:
-            state = paddle.load(os.path.join(resume_dir, 'train_state.pdstates'))
-            checkpoint.load_weights(self.distiller.student, resume_dir, 'student')
-            optimizer.set_state_dict(paddle.load(os.path.join(resume_dir, 'model.pdopt')))
-            trainable.aligners.set_state_dict(state['aligners'])
-            start_iter, best_miou, best_iter = state['iter'], state['best_miou'], state['best_iter']
-            seed = state['seed']
-            logger.info(f'Resumed from {resume_dir} at iter {start_iter} '
-                        f'(best mIoU so far {best_miou:.4f})')
-            if state.get('iters') not in (None, self.iters):
-                logger.warning(f"the checkpoint's run had --iters {state['iters']}, this one "
-                               f"{self.iters}: the learning-rate schedule differs from an "
-                               f"uninterrupted run")
-        elif opts.resume_model == 'auto':
-            logger.info(f'--resume_model auto: no checkpoint in {opts.save_dir}, starting fresh')
-        if seed is None:
-            seed = self._shared_random_seed()
+        progress, saved_state = self._restore(optimizer)
 
         model = trainable
         if self.world_size > 1:
             # Align layers may sit outside their window and get no gradient in a step.
             model = paddle.DataParallel(trainable, find_unused_parameters=bool(trainable.aligners))
+        train_dataset = self.builder.train_dataset
         sampler = ResumableBatchSampler(len(train_dataset), self.config.batch_size, self.iters,
-                                        seed, start_iter, self.rank, self.world_size)
-        samples = SeededSamples(train_dataset, seed,
+                                        progress.seed, progress.iter, self.rank, self.world_size)
+        samples = SeededSamples(train_dataset, progress.seed,
                                 explicit_flip=self.distiller.uses_teacher_cache)
-        loader = batches(samples, sampler, opts.num_workers)
-        scaler = None
-        if amp_enabled(opts.precision) and opts.precision == 'fp16':
-            scaler = paddle.amp.GradScaler(init_loss_scaling=1024)
-            if 'scaler' in state:
-                scaler.load_state_dict(state['scaler'])
-        elif opts.precision != 'fp32' and not amp_enabled(opts.precision):
-            logger.info(f'--precision {opts.precision} is ignored on CPU: training in fp32')
-
+        scaler = self._grad_scaler(saved_state)
         run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer)
         stop = StopRequest()
         trainable.train()
-        iteration = start_iter
         window = LogWindow()
         tic, cpu_tic = time.time(), time.process_time()
-        logger.info(f'Training {self.iters} iterations from iter {start_iter}, '
-                    f'{self.world_size} process(es), seed {seed}, device {paddle.get_device()}')
+        logger.info(f'Training {self.iters} iterations from iter {progress.iter}, '
+                    f'{self.world_size} process(es), seed {progress.seed}, '
+                    f'device {paddle.get_device()}')
         try:
-            for images, labels, sample_keys in loader:
+            for images, labels, sample_keys in batches(samples, sampler, opts.num_workers):
                 window.reader_cost += time.time() - tic
-                iteration += 1
-                # Dropout and other model randomness depend on (seed, iteration) alone, like
-                # the data: that is the whole RNG state a checkpoint needs for exact resume
-                # (paddle's own generator state does not survive pickling).
-                paddle.seed(iteration_seed(seed, iteration))
-                active = self.distiller.active_terms(iteration)
-                with autocast(opts.precision):
-                    teacher_outputs = self.distiller.teacher_outputs(images, active, sample_keys)
-                    logits_list, term_inputs = model(images, active)
-                    terms = seg_losses(logits_list, labels, loss_cfg)
-                    terms += self.distiller.losses(active, logits_list[0], term_inputs,
-                                                   teacher_outputs, labels)
-                total = paddle.add_n([value for _, value in terms])
-                if scaler is not None:
-                    scaled = scaler.scale(total)
-                    scaled.backward()
-                    scaler.minimize(optimizer, scaled)
-                else:
-                    total.backward()
-                    optimizer.step()
-                lr = optimizer.get_lr()  # this iteration's, before the scheduler steps
-                optimizer.clear_grad()
-                if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
-                    optimizer._learning_rate.step()
-
-                values = {name: float(value) for name, value in terms}
-                values['loss'] = float(total)
-                for name, value in values.items():
-                    if not math.isfinite(value):
-                        raise NonFiniteLossError(
-                            f"iter {iteration}: loss term {name} is {value}: lower the learning "
-                            f"rate or that term's coef; checkpoints in {opts.save_dir} are kept")
-                    window.sums[name] = window.sums.get(name, 0.0) + value
-                window.count += 1
-                window.batch_cost += time.time() - tic
-                window.cpu_cost += time.process_time() - cpu_tic
-
-                if iteration % opts.log_iters == 0 or iteration == self.iters:
-                    self._log_train(iteration, window, lr, run_log)
+                progress.iter += 1
+                values, lr = self._step(model, optimizer, scaler, progress, images, labels,
+                                        sample_keys)
+                window.add(values, time.time() - tic, time.process_time() - cpu_tic)
+                if progress.iter % opts.log_iters == 0 or progress.iter == self.iters:
+                    self._log_train(progress.iter, window, lr, run_log)
                     window = LogWindow()
 
                 stopping = stop.requested(self.world_size)
-                if iteration % opts.save_interval == 0 or iteration == self.iters or stopping:
+                if (progress.iter % opts.save_interval == 0 or progress.iter == self.iters
+                        or stopping):
                     if opts.do_eval and not stopping:
-                        metrics = evaluate(self.distiller.student, val_dataset,
-                                           num_workers=opts.num_workers,
-                                           precision=opts.precision)
-                        run_log.record(iteration, 'Evaluate', {
-                            'mIoU': metrics['miou'], 'Acc': metrics['acc'],
-                            'Kappa': metrics['kappa'], 'Dice': metrics['dice']})
-                        if metrics['miou'] > best_miou:
-                            best_miou, best_iter = metrics['miou'], iteration
-                            if self.is_writer:
-                                checkpoint.save_atomic(
-                                    os.path.join(opts.save_dir, 'best_model'),
-                                    {'model.pdparams': self.distiller.student.state_dict()})
-                        logger.info(f'[EVAL] The model with the best validation mIoU '
-                                    f'({best_miou:.4f}) was saved at iter {best_iter}.')
+                        self._evaluate(progress, run_log)
                         trainable.train()
                     if self.is_writer:
-                        self._save_checkpoint(iteration, optimizer, scaler, seed,
-                                              best_miou, best_iter)
+                        self._save_checkpoint(progress, optimizer, scaler)
                     if stopping:
-                        logger.info(f'Stopped by {stop.signal_name} after iter {iteration}; '
+                        logger.info(f'Stopped by {stop.signal_name} after iter {progress.iter}; '
                                     f'checkpoint saved. Resume with the same command plus '
                                     f'--resume_model auto')
                         return
                 tic, cpu_tic = time.time(), time.process_time()
         finally:
             run_log.close()
-        logger.info(f'Training finished at iter {iteration}'
-                    + (f', best val mIoU {best_miou:.4f} at iter {best_iter}'
-                       if best_iter > 0 else ''))
+        logger.info(f'Training finished at iter {progress.iter}'
+                    + (f', best val mIoU {progress.best_miou:.4f} at iter {progress.best_iter}'
+                       if progress.best_iter > 0 else ''))
+
+    def _restore(self, optimizer):
+        """Progress from --resume_model (weights, optimizer, aligners loaded) or a fresh one;
+        and the checkpoint's saved state ({} when fresh)."""
+        opts = self.options
+        resume_dir = checkpoint.resolve_resume(opts.resume_model, opts.save_dir)
+        if resume_dir is None:
+            if opts.resume_model == 'auto':
+                logger.info(f'--resume_model auto: no checkpoint in {opts.save_dir}, '
+                            f'starting fresh')
+            seed = opts.seed if opts.seed is not None else self._shared_random_seed()
+            return Progress(seed=seed), {}
+        state = paddle.load(os.path.join(resume_dir, 'train_state.pdstates'))
+        checkpoint.load_weights(self.distiller.student, resume_dir, 'student')
+        optimizer.set_state_dict(paddle.load(os.path.join(resume_dir, 'model.pdopt')))
+        self.distiller.trainable.aligners.set_state_dict(state['aligners'])
+        progress = Progress(seed=state['seed'], iter=state['iter'],
+                            best_miou=state['best_miou'], best_iter=state['best_iter'])
+        logger.info(f'Resumed from {resume_dir} at iter {progress.iter} '
+                    f'(best mIoU so far {progress.best_miou:.4f})')
+        if state.get('iters') not in (None, self.iters):
+            logger.warning(f"the checkpoint's run had --iters {state['iters']}, this one "
+                           f"{self.iters}: the learning-rate schedule differs from an "
+                           f"uninterrupted run")
+        return progress, state
+
+    def _grad_scaler(self, saved_state):
+        """fp16 on a GPU trains with a loss scaler; other precisions need none."""
+        precision = self.options.precision
+        if amp_enabled(precision) and precision == 'fp16':
+            scaler = paddle.amp.GradScaler(init_loss_scaling=1024)
+            if 'scaler' in saved_state:
+                scaler.load_state_dict(saved_state['scaler'])
+            return scaler
+        if precision != 'fp32' and not amp_enabled(precision):
+            logger.info(f'--precision {precision} is ignored on CPU: training in fp32')
+        return None
+
+    def _step(self, model, optimizer, scaler, progress, images, labels, sample_keys):
+        """One optimisation step; returns ({loss term: value, 'loss': total}, its lr)."""
+        # Dropout and other model randomness depend on (seed, iteration) alone, like the
+        # data: that is the whole RNG state a checkpoint needs for exact resume (paddle's
+        # own generator state does not survive pickling).
+        paddle.seed(iteration_seed(progress.seed, progress.iter))
+        active = self.distiller.active_terms(progress.iter)
+        with autocast(self.options.precision):
+            teacher_outputs = self.distiller.teacher_outputs(images, active, sample_keys)
+            logits_list, term_inputs = model(images, active)
+            terms = seg_losses(logits_list, labels, self.builder.loss)
+            terms += self.distiller.losses(active, logits_list[0], term_inputs,
+                                           teacher_outputs, labels)
+        total = paddle.add_n([value for _, value in terms])
+        if scaler is not None:
+            scaled = scaler.scale(total)
+            scaled.backward()
+            scaler.minimize(optimizer, scaled)
+        else:
+            total.backward()
+            optimizer.step()
+        lr = optimizer.get_lr()  # this iteration's, before the scheduler steps
+        optimizer.clear_grad()
+        if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
+            optimizer._learning_rate.step()
+        values = {name: float(value) for name, value in terms}
+        values['loss'] = float(total)
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"iter {progress.iter}: loss term {name} is {value}: lower the learning "
+                    f"rate or that term's coef; checkpoints in {self.options.save_dir} are kept")
+        return values, lr
+
+    def _evaluate(self, progress, run_log):
+        """Val metrics of the student; best_model is replaced only by a better one."""
+        metrics = evaluate(self.distiller.student, self.builder.val_dataset,
+                           num_workers=self.options.num_workers,
+                           precision=self.options.precision)
+        run_log.record(progress.iter, 'Evaluate', {
+            'mIoU': metrics['miou'], 'Acc': metrics['acc'], 'Kappa': metrics['kappa'],
+            'Dice': metrics['dice']})
+        if metrics['miou'] > progress.best_miou:
+            progress.best_miou, progress.best_iter = metrics['miou'], progress.iter
+            if self.is_writer:
+                checkpoint.save_atomic(os.path.join(self.options.save_dir, 'best_model'),
+                                       {'model.pdparams': self.distiller.student.state_dict()})
+        logger.info(f'[EVAL] The model with the best validation mIoU '
+                    f'({progress.best_miou:.4f}) was saved at iter {progress.best_iter}.')
 
     def _shared_random_seed(self):
         """A fresh seed, the same on every rank (they must agree on the data order)."""
@@ -336,9 +362,10 @@ class Trainer:
             paddle.distributed.broadcast(seed, src=0)
         return int(seed.item())
 
-    def _save_checkpoint(self, iteration, optimizer, scaler, seed, best_miou, best_iter):
-        state = {'iter': iteration, 'iters': self.iters, 'seed': seed,
-                 'best_miou': best_miou, 'best_iter': best_iter,
+    def _save_checkpoint(self, progress, optimizer, scaler):
+        iteration = progress.iter
+        state = {'iter': iteration, 'iters': self.iters, 'seed': progress.seed,
+                 'best_miou': progress.best_miou, 'best_iter': progress.best_iter,
                  'aligners': self.distiller.trainable.aligners.state_dict()}
         if scaler is not None:
             state['scaler'] = scaler.state_dict()
