@@ -29,7 +29,8 @@ MODES = ('student', 'anchor', 'online', 'cached')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--student_config', default=three_way.RECIPES['kl_feature_cwd'])
+    parser.add_argument('--student_config',
+                        default=three_way.STUDENT_PREFIX + '_kl_feature_cwd.yml')
     # The card's teacher architecture (ResNet50_vd), sized for CPU: speed needs no training.
     parser.add_argument('--teacher_config', default=os.path.join(
         three_way.CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml'))

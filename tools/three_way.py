@@ -27,7 +27,7 @@ STUDENT_PREFIX = os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_
 RECIPES = {
     'kl': STUDENT_PREFIX + '.yml',                              # PaddleSeg's: KLLoss coef 3
     'cwd_logits': STUDENT_PREFIX + '_cwd_logits.yml',           # MMRazor's CWD on logits
-    'kl_feature_cwd': STUDENT_PREFIX + '_kl_feature_cwd.yml',   # KL + CWD on backbone features
+    'cwd_logits_features': STUDENT_PREFIX + '_cwd_logits_features.yml',  # + CWD on a stage
 }
 DEFAULT_RECIPE = 'cwd_logits'
 STUDENT_DATA = 'data/optic_disc_seg'
