@@ -4,7 +4,7 @@ import json
 
 import paddleseg_ext  # noqa: F401  (first: registers our datasets, loads Pillow before paddle)
 from paddleseg.cvlibs import SegBuilder
-from paddleseg_ext.config import build, load_config
+from paddleseg_ext.config import build, build_model_without_weights, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.engine.cli import run_cli, select_device
 from paddleseg_ext.evaluation import evaluate
@@ -51,11 +51,8 @@ def validate(args):
     inference = inference_options(args)  # flag mistakes first, before any model is built
     select_device(args.device)
     config = load_config(args.config, opts=args.opts, required=('model', 'val_dataset'))
-    builder = SegBuilder(config)
-    model_cfg = config.dic['model']
-    model_cfg.pop('pretrained', None)  # --model_path is the weights evaluated
-    dataset = build(builder, 'val_dataset')
-    model = build(builder, 'model')
+    dataset = build(SegBuilder(config), 'val_dataset')
+    model, _ = build_model_without_weights(config)  # --model_path is the weights evaluated
     load_weights(model, args.model_path)
     metrics = evaluate(model, dataset, num_workers=args.num_workers, precision=args.precision,
                        inference=inference)

@@ -4,6 +4,7 @@ paddleseg's `Config` asserts, and its builder raises deep inside object construc
 here the same YAML is checked first: the file, top-level keys and every `type:` are
 validated against paddleseg's registry, naming the closest valid spelling.
 """
+import copy
 import difflib
 import os
 
@@ -151,3 +152,21 @@ def build(builder: SegBuilder, component: str):
                 f"building the model failed while fetching pretrained weights ({message}): "
                 f"download the file yourself and set `pretrained:` to its local path, or Null")
         raise UserInputError(f"building {component} from the config failed: {message}")
+
+
+def _drop_pretrained(cfg):
+    if isinstance(cfg, dict):
+        cfg.pop('pretrained', None)
+        for value in cfg.values():
+            _drop_pretrained(value)
+
+
+def build_model_without_weights(config):
+    """The config's architecture; its weights path (model.pretrained) is returned apart,
+    so config checks run before any weights are read. Backbone `pretrained:` entries
+    (ImageNet URLs) are dropped too: the model's own weights replace them all."""
+    model_cfg = copy.deepcopy(config.dic['model'])
+    weights = model_cfg.get('pretrained')
+    _drop_pretrained(model_cfg)
+    config.dic['model'] = model_cfg
+    return build(SegBuilder(config), 'model'), weights

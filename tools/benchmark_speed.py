@@ -86,7 +86,7 @@ def run_mode(args):
     from paddleseg_ext.engine.sampling import SeededSamples
     from paddleseg_ext.engine.trainer import Trainer, TrainOptions
     from slim.distill import distiller_factory, plain_distiller
-    from slim.distill.build import build_model_without_weights
+    from paddleseg_ext.config import build_model_without_weights
 
     device = select_device('auto')
     if device == 'cpu':

@@ -172,7 +172,7 @@ def model_stats(config, input_size=64):
     """(parameters, FLOPs at 1x3xSxS) of a config's model."""
     import paddleseg_ext  # noqa: F401  (before paddle)
     import paddle
-    from slim.distill.build import build_model_without_weights
+    from paddleseg_ext.config import build_model_without_weights
     from paddleseg_ext.config import load_config
     model, _ = build_model_without_weights(load_config(config, required=('model',)))
     params = sum(int(p.numel()) for p in model.parameters())

@@ -16,10 +16,9 @@ import os
 import paddle
 import yaml
 
-from paddleseg_ext.config import load_config
+from paddleseg_ext.config import build_model_without_weights, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
-from slim.distill.build import build_model_without_weights
 
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
 MODEL_FILENAME = 'model.pdmodel'

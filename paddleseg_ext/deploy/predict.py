@@ -18,11 +18,10 @@ from paddleseg.transforms import Compose
 from paddleseg.utils import logger
 from paddleseg.utils.visualize import get_color_map_list, get_pseudo_color_map, visualize
 
-from paddleseg_ext.config import load_config
+from paddleseg_ext.config import build_model_without_weights, load_config
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
-from slim.distill.build import build_model_without_weights
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 PSEUDO_DIR = 'pseudo_color_prediction'

@@ -1,10 +1,7 @@
 """Assembling a Distiller from the teacher and student configs."""
-import copy
-
-from paddleseg.cvlibs import SegBuilder
 from paddleseg.utils import logger
 
-from paddleseg_ext.config import build, load_config
+from paddleseg_ext.config import build, build_model_without_weights, load_config
 from paddleseg_ext.errors import UserInputError
 from slim.distill.distiller import Distiller, build_aligners, parse_terms
 from slim.distill.teacher import FrozenTeacher
@@ -16,24 +13,6 @@ PROBE_INPUT_SHAPE = (1, 3, 128, 128)
 def plain_distiller(config, builder):
     """No teacher, no terms: plain training of the config's model."""
     return Distiller(build(builder, 'model'))
-
-
-def _drop_pretrained(cfg):
-    if isinstance(cfg, dict):
-        cfg.pop('pretrained', None)
-        for value in cfg.values():
-            _drop_pretrained(value)
-
-
-def build_model_without_weights(config):
-    """The config's architecture; its weights path (model.pretrained) is returned apart,
-    so config checks run before any weights are read. Backbone `pretrained:` entries
-    (ImageNet URLs) are dropped too: the model's own weights replace them all."""
-    model_cfg = copy.deepcopy(config.dic['model'])
-    weights = model_cfg.get('pretrained')
-    _drop_pretrained(model_cfg)
-    config.dic['model'] = model_cfg
-    return build(SegBuilder(config), 'model'), weights
 
 
 def load_teacher_config(path, student_config):
