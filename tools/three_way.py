@@ -130,14 +130,19 @@ def train(run_dir, config, iters, seed, opts, label, teacher=None):
     return run_logged(args, os.path.join(run_dir, 'run.log'), label)
 
 
-def best_miou(run_dir, config, data_root):
-    """val.py on run_dir/best_model, as a user reads it."""
-    out = os.path.join(run_dir, 'best_model', 'metrics.json')
-    run_logged(['val.py', '--config', config, '--model_path',
-                os.path.join(run_dir, 'best_model', 'model.pdparams'), '--json', out,
-                *data_opts(data_root, data_root)], os.path.join(run_dir, 'val.log'), 'val')
-    with open(out) as f:
+def val_miou(config, weights, out_json, data_root):
+    """val.py --json on the weights, as a user reads them; the mIoU."""
+    run_logged(['val.py', '--config', config, '--model_path', weights, '--json', out_json,
+                *data_opts(data_root, data_root)], out_json + '.log', 'val')
+    with open(out_json) as f:
         return json.load(f)['miou']
+
+
+def best_miou(run_dir, config, data_root):
+    """val.py on run_dir/best_model."""
+    best = os.path.join(run_dir, 'best_model')
+    return val_miou(config, os.path.join(best, 'model.pdparams'),
+                    os.path.join(best, 'metrics.json'), data_root)
 
 
 def val_curve(run_dir):
@@ -195,10 +200,8 @@ def train_teacher(setup, out_dir, iters, seed):
 def score_teacher(setup, weights):
     """A teacher trained earlier: its val mIoU (no curve, no training time)."""
     out = os.path.join(os.path.dirname(os.path.abspath(weights)), 'teacher_metrics.json')
-    run_logged(['val.py', '--config', setup.teacher_config, '--model_path', weights, '--json',
-                out, *data_opts(setup.data, setup.data)], out + '.log', 'val')
-    with open(out) as f:
-        return {'weights': weights, 'miou': json.load(f)['miou'], 'curve': [], 'seconds': 0.0}
+    return {'weights': weights, 'miou': val_miou(setup.teacher_config, weights, out, setup.data),
+            'curve': [], 'seconds': 0.0}
 
 
 def compare_students(setup, out_dir, seed, iters, teacher):
