@@ -7,6 +7,7 @@ import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow bef
 from paddleseg_ext.engine.cli import add_train_arguments, prepare_run, run_cli, run_training
 from slim.distill import distiller_factory
 from slim.distill.listing import print_layers
+from slim.distill.teacher import TEACHER_ENGINES
 
 
 def parse_args(argv=None):
@@ -22,6 +23,10 @@ def parse_args(argv=None):
     parser.add_argument('--teacher_cache', default=None, metavar='DIR',
                         help='Offline distillation: compute the teacher once per (image, flip) '
                              'and reuse it from DIR (when the train transforms allow).')
+    parser.add_argument('--teacher_engine', default='auto', choices=TEACHER_ENGINES,
+                        help='What runs the frozen teacher: inference (Paddle Inference, '
+                             'oneDNN on CPU), dygraph (no_grad), or auto: inference on CPU, '
+                             'dygraph on GPU.')
     parser.add_argument('--list_layers', action='store_true',
                         help='Print every sublayer path of both models with its output shape.')
     return add_train_arguments(parser).parse_args(argv)
@@ -35,7 +40,7 @@ def main(argv=None):
         return
     make_distiller = distiller_factory(args.teacher_config, args.student_config,
                                        args.teacher_model_path, args.teacher_cache,
-                                       args.precision)
+                                       args.precision, args.teacher_engine)
     run_cli(lambda: run_training(args, args.student_config, make_distiller))
 
 

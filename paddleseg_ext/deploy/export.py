@@ -61,7 +61,7 @@ def check_input_shape(input_shape):
 
 
 @contextlib.contextmanager
-def _export_stage():
+def export_stage():
     # Some PaddleSeg models (e.g. with custom ops) check this while being traced.
     previous = os.environ.get('PADDLESEG_EXPORT_STAGE')
     os.environ['PADDLESEG_EXPORT_STAGE'] = 'True'
@@ -119,7 +119,7 @@ def export_model(config_path, model_path, save_dir, input_shape=None, output_op=
     net = SavedSegmentationNet(model, output_op) if output_op != 'none' else model
     net.eval()
     input_spec = [paddle.static.InputSpec(shape=list(shape), dtype='float32', name='x')]
-    with _export_stage():
+    with export_stage():
         # With input_spec, jit.save converts the whole forward to one static graph.
         paddle.jit.save(net, os.path.join(save_dir, 'model'), input_spec=input_spec)
     # deploy.yaml writes dynamic sizes as -1, as PaddleSeg's export does.

@@ -1,5 +1,4 @@
 """What train.py and distill_train.py share: flags, run set-up, error reporting."""
-import os
 import random
 import sys
 
@@ -8,6 +7,7 @@ import paddle
 from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext.config import build, load_config
+from paddleseg_ext.engine.threads import use_cpu_cores
 from paddleseg_ext.engine.trainer import Trainer, TrainOptions
 from paddleseg_ext.errors import UserInputError
 
@@ -48,15 +48,6 @@ def select_device(device):
                              "paddlepaddle-gpu==2.6.2 or use --device cpu")
     paddle.set_device(device)
     return device
-
-
-def use_cpu_cores(threads=None):
-    """paddle's CPU kernels run on one thread unless told otherwise: 2 threads made a
-    training step 1.5x faster on a 2-core machine. Processes launched side by side share
-    the cores."""
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // paddle.distributed.get_world_size())
-    paddle.framework.core.set_num_threads(threads)
 
 
 def prepare_run(args):

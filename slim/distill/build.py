@@ -40,10 +40,11 @@ def with_teacher_cache(teacher, cache_dir, config, builder, teacher_config, prec
 
 
 def distiller_factory(teacher_config_path, student_config_path, teacher_model_path=None,
-                      teacher_cache=None, precision='fp32'):
+                      teacher_cache=None, precision='fp32', teacher_engine='auto'):
     """make_distiller(config, builder) for the engine: checks, then teacher weights.
 
-    teacher_cache: a folder for offline distillation (or the config's `teacher_cache`)."""
+    teacher_cache: a folder for offline distillation (or the config's `teacher_cache`).
+    teacher_engine: what runs the teacher's forward (slim.distill.teacher.TEACHER_ENGINES)."""
 
     def make_distiller(config, builder):
         teacher_config = load_teacher_config(teacher_config_path, config)
@@ -54,7 +55,7 @@ def distiller_factory(teacher_config_path, student_config_path, teacher_model_pa
                 f"distill; add e.g. distill_loss: {{types: [{{type: KLLoss}}], coef: [3]}}")
         teacher_model, config_weights = build_model_without_weights(teacher_config)
         teacher_paths = [p for t in terms for p in (t.teacher_paths or [])]
-        teacher = FrozenTeacher(teacher_model, teacher_paths)
+        teacher = FrozenTeacher(teacher_model, teacher_paths, teacher_engine, precision)
         student = build(builder, 'model')
         aligners = build_aligners(terms, student, teacher_model, PROBE_INPUT_SHAPE,
                                   student_config_path, teacher_config_path)

@@ -3,28 +3,55 @@ import paddle
 
 from paddleseg_ext.engine.checkpoint import load_weights
 from slim.distill.recorder import FeatureRecorder
+from slim.distill.teacher_predictor import compile_teacher
+
+TEACHER_ENGINES = ('auto', 'inference', 'dygraph')
+
+
+def resolve_engine(engine):
+    """auto: Paddle Inference on CPU (measured 7x faster there), dygraph on GPU, where the
+    predictor has not been measured against dygraph under AMP yet."""
+    if engine == 'auto':
+        return 'dygraph' if paddle.get_device().startswith('gpu') else 'inference'
+    return engine
 
 
 class FrozenTeacher:
-    """Runs the teacher under `paddle.no_grad()` so no autograd graph is kept.
+    """Runs the teacher without an autograd graph: in dygraph under `paddle.no_grad()`, or,
+    with engine 'inference', compiled for Paddle Inference at the first batch (and checked
+    against the dygraph teacher on it).
 
     Deliberately not a `paddle.nn.Layer` attribute of anything trainable: its parameters
     can never reach the optimizer, DataParallel or a saved checkpoint.
     """
 
-    def __init__(self, model, feature_paths):
+    def __init__(self, model, feature_paths, engine='dygraph', precision='fp32'):
         self.model = model
         self.recorder = FeatureRecorder(model, feature_paths, 'teacher')
         self.weights_path = None
+        self.engine = resolve_engine(engine)
+        self.precision = precision
+        self.predictor = None
         self.model.eval()
         for param in self.model.parameters():
             param.stop_gradient = True
 
     def load(self, weights_path):
         self.weights_path = load_weights(self.model, weights_path, 'teacher')
+        self.predictor = None  # compiled from the weights loaded last
 
     def __call__(self, images, sample_keys=None):
         """(main logits, {layer path: recorded output}); sample_keys serve the cache only."""
+        if self.engine == 'inference' and self.predictor is None:
+            self.predictor = compile_teacher(self.model, self.recorder, images,
+                                             self._dygraph(images), self.precision)
+            if self.predictor is None:
+                self.engine = 'dygraph'
+        if self.predictor is not None:
+            return self.predictor(images)
+        return self._dygraph(images)
+
+    def _dygraph(self, images):
         with paddle.no_grad():
             logits = self.model(images)[0]
         return logits, self.recorder.pop()

@@ -1,10 +1,14 @@
-"""The teacher cache (offline distillation): same losses as online, never stale."""
+"""How the teacher runs: the cache (offline distillation) and the Paddle Inference engine
+give the same losses as the dygraph teacher online; the cache is never stale."""
 import os
 import re
 
+import numpy as np
+import paddle
 import pytest
 
 from conftest import TEST_CONFIGS, data_opts, run_cli
+from slim.distill.teacher import FrozenTeacher
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
@@ -51,6 +55,19 @@ def test_cached_and_online_first_iteration_losses_agree(tmp_path, synthetic_root
     assert computed >= 2  # ... and the warm run finds the first run's entries
 
 
+def test_inference_engine_matches_dygraph_teacher(tmp_path, synthetic_root, teacher_weights):
+    dygraph, dygraph_log = distill(tmp_path, 'dygraph', synthetic_root, teacher_weights,
+                                   '--teacher_engine', 'dygraph')
+    compiled, compiled_log = distill(tmp_path, 'inference', synthetic_root, teacher_weights,
+                                     '--teacher_engine', 'inference')
+    assert 'Teacher compiled for Paddle Inference (CPU oneDNN' in compiled_log
+    assert 'Teacher compiled' not in dygraph_log
+    assert set(compiled) == set(dygraph) == {'CrossEntropyLoss', 'KLLoss(logits)',
+                                             'ChannelWiseDistillLoss(backbone.bb_2_1)'}
+    for name, value in dygraph.items():
+        assert abs(compiled[name] - value) <= 1e-3, (name, compiled[name], value)
+
+
 def test_a_changed_teacher_gets_a_new_cache(tmp_path, synthetic_root, teacher_weights):
     cache = tmp_path / 'cache'
     distill(tmp_path, 'a', synthetic_root, teacher_weights, '--teacher_cache', str(cache))
@@ -81,3 +98,61 @@ train_dataset:
                      str(tmp_path / 'cache'), student=str(student))
     assert 'Teacher cache not used' in log and 'RandomPaddingCrop' in log
     assert not os.path.exists(tmp_path / 'cache')
+
+
+class TwoStageNet(paddle.nn.Layer):
+    """A tiny segmentation-like model: logits first, a recordable `stage` sublayer."""
+
+    def __init__(self, static_scale=1.0):
+        super().__init__()
+        self.stage = paddle.nn.Sequential(paddle.nn.Conv2D(3, 8, 3, padding=1),
+                                          paddle.nn.BatchNorm2D(8), paddle.nn.ReLU())
+        self.head = paddle.nn.Conv2D(8, 2, 1)
+        self.static_scale = static_scale
+
+    def forward(self, x):
+        logits = self.head(self.stage(x))
+        if not paddle.in_dynamic_mode():  # what an export sees
+            logits = logits * self.static_scale
+        return [logits]
+
+
+class DygraphOnlyNet(TwoStageNet):
+    def forward(self, x):
+        if not paddle.in_dynamic_mode():
+            raise RuntimeError('this model cannot be exported')
+        return super().forward(x)
+
+
+def frozen(model):
+    paddle.seed(0)
+    return FrozenTeacher(model, ['stage'], engine='inference')
+
+
+def test_compiled_teacher_serves_any_batch_and_image_size():
+    teacher = frozen(TwoStageNet())
+    for shape in ([2, 3, 32, 32], [3, 3, 48, 40]):
+        images = paddle.randn(shape)
+        logits, records = teacher(images)
+        expected_logits, expected_records = teacher._dygraph(images)
+        np.testing.assert_allclose(logits.numpy(), expected_logits.numpy(), atol=1e-4)
+        np.testing.assert_allclose(records['stage'].numpy(), expected_records['stage'].numpy(),
+                                   atol=1e-4)
+    assert teacher.engine == 'inference' and teacher.predictor is not None
+
+
+@pytest.mark.parametrize('model, message', [
+    (DygraphOnlyNet(), 'Teacher not compiled for Paddle Inference (RuntimeError: this model '
+                       'cannot be exported'),
+    (TwoStageNet(static_scale=3.0), 'disagrees with the dygraph teacher on the first batch '
+                                    '(logits: relative difference'),
+])
+def test_a_teacher_that_does_not_export_right_runs_in_dygraph(model, message, capsys):
+    teacher = frozen(model)
+    images = paddle.randn([2, 3, 16, 16])
+    logits, records = teacher(images)
+    assert message in capsys.readouterr().out
+    assert teacher.engine == 'dygraph' and teacher.predictor is None
+    expected_logits, expected_records = teacher._dygraph(images)
+    np.testing.assert_array_equal(logits.numpy(), expected_logits.numpy())
+    assert list(records) == ['stage']
