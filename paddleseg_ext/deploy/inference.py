@@ -12,12 +12,11 @@ import numpy as np
 import paddle
 import yaml
 from paddleseg.core.infer import reverse_transform
-from paddleseg.utils import logger
 
 from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_FILENAME, OUTPUT_OPS, \
     PARAMS_FILENAME
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.evaluation.metrics import confusion_matrix, segmentation_metrics
+from paddleseg_ext.evaluation.evaluate import evaluate_predictions
 
 
 def read_deploy_yaml(inference_dir):
@@ -159,18 +158,9 @@ class InferenceModel:
 
 def evaluate_inference(model, dataset, print_detail=True):
     """mIoU etc. (evaluation.evaluate's keys) of an InferenceModel on a PaddleSeg val dataset."""
-    cm = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        pred = model.predict_ids(sample['img'][np.newaxis], sample['trans_info'])
-        cm += confusion_matrix(pred, sample['label'][0], dataset.num_classes,
-                               dataset.ignore_index)
-    results = segmentation_metrics(cm)
-    results['num_images'] = len(dataset)
-    if print_detail:
-        logger.info(f"[EVAL] {model.inference_dir}: #Images: {len(dataset)} "
-                    f"mIoU: {results['miou']:.4f} Acc: {results['acc']:.4f}")
-    return results
+    return evaluate_predictions(
+        lambda image, trans_info: model.predict_ids(image.numpy(), trans_info), dataset,
+        print_detail=print_detail)
 
 
 def median_latency(model, image, runs=20, warmup=3):

@@ -192,14 +192,27 @@ def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32',
         inference: InferenceOptions for test-time augmentation / sliding windows; None
             (default) predicts each image once, whole.
 
-    With several ranks, each evaluates indices rank, rank + world_size, ... and the
-    confusion matrices are summed, so every rank returns the same metrics.
+    Data-parallel as `evaluate_predictions`.
 
     Returns:
         dict: `segmentation_metrics` keys plus `num_images`.
     """
     if precision not in AMP_DTYPES:
         raise ValueError(f"precision must be one of {sorted(AMP_DTYPES)}, got {precision!r}")
+    with eval_mode(model), paddle.no_grad():
+        return evaluate_predictions(
+            lambda image, trans_info: _predict(model, image, trans_info, precision, inference),
+            dataset, num_workers, print_detail)
+
+
+def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True):
+    """The metrics of `predict_ids(image batch of one, trans_info)` -> class ids (HxW numpy
+    at the label's original size) over a PaddleSeg val dataset: one loop for the dygraph
+    model (`evaluate`) and an exported one (`deploy.inference.evaluate_inference`).
+
+    With several ranks, each predicts indices rank, rank + world_size, ... and the
+    confusion matrices are summed, so every rank returns the same metrics.
+    """
     world_size = paddle.distributed.get_world_size()
     rank = paddle.distributed.get_rank()
     rank_indices = range(rank, len(dataset), world_size)
@@ -207,10 +220,9 @@ def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32',
     if print_detail and rank == 0:
         logger.info(f"Start evaluating (total_samples: {len(dataset)}) ...")
     cm = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
-    with eval_mode(model), paddle.no_grad():
-        for image, label, trans_info in _iterate_samples(dataset, rank_indices, num_workers):
-            pred = _predict(model, image, trans_info, precision, inference)
-            cm += confusion_matrix(pred, label, dataset.num_classes, dataset.ignore_index)
+    for image, label, trans_info in _iterate_samples(dataset, rank_indices, num_workers):
+        pred = predict_ids(image, trans_info)
+        cm += confusion_matrix(pred, label, dataset.num_classes, dataset.ignore_index)
     if world_size > 1:
         cm = _sum_over_ranks(cm)
 
