@@ -11,8 +11,9 @@ def resize_spatial(feature, height_width):
         feature, size=height_width, mode='bilinear', align_corners=False)
 
 
-def align_student_to_teacher(student, teacher):
-    """Return the student NCHW tensor resized to the teacher's H, W.
+def student_and_constant_teacher(student, teacher):
+    """(student NCHW resized to the teacher's H, W; teacher detached): what every
+    student-vs-teacher loss compares, so each takes (N, C, h, w) and (N, C, H, W).
 
     Channels cannot be reconciled by resizing (they need a learned adapter),
     so a channel mismatch is an error.
@@ -21,4 +22,4 @@ def align_student_to_teacher(student, teacher):
         raise ValueError(
             'Student and teacher channel counts differ: student shape {}, '
             'teacher shape {}'.format(student.shape, teacher.shape))
-    return resize_spatial(student, teacher.shape[2:])
+    return resize_spatial(student, teacher.shape[2:]), teacher.detach()

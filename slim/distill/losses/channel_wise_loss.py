@@ -3,7 +3,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from ._shapes import align_student_to_teacher
+from ._shapes import student_and_constant_teacher
 
 
 @manager.LOSSES.add_component
@@ -25,14 +25,8 @@ class ChannelWiseDistillLoss(nn.Layer):
         self.tau = tau
 
     def forward(self, student_feat, teacher_feat, label=None):
-        """
-        Args:
-            student_feat (Tensor): (N, C, h, w), resized to the teacher's size if needed.
-            teacher_feat (Tensor): (N, C, H, W), treated as a constant.
-            label: Unused; accepted so callers can pass labels uniformly.
-        """
-        teacher_feat = teacher_feat.detach()
-        student_feat = align_student_to_teacher(student_feat, teacher_feat)
+        """label: unused; accepted so callers can pass labels uniformly."""
+        student_feat, teacher_feat = student_and_constant_teacher(student_feat, teacher_feat)
 
         batch_size, channels = teacher_feat.shape[:2]
         teacher_log_prob = F.log_softmax(

@@ -5,7 +5,7 @@ from paddleseg.cvlibs import manager
 
 from paddleseg_ext.registry import override_component
 
-from ._shapes import align_student_to_teacher
+from ._shapes import student_and_constant_teacher
 
 
 # Deliberately replaces PaddleSeg's own KLLoss, so configs written for PaddleSeg's
@@ -40,15 +40,9 @@ class KLLoss(nn.Layer):
         self.ignore_index = ignore_index
 
     def forward(self, student_logits, teacher_logits, label=None):
-        """
-        Args:
-            student_logits (Tensor): (N, C, h, w), resized to the teacher's size if needed.
-            teacher_logits (Tensor): (N, C, H, W), treated as a constant.
-            label (Tensor, optional): (N, H, W) integer labels for ignore masking.
-        """
-        teacher_logits = teacher_logits.detach()
-        student_logits = align_student_to_teacher(student_logits,
-                                                  teacher_logits)
+        """label (optional): (N, H, W) integer labels; ignore_index pixels are left out."""
+        student_logits, teacher_logits = student_and_constant_teacher(student_logits,
+                                                                      teacher_logits)
 
         teacher_log_prob = F.log_softmax(
             teacher_logits / self.teacher_temperature, axis=1)
