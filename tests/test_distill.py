@@ -361,24 +361,16 @@ def feature_config(tmp_path, student='backbone.bb_2_1', teacher='backbone.bb_2_5
         base=STUDENT_CFG, student=student, teacher=teacher, loss=loss, extra=extra))
 
 
-def test_unknown_student_layer_lists_closest(tmp_path, err_dir, synthetic_root,
-                                             teacher_weights):
+def test_unknown_student_layer_names_the_student_and_lists_closest(
+        tmp_path, err_dir, synthetic_root, teacher_weights):
     student = feature_config(tmp_path, student='backbone.bb_2_9')
     result = run_err(err_dir, synthetic_root, TEACHER_CFG, student,
                      '--teacher_model_path', teacher_weights)
-    message = assert_user_error(result, "'backbone.bb_2_9' does not exist", 'closest: ',
-                                'backbone.bb_2_1', '--list_layers', save_dir=err_dir)
+    message = assert_user_error(result, "student layer 'backbone.bb_2_9' does not exist in the "
+                                "student model", 'closest: ', 'backbone.bb_2_1',
+                                '--list_layers', save_dir=err_dir)
     # Only names of the student model are suggested (ResNet18 has no bb_2_5).
     assert 'backbone.bb_2_5' not in message
-
-
-def test_unknown_student_layer_names_the_student(tmp_path, err_dir, synthetic_root,
-                                                 teacher_weights):
-    student = feature_config(tmp_path, student='backbone.bb_2_9')
-    result = run_err(err_dir, synthetic_root, TEACHER_CFG, student,
-                     '--teacher_model_path', teacher_weights)
-    assert_user_error(result, "student layer 'backbone.bb_2_9' does not exist in the student "
-                      "model", save_dir=err_dir)
 
 
 def test_unknown_teacher_layer_lists_closest(tmp_path, err_dir, synthetic_root,
