@@ -5,7 +5,7 @@ import argparse
 
 import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
 from paddleseg_ext.engine.cli import add_train_arguments, prepare_run, run_cli, run_training
-from slim.distill import distiller_factory
+from slim.distill import distill_model_factory
 from slim.distill.listing import print_layers
 from slim.distill.teacher import TEACHER_ENGINES
 
@@ -38,10 +38,10 @@ def main(argv=None):
         run_cli(lambda: (prepare_run(args), print_layers(args.teacher_config,
                                                          args.student_config)))
         return
-    make_distiller = distiller_factory(args.teacher_config, args.student_config,
+    make_model = distill_model_factory(args.teacher_config, args.student_config,
                                        args.teacher_model_path, args.teacher_cache,
                                        args.precision, args.teacher_engine)
-    run_cli(lambda: run_training(args, args.student_config, make_distiller))
+    run_cli(lambda: run_training(args, args.student_config, make_model))
 
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@ import argparse
 
 import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
 from paddleseg_ext.engine.cli import add_train_arguments, run_cli, run_training
-from slim.distill import plain_distiller
+from slim.distill import plain_model
 
 
 def parse_args(argv=None):
@@ -14,7 +14,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    run_cli(lambda: run_training(args, args.config, plain_distiller))
+    run_cli(lambda: run_training(args, args.config, plain_model))
 
 
 if __name__ == '__main__':

@@ -124,10 +124,14 @@ def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None
                                  f"{', '.join(required)}")
     config = Config.__new__(Config)
     config.dic = dic
+    config.path = path  # for messages about what is built from it
+    if 'batch_size' not in dic and 'train_dataset' not in required:
+        return config  # a model-only config (a teacher's): the training checks do not apply
     try:
         Config._build_default_checker().apply_all_rules(config)
-    except (AssertionError, ValueError, KeyError) as exc:
-        raise UserInputError(f"{path}: {exc}")
+    except (AssertionError, ValueError, KeyError, RuntimeError) as exc:
+        message = ' '.join(str(exc).split()).split('the error message is: ')[-1]
+        raise UserInputError(f"{path}: {message}")
     return config
 
 
@@ -151,7 +155,8 @@ def build(builder: SegBuilder, component: str):
             raise UserInputError(
                 f"building the model failed while fetching pretrained weights ({message}): "
                 f"download the file yourself and set `pretrained:` to its local path, or Null")
-        raise UserInputError(f"building {component} from the config failed: {message}")
+        source = getattr(builder.config, 'path', 'the config')
+        raise UserInputError(f"{source}: building {component} failed: {message}")
 
 
 def _drop_pretrained(cfg):

@@ -28,3 +28,14 @@ def synthetic_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('data') / 'optic_disc_seg')
     make_synthetic(root, n=16, seed=0, min_size=64, max_size=96)
     return root
+
+
+@pytest.fixture(scope='session')
+def teacher_weights(tmp_path_factory, synthetic_root):
+    """A tiny teacher (tests/configs/tiny_teacher.yml) trained once with train.py, 2 iters."""
+    save_dir = tmp_path_factory.mktemp('teacher')
+    result = run_cli('train.py', '--config', os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+                     '--iters', '2', '--save_interval', '2', '--seed', '0', '--save_dir',
+                     str(save_dir), *data_opts(synthetic_root))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return str(save_dir / 'iter_2' / 'model.pdparams')

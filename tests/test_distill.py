@@ -4,6 +4,7 @@ Distiller (gradients, frozen teacher, iteration windows)."""
 import hashlib
 import json
 import os
+from typing import Sequence
 
 import numpy as np
 import paddle
@@ -12,11 +13,13 @@ from paddleseg.cvlibs import SegBuilder
 
 from conftest import TEST_CONFIGS, data_opts, run_cli
 from paddleseg_ext.config import build, load_config
-from paddleseg_ext.engine.trainer import build_optimizer, seg_losses
-import slim.distill  # noqa: F401  (after paddleseg_ext: registers the distillation losses)
-from slim.distill.build import distiller_factory
-from slim.distill.distiller import Distiller, DistillTerm, parse_terms
-from slim.distill.losses import KLLoss
+from paddleseg_ext.engine.trainer import Progress, Trainer, TrainOptions, build_optimizer
+from paddleseg_ext.errors import UserInputError
+from slim.distill import DistillModel, distill_model_factory
+from slim.distill.losses import FSPLoss, KLLoss
+from slim.distill.recorder import FeatureRef, Recorder, select
+from slim.distill.schema import parse_terms
+from slim.distill.terms import DistillTerm, LossArguments
 
 TEACHER_CFG = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 STUDENT_CFG = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
@@ -64,18 +67,6 @@ def write_yaml(path, text):
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope='module')
-def teacher_weights(synthetic_root, tmp_path_factory):
-    """A tiny teacher trained once with train.py for 2 iterations."""
-    save_dir = str(tmp_path_factory.mktemp('teacher'))
-    result = run_cli('train.py', '--config', TEACHER_CFG, '--iters', '2', '--save_interval',
-                     '2', '--save_dir', save_dir, *data_opts(synthetic_root), timeout=240)
-    assert result.returncode == 0, output_of(result)
-    path = os.path.join(save_dir, 'iter_2', 'model.pdparams')
-    assert os.path.isfile(path), os.listdir(save_dir)
-    return path
 
 
 def distill_run(flag, student_cfg, synthetic_root, teacher_weights, save_dir):
@@ -133,7 +124,7 @@ def test_kl_distillation_trains_and_saves_a_plain_student(kl_run, synthetic_root
     assert 0.0 <= metrics['miou'] <= 1.0, metrics
 
 
-def test_feature_distillation_with_align_layer_saves_no_aligner_keys(cwd_run):
+def test_feature_distillation_with_a_connector_saves_a_plain_student(cwd_run):
     result, save_dir = cwd_run['result'], cwd_run['save_dir']
     assert result.returncode == 0, output_of(result)
     train_lines = [line for line in output_of(result).splitlines() if '[TRAIN]' in line]
@@ -147,13 +138,13 @@ def test_feature_distillation_with_align_layer_saves_no_aligner_keys(cwd_run):
         path = os.path.join(save_dir, sub, 'model.pdparams')
         assert os.path.isfile(path), os.listdir(save_dir)
         state = paddle.load(path)
-        assert not [k for k in state if 'aligner' in k]
+        assert not [k for k in state if 'term' in k or 'connector' in k]
         assert set(state) == set(expected), (sub, set(state) ^ set(expected))
         assert {k: list(v.shape) for k, v in state.items()} == expected
-    # The align layer (256 -> 1024 channels) is kept apart, for resuming.
+    # The connector (256 -> 1024 channels) is kept apart, for resuming.
     train_state = paddle.load(os.path.join(save_dir, 'iter_2', 'train_state.pdstates'))
-    conv = [v for k, v in train_state['aligners'].items() if k.endswith('conv.weight')]
-    assert [list(v.shape) for v in conv] == [[1024, 256, 1, 1]], train_state['aligners'].keys()
+    conv = [v for k, v in train_state['auxiliary'].items() if k.endswith('conv.weight')]
+    assert [list(v.shape) for v in conv] == [[1024, 256, 1, 1]], train_state['auxiliary'].keys()
 
 
 def test_list_layers_prints_both_models_with_shapes(tmp_path):
@@ -198,129 +189,208 @@ def test_two_process_cpu_launch(synthetic_root, teacher_weights, tmp_path):
 
 
 @pytest.fixture(scope='module')
-def cwd_setup(synthetic_root, teacher_weights):
+def cwd_trainer(synthetic_root, teacher_weights, tmp_path_factory):
+    """The engine's Trainer over the distillation model of tiny_student_cwd.yml."""
     config = load_config(STUDENT_CWD_CFG, opts=data_opts(synthetic_root)[1:])
     builder = SegBuilder(config)
-    distiller = distiller_factory(TEACHER_CFG, STUDENT_CWD_CFG, teacher_weights)(config, builder)
-    return config, builder, distiller
+    model = distill_model_factory(TEACHER_CFG, STUDENT_CWD_CFG, teacher_weights)(config, builder)
+    options = TrainOptions(save_dir=str(tmp_path_factory.mktemp('step')))
+    return Trainer(options, config, builder, model)
 
 
-def train_step(distiller, builder, iteration=1, seed=0):
-    """One forward/backward as Trainer.train does it; returns the loss terms."""
-    paddle.seed(seed)
-    images = paddle.randn([2, 3, 64, 64])
-    labels = paddle.randint(0, 2, [2, 64, 64], dtype='int64')
-    active = distiller.active_terms(iteration)
-    teacher_outputs = distiller.teacher_outputs(images, active)
-    logits_list, term_inputs = distiller.trainable(images, active)
-    terms = seg_losses(logits_list, labels, builder.loss)
-    terms += distiller.losses(active, logits_list[0], term_inputs, teacher_outputs, labels)
-    paddle.add_n([value for _, value in terms]).backward()
-    return terms
+def gradient_sums(model):
+    """Hooks that record |grad|.sum() of every trainable parameter, by name, in backward."""
+    sums, handles = {}, []
+    for name, param in model.named_parameters():
+        if not param.stop_gradient:
+            handles.append(param.register_hook(
+                lambda grad, name=name: sums.__setitem__(name, float(grad.abs().sum()))))
+    return sums, handles
 
 
-def test_gradients_reach_student_and_aligners_not_teacher(cwd_setup, teacher_weights):
-    _, builder, distiller = cwd_setup
-    trainable, teacher = distiller.trainable, distiller.teacher.model
-    trainable.train()  # as the trainer does before its loop
-    # The teacher was loaded from the file and stays frozen, in eval mode.
+def test_engine_step_trains_student_and_connectors_never_the_teacher(cwd_trainer,
+                                                                     teacher_weights):
+    model = cwd_trainer.model
+    teacher = model.teacher.model
+    # The teacher was loaded from the file and stays frozen, in eval mode, outside the model.
     saved = paddle.load(teacher_weights)
     for key, value in teacher.state_dict().items():
         np.testing.assert_array_equal(value.numpy(), saved[key].numpy(), err_msg=key)
-    assert all(not layer.training for layer in teacher.sublayers(include_self=True))
     teacher_names = {p.name for p in teacher.parameters()}
-    assert teacher_names and not teacher_names & {p.name for p in trainable.parameters()}
-    aligner_params = list(trainable.aligners.parameters())
-    assert aligner_params, 'align: auto with 256 vs 1024 channels builds an align layer'
-    assert {p.name for p in aligner_params} <= {p.name for p in trainable.parameters()}
+    assert teacher_names and not teacher_names & {p.name for p in model.parameters()}
+    assert not [k for k in model.state_dict() if k.startswith('teacher')]
+    connector_params = list(model.connectors.parameters())
+    assert connector_params, 'align: auto with 256 vs 1024 channels builds a connector'
 
-    optimizer = build_optimizer(builder, trainable)
-    teacher_before = {k: v.numpy().copy() for k, v in teacher.state_dict().items()}
-    student_before = {k: v.numpy().copy() for k, v in distiller.student.state_dict().items()}
-    terms = train_step(distiller, builder)
-    assert [name for name, _ in terms] == [
-        'CrossEntropyLoss', 'KLLoss(logits)', 'ChannelWiseDistillLoss(backbone.bb_2_1)']
-    assert all(np.isfinite(float(value)) for _, value in terms)
+    optimizer = build_optimizer(cwd_trainer.builder, model)
+    student_before = {k: v.numpy().copy() for k, v in model.student.state_dict().items()}
+    sums, handles = gradient_sums(model)
+    model.train()  # as the trainer does before its loop
+    paddle.seed(0)
+    batch = {'img': paddle.randn([2, 3, 64, 64]),
+             'label': paddle.randint(0, 2, [2, 64, 64], dtype='int64')}
+    values, _ = cwd_trainer.step(model, optimizer, None, Progress(seed=0, iter=1), batch)
+    for handle in handles:
+        handle.remove()
 
-    student_params = [(n, p) for n, p in distiller.student.named_parameters()
-                      if not p.stop_gradient]
-    assert student_params
-    no_grad = [n for n, p in student_params if p.grad is None]
-    assert not no_grad, no_grad
-    assert sum(float(p.grad.abs().sum()) for _, p in student_params) > 0
-    # Each backbone stage and the head receive signal, not just the last layers.
-    for prefix in ('backbone.conv1', 'backbone.bb_0', 'backbone.bb_2_1', 'backbone.bb_3',
-                   'head'):
-        assert sum(float(p.grad.abs().sum()) for n, p in student_params
-                   if n.startswith(prefix)) > 0, prefix
-    for name, param in trainable.aligners.named_parameters():
-        if not param.stop_gradient:
-            assert param.grad is not None, name
-            assert float(param.grad.abs().sum()) > 0, name
+    assert list(values) == ['CrossEntropyLoss', 'KLLoss(logits)',
+                            'ChannelWiseDistillLoss(backbone.bb_2_1)', 'loss']
+    assert all(np.isfinite(value) for value in values.values())
+    assert abs(values['loss'] - sum(v for k, v in values.items() if k != 'loss')) < 1e-4
+    trainable = [n for n, p in model.named_parameters() if not p.stop_gradient]
+    assert sorted(sums) == sorted(trainable), set(trainable) ^ set(sums)
+    # Each backbone stage, the head and the connector receive signal.
+    for prefix in ('student.backbone.conv1', 'student.backbone.bb_0', 'student.backbone.bb_2_1',
+                   'student.backbone.bb_3', 'student.head', 'connectors.term1_0'):
+        assert sum(v for n, v in sums.items() if n.startswith(prefix)) > 0, prefix
     for name, param in teacher.named_parameters():
-        assert param.stop_gradient, name
-        assert param.grad is None, name
-
-    optimizer.step()
-    optimizer.clear_grad()
+        assert param.stop_gradient and param.grad is None, name
     for key, value in teacher.state_dict().items():
-        np.testing.assert_array_equal(value.numpy(), teacher_before[key], err_msg=key)
-    changed = [k for k, v in distiller.student.state_dict().items()
+        np.testing.assert_array_equal(value.numpy(), saved[key].numpy(), err_msg=key)
+    changed = [k for k, v in model.student.state_dict().items()
                if not np.array_equal(v.numpy(), student_before[k])]
     assert changed, 'the optimizer step must update the student'
     assert all(not layer.training for layer in teacher.sublayers(include_self=True))
 
 
+def kl_term(**window):
+    return DistillTerm(name='KLLoss(logits)', loss=KLLoss(), coef=3.0,
+                       arguments=LossArguments.of(KLLoss, 'test'), **window)
+
+
 def test_term_window_is_start_exclusive_end_inclusive():
-    term = DistillTerm(name='KLLoss(logits)', loss=KLLoss(), coef=1.0, start_iter=2,
-                       end_iter=3)
+    term = kl_term(start_iter=2, end_iter=3)
     assert [term.active(i) for i in range(1, 6)] == [False, False, True, False, False]
-    open_ended = DistillTerm(name='KLLoss(logits)', loss=KLLoss(), coef=1.0, start_iter=1)
+    open_ended = kl_term(start_iter=1)
     assert [open_ended.active(i) for i in (1, 2, 1000)] == [False, True, True]
 
 
-def test_teacher_not_run_outside_every_window():
+class OneConv(paddle.nn.Layer):
+    """A 'segmentation model' of one conv: returns [logits] as paddleseg models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 2, 1)
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+
+def test_teacher_runs_only_inside_a_window():
     calls = []
 
-    def teacher(images, sample_keys=None):
+    def teacher(images):
         calls.append(images)
         return paddle.zeros([1, 2, 4, 4]), {}
 
-    student = paddle.nn.Conv2D(3, 2, 1)
-    term = DistillTerm(name='KLLoss(logits)', loss=KLLoss(), coef=3.0, start_iter=2,
-                       end_iter=3)
-    distiller = Distiller(student, teacher, [term])
-    images = paddle.zeros([1, 3, 4, 4])
+    def supervised(logits_list, label):
+        return {'supervised': logits_list[0].mean()}
+
+    model = DistillModel(OneConv(), supervised, [kl_term(start_iter=2, end_iter=3)],
+                         teacher=teacher)
+    model.train()
+    batch = {'img': paddle.zeros([1, 3, 4, 4]), 'label': paddle.zeros([1, 4, 4], 'int64')}
     for iteration in (1, 2, 4, 5):
-        active = distiller.active_terms(iteration)
-        assert active == []
-        assert distiller.teacher_outputs(images, active) is None
-        assert distiller.losses(active, paddle.zeros([1, 2, 4, 4]), {}, None, None) == []
+        assert list(model(batch, iteration)) == ['supervised']
     assert calls == []
-    assert distiller.active_terms(3) == [0]
-    assert distiller.teacher_outputs(images, [0]) is not None
+    assert list(model(batch, 3)) == ['supervised', 'KLLoss(logits)']
     assert len(calls) == 1
+    model.eval()
+    assert list(model(batch['img'])[0].shape) == [1, 2, 4, 4]  # evaluation: the logits
 
 
-def test_window_from_yaml(tmp_path, synthetic_root):
+def test_window_and_refs_from_yaml(tmp_path, synthetic_root):
     path = write_yaml(tmp_path / 'window.yml', f"""
 _base_: '{STUDENT_CFG}'
 distill_features:
-  - student: backbone.bb_2_1
-    teacher: backbone.bb_2_5
+  - student: {{path: backbone, index: 2}}
+    teacher: {{path: head.decoder.conv, io: input}}
     loss: {{type: ChannelWiseDistillLoss, tau: 4}}
     align: auto
     start_iter: 2
     end_iter: 3
+  - student: [backbone.bb_1_1, backbone.bb_2_1]
+    teacher: [backbone.bb_1_3, backbone.bb_2_5]
+    loss: {{type: FSPLoss}}
+    connector: {{type: ConvConnector}}
 """)
     config = load_config(path, opts=data_opts(synthetic_root)[1:])
     terms = parse_terms(config, SegBuilder(config).build_component)
-    assert [t.name for t in terms] == ['KLLoss(logits)', 'ChannelWiseDistillLoss(backbone.bb_2_1)']
-    feature = terms[1]
-    assert (feature.start_iter, feature.end_iter) == (2, 3)
-    assert feature.align is True
+    assert [t.name for t in terms] == ['KLLoss(logits)', 'ChannelWiseDistillLoss(backbone[2])',
+                                       'FSPLoss(backbone.bb_1_1)']
+    feature, fsp = terms[1], terms[2]
+    assert feature.student_refs == [FeatureRef('backbone', 'output', 2)]
+    assert feature.teacher_refs == [FeatureRef('head.decoder.conv', 'input')]
+    assert (feature.start_iter, feature.end_iter, feature.connector) == (2, 3, 'auto')
     assert [feature.active(i) for i in range(1, 6)] == [False, False, True, False, False]
     assert all(terms[0].active(i) for i in range(1, 6))
+    assert fsp.arguments.tensors_per_model == 2 and fsp.connector == {'type': 'ConvConnector'}
+    assert fsp.teacher_refs == [FeatureRef('backbone.bb_1_3'), FeatureRef('backbone.bb_2_5')]
+
+
+def test_recorder_takes_inputs_and_list_elements():
+    class Net(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.first = paddle.nn.Conv2D(3, 4, 1)
+            self.second = paddle.nn.Conv2D(4, 2, 1)
+
+        def forward(self, x):
+            return [self.second(self.first(x)), x]
+
+    net = Net()
+    refs = [FeatureRef('second', 'input'), FeatureRef('first'), FeatureRef('', 'output', 1)]
+    recorder = Recorder(net, refs[:2], 'student')
+    x = paddle.randn([1, 3, 4, 4])
+    (logits, _), records = recorder.record(net, x)
+    np.testing.assert_array_equal(records[refs[0]].numpy(), net.first(x).numpy())
+    np.testing.assert_array_equal(records[refs[1]].numpy(), net.first(x).numpy())
+    assert recorder.record(lambda t: t, x)[1] == {}  # hooks fire only inside record()
+    with pytest.raises(UserInputError, match=r"where: layer 'first' returns a list of 2 tensors: "
+                                             r"pick one with \{path: first, index: N\}, N in 0..1"):
+        select([x, x], FeatureRef('first'), 'where')
+    with pytest.raises(UserInputError, match='gives one tensor, not a list: remove index'):
+        select(x, FeatureRef('first', 'output', 0), 'where')
+
+
+class TakesPrediction(paddle.nn.Layer):
+    def forward(self, prediction, teacher):
+        return prediction
+
+
+class StudentOnly(paddle.nn.Layer):
+    def forward(self, student, label=None):
+        return student
+
+
+class AnyNumber(paddle.nn.Layer):
+    def forward(self, student: Sequence[paddle.Tensor], teacher, **extra):
+        return student[0]
+
+
+def test_loss_arguments_are_read_from_the_signature():
+    assert LossArguments.of(KLLoss, 'w') == LossArguments(('student', 'teacher', 'label'))
+    assert LossArguments.of(FSPLoss, 'w') == LossArguments(('student', 'teacher'), 2)
+    assert LossArguments.of(AnyNumber, 'w') == LossArguments(('student', 'teacher', 'label'), 0)
+    with pytest.raises(UserInputError, match="w: TakesPrediction takes 'prediction', which a "
+                                             "distillation term cannot give"):
+        LossArguments.of(TakesPrediction, 'w')
+    with pytest.raises(UserInputError, match='does not take both `student` and `teacher`'):
+        LossArguments.of(StudentOnly, 'w')
+
+
+def test_term_binds_tensors_by_name():
+    seen = {}
+
+    class Spy(paddle.nn.Layer):
+        def forward(self, teacher, student):
+            seen.update(student=student, teacher=teacher)
+            return paddle.to_tensor(2.0)
+
+    term = DistillTerm(name='spy', loss=Spy(), coef=0.5, arguments=LossArguments.of(Spy, 'w'))
+    student, teacher = paddle.ones([1]), paddle.zeros([1])
+    assert float(term([student], [teacher], label='not passed')) == 1.0
+    assert seen == {'student': student, 'teacher': teacher}
 
 
 # --------------------------------------------------------------------------- mistakes
@@ -342,8 +412,19 @@ def test_num_classes_differ(tmp_path, err_dir, synthetic_root, teacher_weights):
                           f"_base_: '{TEACHER_CFG}'\nmodel: {{num_classes: 3}}\n")
     result = run_err(err_dir, synthetic_root, teacher3, STUDENT_CFG,
                      '--teacher_model_path', teacher_weights)
-    assert_user_error(result, 'num_classes differ', teacher3, 'has 3', 'student config 2',
-                      save_dir=err_dir)
+    assert_user_error(result, f'{teacher3}: building model failed',
+                      'num_classes is not consistent for model config (3)', save_dir=err_dir)
+
+
+def test_num_classes_differ_between_model_only_configs(tmp_path, err_dir, synthetic_root,
+                                                       teacher_weights):
+    with open(TEACHER_CFG) as f:
+        model_part = f.read().split('model:', 1)[1].replace('num_classes: 2', 'num_classes: 3')
+    teacher3 = write_yaml(tmp_path / 'teacher3_model_only.yml', 'model:' + model_part)
+    result = run_err(err_dir, synthetic_root, teacher3, STUDENT_CFG,
+                     '--teacher_model_path', teacher_weights)
+    assert_user_error(result, f'teacher ({teacher3}) predicts 3 classes but the student',
+                      '2: num_classes must match', save_dir=err_dir)
 
 
 FEATURE_ITEM = """
@@ -491,9 +572,47 @@ def test_unknown_loss_argument(tmp_path, err_dir, synthetic_root, teacher_weight
 
 def test_one_layer_written_as_a_list(tmp_path, err_dir, synthetic_root, teacher_weights):
     student = feature_config(tmp_path, student='[backbone.bb_2_1]', teacher='[backbone.bb_2_5]')
-    result = distill('--teather_config', TEACHER_CFG, '--student_config', student,
-                     '--teacher_model_path', teacher_weights, '--iters', '1',
-                     '--save_dir', err_dir, *data_opts(synthetic_root), timeout=120)
-    assert 'Traceback' not in result.stderr, result.stderr[-2000:]
-    if result.returncode != 0:
-        assert_user_error(result, 'distill_features[0]', save_dir=err_dir)
+    result = run_err(err_dir, synthetic_root, TEACHER_CFG, student,
+                     '--teacher_model_path', teacher_weights)
+    assert_user_error(result, f'{student}: distill_features[0].student: ChannelWiseDistillLoss '
+                      'compares one tensor per model: give one layer reference, not a list',
+                      save_dir=err_dir)
+
+
+def test_fsp_with_one_layer_per_model(tmp_path, err_dir, synthetic_root, teacher_weights):
+    student = write_yaml(tmp_path / 'fsp.yml', FEATURE_ITEM.format(
+        base=STUDENT_CFG, student='backbone.bb_2_1', teacher='backbone.bb_2_5', loss='FSPLoss',
+        extra='').replace(', tau: 4', ''))
+    result = run_err(err_dir, synthetic_root, TEACHER_CFG, student,
+                     '--teacher_model_path', teacher_weights)
+    assert_user_error(result, 'distill_features[0].student: FSPLoss compares 2 layers per '
+                      'model: give a list of 2 layer references', save_dir=err_dir)
+
+
+INDEXED_BACKBONE = """
+_base_: '{base}'
+distill_features: [{{student: {student}, teacher: {{path: backbone, index: 1}},
+                     loss: {{type: ChannelWiseDistillLoss, tau: 4}}, coef: 3, align: auto}}]
+"""
+
+
+def test_an_element_of_a_list_output_trains(tmp_path, synthetic_root, teacher_weights):
+    student = write_yaml(tmp_path / 'indexed.yml', INDEXED_BACKBONE.format(
+        base=STUDENT_CFG, student='{path: backbone, index: 1}'))
+    save_dir = str(tmp_path / 'out')
+    result = run_err(save_dir, synthetic_root, TEACHER_CFG, student,
+                     '--teacher_model_path', teacher_weights, '--log_iters', '1')
+    assert result.returncode == 0, output_of(result)[-3000:]
+    assert 'ChannelWiseDistillLoss(backbone[1]): ' in output_of(result)
+    assert os.path.isfile(os.path.join(save_dir, 'iter_2', 'model.pdparams'))
+
+
+def test_a_list_output_without_index_names_the_layer(tmp_path, err_dir, synthetic_root,
+                                                      teacher_weights):
+    student = write_yaml(tmp_path / 'unindexed.yml', INDEXED_BACKBONE.format(
+        base=STUDENT_CFG, student='backbone'))
+    result = run_err(err_dir, synthetic_root, TEACHER_CFG, student,
+                     '--teacher_model_path', teacher_weights)
+    assert_user_error(result, f"{student}: distill_features[0].student: layer 'backbone' "
+                      "returns a list of 4 tensors: pick one with {path: backbone, index: N}",
+                      save_dir=err_dir)

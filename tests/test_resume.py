@@ -14,15 +14,6 @@ TINY_TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 TINY_STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
 
 
-@pytest.fixture(scope='module')
-def teacher_weights(tmp_path_factory, synthetic_root):
-    save_dir = str(tmp_path_factory.mktemp('teacher'))
-    result = run_cli('train.py', '--config', TINY_TEACHER, '--iters', '2', '--save_interval',
-                     '2', '--seed', '0', '--save_dir', save_dir, *data_opts(synthetic_root))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return os.path.join(save_dir, 'iter_2', 'model.pdparams')
-
-
 def command(kind, teacher_weights):
     """train.py, or distill_train.py with KL + channel-wise features through an aligner."""
     if kind == 'train':

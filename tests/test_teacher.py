@@ -8,21 +8,14 @@ import paddle
 import pytest
 
 from conftest import TEST_CONFIGS, data_opts, run_cli
+from slim.distill.recorder import FeatureRef
 from slim.distill.teacher import FrozenTeacher
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
+STAGE = FeatureRef('stage')
 STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
 TERM = re.compile(r'(CrossEntropyLoss|KLLoss\(logits\)|ChannelWiseDistillLoss\([^)]*\)): '
                   r'([0-9.]+)')
-
-
-@pytest.fixture(scope='module')
-def teacher_weights(tmp_path_factory, synthetic_root):
-    save_dir = tmp_path_factory.mktemp('teacher')
-    result = run_cli('train.py', '--config', TEACHER, '--iters', '2', '--save_interval', '2',
-                     '--seed', '0', '--save_dir', str(save_dir), *data_opts(synthetic_root))
-    assert result.returncode == 0, result.stderr
-    return str(save_dir / 'iter_2' / 'model.pdparams')
 
 
 def distill(tmp_path, name, synthetic_root, weights, *extra, student=STUDENT_CWD):
@@ -51,7 +44,7 @@ def test_cached_and_online_first_iteration_losses_agree(tmp_path, synthetic_root
         for name, value in online.items():
             assert abs(losses[name] - value) <= 1e-3, (name, losses[name], value)
     assert '(0/' in cold_log  # the cold run starts empty ...
-    computed = int(re.search(r'\((\d+)/\d+ \(image, flip\) entries', warm_log).group(1))
+    computed = int(re.search(r'\((\d+)/\d+ inputs already computed', warm_log).group(1))
     assert computed >= 2  # ... and the warm run finds the first run's entries
 
 
@@ -126,7 +119,7 @@ class DygraphOnlyNet(TwoStageNet):
 
 def frozen(model):
     paddle.seed(0)
-    return FrozenTeacher(model, ['stage'], engine='inference')
+    return FrozenTeacher(model, [STAGE], engine='inference')
 
 
 def test_compiled_teacher_serves_any_batch_and_image_size():
@@ -134,9 +127,9 @@ def test_compiled_teacher_serves_any_batch_and_image_size():
     for shape in ([2, 3, 32, 32], [3, 3, 48, 40]):
         images = paddle.randn(shape)
         logits, records = teacher(images)
-        expected_logits, expected_records = teacher._dygraph(images)
+        expected_logits, expected_records = teacher.dygraph(images)
         np.testing.assert_allclose(logits.numpy(), expected_logits.numpy(), atol=1e-4)
-        np.testing.assert_allclose(records['stage'].numpy(), expected_records['stage'].numpy(),
+        np.testing.assert_allclose(records[STAGE].numpy(), expected_records[STAGE].numpy(),
                                    atol=1e-4)
     assert teacher.engine == 'inference' and teacher.predictor is not None
 
@@ -153,6 +146,41 @@ def test_a_teacher_that_does_not_export_right_runs_in_dygraph(model, message, ca
     logits, records = teacher(images)
     assert message in capsys.readouterr().out
     assert teacher.engine == 'dygraph' and teacher.predictor is None
-    expected_logits, expected_records = teacher._dygraph(images)
+    expected_logits, expected_records = teacher.dygraph(images)
     np.testing.assert_array_equal(logits.numpy(), expected_logits.numpy())
-    assert list(records) == ['stage']
+    assert list(records) == [STAGE]
+
+
+class CountingTeacher:
+    """Stands in for a FrozenTeacher: logits and one record from the input, calls counted."""
+
+    def __init__(self):
+        self.recorder = type('R', (), {'refs': [STAGE]})()
+        self.images_seen = 0
+
+    def __call__(self, images):
+        self.images_seen += images.shape[0]
+        return images[:, :2] * 2.0, {STAGE: images + 1.0}
+
+    def info(self):
+        return {}
+
+
+def test_cache_runs_the_teacher_once_per_distinct_input(tmp_path):
+    from slim.distill.teacher_cache import TeacherCache
+    teacher = CountingTeacher()
+    cache = TeacherCache(teacher, str(tmp_path), 'key', capacity=4)
+    images = paddle.randn([2, 3, 4, 4])
+    flipped = paddle.flip(images, axis=[3])
+    first = cache(images)
+    again = cache(paddle.concat([images[1:], images[:1]]))  # same inputs, other order
+    assert teacher.images_seen == 2 and (cache.hits, cache.misses) == (2, 2)
+    np.testing.assert_array_equal(again[0].numpy(), first[0].numpy()[::-1])
+    np.testing.assert_allclose(first[1][STAGE].numpy(), images.numpy() + 1.0, atol=1e-2)
+    cache(flipped)  # a flipped image is another input
+    assert teacher.images_seen == 4
+    reopened = TeacherCache(teacher, str(tmp_path), 'key', capacity=4)
+    np.testing.assert_array_equal(reopened(flipped)[0].numpy(), cache(flipped)[0].numpy())
+    assert teacher.images_seen == 4  # served from disk by a new process's cache
+    cache(images * 3.0)  # full: runs online, says so once
+    assert teacher.images_seen == 6

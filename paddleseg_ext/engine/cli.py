@@ -82,19 +82,18 @@ def load_student_config(args, path):
                        iters=args.iters, opts=args.opts)
 
 
-def run_training(args, config_path, make_distiller):
-    """Builds the student from config_path, asks make_distiller for the rest, trains."""
+def run_training(args, config_path, make_model):
+    """Loads config_path, builds the model with make_model(config, builder), trains it."""
     check_positive(args)
     prepare_run(args)
     config = load_student_config(args, config_path)
     builder = SegBuilder(config)
-    distiller = make_distiller(config, builder)
+    model = make_model(config, builder)
     # Datasets are built before training so their errors come before any checkpoint.
     build(builder, 'train_dataset')
     if args.do_eval:
         build(builder, 'val_dataset')
-    build(builder, 'loss')
-    Trainer(train_options(args), config, builder, distiller).train()
+    Trainer(train_options(args), config, builder, model).train()
 
 
 def run_cli(main):

@@ -2,9 +2,8 @@
 
 Batch k is a function of (seed, k) alone, and so is every random transform of every
 sample: a run resumed at iteration k sees the same data as an uninterrupted one,
-whatever num_workers is. It also makes (image, flip) reproducible for the teacher cache.
+whatever num_workers is.
 """
-import copy
 import random
 
 import numpy as np
@@ -59,26 +58,13 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
 class SeededSamples(paddle.io.Dataset):
     """Indexes a paddleseg dataset by (index, epoch), seeding its random transforms by both.
 
-    Yields (image, label, sample_key). With explicit_flip, RandomHorizontalFlip is taken out
-    of the transforms and applied last, here, so the key records it: index * 2 + flipped.
-    Flipping commutes with the deterministic transforms this is used with (Resize,
-    Normalize), so the data are the same; the teacher cache needs to know the flip.
-    """
+    Yields (image, label)."""
 
-    def __init__(self, dataset, seed, explicit_flip=False, error_file=None):
+    def __init__(self, dataset, seed, error_file=None):
         self.dataset = dataset
         self.seed = seed
         # A worker process's UserInputError is written here for the main process to raise.
         self.error_file = error_file
-        self.flip_prob = 0.0
-        if explicit_flip:
-            # A shallow copy with its own transform list: the caller's dataset is unchanged.
-            transforms = dataset.transforms.transforms
-            flips = [t for t in transforms if type(t).__name__ == 'RandomHorizontalFlip']
-            self.dataset = copy.copy(dataset)
-            self.dataset.transforms = copy.copy(dataset.transforms)
-            self.dataset.transforms.transforms = [t for t in transforms if t not in flips]
-            self.flip_prob = flips[0].prob if flips else 0.0
 
     def __len__(self):
         return len(self.dataset)
@@ -90,18 +76,10 @@ class SeededSamples(paddle.io.Dataset):
         random.seed(sample_seed)
         np.random.seed(sample_seed)
         try:
-            return self.sample(index, flipped=random.random() < self.flip_prob)
+            sample = self.dataset[index]
         except UserInputError as exc:
             if self.error_file:
                 with open(self.error_file, 'w') as f:
                     f.write(str(exc))
             raise
-
-    def sample(self, index, flipped):
-        """(image, label, sample_key) of one index, flipped or not."""
-        sample = self.dataset[index]
-        image, label = sample['img'], sample['label'].astype('int64')
-        if flipped:
-            image = np.ascontiguousarray(image[:, :, ::-1])
-            label = np.ascontiguousarray(label[..., ::-1])
-        return image, label, np.int64(index * 2 + flipped)
+        return sample['img'], sample['label'].astype('int64')

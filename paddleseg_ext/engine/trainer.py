@@ -1,8 +1,12 @@
 """The one training loop behind train.py and distill_train.py.
 
 paddleseg 2.8.0's `core.train` fails on paddle 2.6 (0-D tensors), so the loop is ours.
-It trains whatever a distiller hands it: plain training is a distiller with no teacher,
-so the loop never branches on "distillation or not" beyond asking for extra loss terms.
+It trains any model that, in training mode, maps (batch, iteration) to its named losses
+and, in eval mode, images to logits: it sums the losses, steps, logs, evaluates and saves.
+The model also says which of its layers ship (`deployable`: best_model/model.pdparams),
+which train beside them without shipping (`auxiliary`, kept in the checkpoint's train
+state), whether data parallelism must allow unused parameters, and what the run log
+records about it (`run_info()`).
 """
 import json
 import math
@@ -70,22 +74,6 @@ class NonFiniteLossError(UserInputError):
     """A loss term became NaN or Inf; the run stops, saved checkpoints stay."""
 
 
-def seg_losses(logits_list, label, loss_cfg):
-    """[(name, coef * loss)] for the config's `loss` (one type and coef per model output)."""
-    types, coefs = loss_cfg['types'], loss_cfg['coef']
-    if len(types) == 1 and len(coefs) > 1:
-        types = types * len(coefs)
-    terms = []
-    for logits, loss, coef in zip(logits_list, types, coefs):
-        name = type(loss).__name__
-        if name == 'MixedLoss':
-            terms.extend((f'{name}[{i}]', coef * value)
-                         for i, value in enumerate(loss(logits, label)))
-        else:
-            terms.append((name, coef * loss(logits, label)))
-    return terms
-
-
 def batches(samples, sampler, num_workers):
     """Training batches: worker processes, or with num_workers 0 the main thread itself.
 
@@ -126,13 +114,13 @@ def _worker_batches(samples, sampler, num_workers):
         os.remove(samples.error_file)
 
 
-def build_optimizer(builder, trainable):
-    """The config's optimizer over `trainable` (student and align layers), as SegBuilder does."""
+def build_optimizer(builder, model):
+    """The config's optimizer over `model`'s parameters, as SegBuilder builds it."""
     opt_cfg = builder.config.optimizer_cfg
     opt_cfg['type'] = {'sgd': 'SGD', 'adam': 'Adam'}.get(opt_cfg['type'], opt_cfg['type'])
     if opt_cfg['type'] == 'SGD' and 'momentum' in opt_cfg:
         opt_cfg['type'] = 'Momentum'
-    return builder.build_component(opt_cfg)(trainable, builder.lr_scheduler)
+    return builder.build_component(opt_cfg)(model, builder.lr_scheduler)
 
 
 class StopRequest:
@@ -165,13 +153,14 @@ class RunLog:
     """VisualDL scalars and a JSON-lines record, on rank 0 only.
 
     Files are opened at the first record, so a run that fails on its first batch leaves
-    save_dir as it found it.
+    save_dir as it found it; `header` (what the model says about itself) is written first.
     """
 
-    def __init__(self, save_dir, use_vdl, enabled):
+    def __init__(self, save_dir, use_vdl, enabled, header=None):
         self.save_dir = save_dir
         self.use_vdl = use_vdl
         self.enabled = enabled
+        self.header = header
         self.vdl = None
         self.jsonl = None
 
@@ -184,6 +173,9 @@ class RunLog:
             if self.use_vdl:
                 from visualdl import LogWriter
                 self.vdl = LogWriter(self.save_dir)
+            if self.header:
+                self.jsonl.write(json.dumps({'iter': iteration, 'tag': 'Run', **self.header})
+                                 + '\n')
         if self.vdl is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)):
@@ -199,13 +191,13 @@ class RunLog:
 
 
 class Trainer:
-    """Trains `distiller.student` on the config's data, PaddleSeg's outputs in save_dir."""
+    """Trains `model` on the config's data, PaddleSeg's outputs in save_dir."""
 
-    def __init__(self, options, config, builder, distiller):
+    def __init__(self, options, config, builder, model):
         self.options = options
         self.config = config
         self.builder = builder
-        self.distiller = distiller
+        self.model = model
         self.iters = options.iters or config.iters
         self.rank = paddle.distributed.get_rank()
         self.world_size = paddle.distributed.get_world_size()
@@ -215,34 +207,35 @@ class Trainer:
 
     def train(self):
         opts = self.options
-        trainable = self.distiller.trainable
-        optimizer = build_optimizer(self.builder, trainable)
+        optimizer = build_optimizer(self.builder, self.model)
         progress, saved_state = self._restore(optimizer)
 
-        model = trainable
+        model = self.model
         if self.world_size > 1:
-            # Align layers may sit outside their window and get no gradient in a step.
-            model = paddle.DataParallel(trainable, find_unused_parameters=bool(trainable.aligners))
+            model = paddle.DataParallel(
+                self.model, find_unused_parameters=self.model.find_unused_parameters)
         train_dataset = self.builder.train_dataset
         sampler = ResumableBatchSampler(len(train_dataset), self.config.batch_size, self.iters,
                                         progress.seed, progress.iter, self.rank, self.world_size)
-        samples = SeededSamples(train_dataset, progress.seed,
-                                explicit_flip=self.distiller.uses_teacher_cache)
+        samples = SeededSamples(train_dataset, progress.seed)
         scaler = self._grad_scaler(saved_state)
-        run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer)
+        run_info = self.model.run_info()
+        if run_info:
+            logger.info('Run: ' + ', '.join(f'{k} {v}' for k, v in run_info.items()))
+        run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer, header=run_info)
         stop = StopRequest()
-        trainable.train()
+        self.model.train()
         window = LogWindow()
         tic, cpu_tic = time.time(), time.process_time()
         logger.info(f'Training {self.iters} iterations from iter {progress.iter}, '
                     f'{self.world_size} process(es), seed {progress.seed}, '
                     f'device {paddle.get_device()}')
         try:
-            for images, labels, sample_keys in batches(samples, sampler, opts.num_workers):
+            for images, labels in batches(samples, sampler, opts.num_workers):
                 window.reader_cost += time.time() - tic
                 progress.iter += 1
-                values, lr = self._step(model, optimizer, scaler, progress, images, labels,
-                                        sample_keys)
+                batch = {'img': images, 'label': labels}
+                values, lr = self.step(model, optimizer, scaler, progress, batch)
                 window.add(values, time.time() - tic, time.process_time() - cpu_tic)
                 if progress.iter % opts.log_iters == 0 or progress.iter == self.iters:
                     self._log_train(progress.iter, window, lr, run_log)
@@ -253,7 +246,7 @@ class Trainer:
                         or stopping):
                     if opts.do_eval and not stopping:
                         self._evaluate(progress, run_log)
-                        trainable.train()
+                        self.model.train()
                     if self.is_writer:
                         self._save_checkpoint(progress, optimizer, scaler)
                     if stopping:
@@ -269,8 +262,8 @@ class Trainer:
                        if progress.best_iter > 0 else ''))
 
     def _restore(self, optimizer):
-        """Progress from --resume_model (weights, optimizer, aligners loaded) or a fresh one;
-        and the checkpoint's saved state ({} when fresh)."""
+        """Progress from --resume_model (weights, optimizer, auxiliary layers loaded) or a
+        fresh one; and the checkpoint's saved state ({} when fresh)."""
         opts = self.options
         resume_dir = checkpoint.resolve_resume(opts.resume_model, opts.save_dir)
         if resume_dir is None:
@@ -280,9 +273,9 @@ class Trainer:
             seed = opts.seed if opts.seed is not None else self._shared_random_seed()
             return Progress(seed=seed), {}
         state = paddle.load(os.path.join(resume_dir, 'train_state.pdstates'))
-        checkpoint.load_weights(self.distiller.student, resume_dir, 'student')
+        checkpoint.load_weights(self.model.deployable, resume_dir, 'model')
         optimizer.set_state_dict(paddle.load(os.path.join(resume_dir, 'model.pdopt')))
-        self.distiller.trainable.aligners.set_state_dict(state['aligners'])
+        self.model.auxiliary.set_state_dict(state['auxiliary'])
         progress = Progress(seed=state['seed'], iter=state['iter'],
                             best_miou=state['best_miou'], best_iter=state['best_iter'])
         logger.info(f'Resumed from {resume_dir} at iter {progress.iter} '
@@ -305,20 +298,15 @@ class Trainer:
             logger.info(f'--precision {precision} is ignored on CPU: training in fp32')
         return None
 
-    def _step(self, model, optimizer, scaler, progress, images, labels, sample_keys):
+    def step(self, model, optimizer, scaler, progress, batch):
         """One optimisation step; returns ({loss term: value, 'loss': total}, its lr)."""
         # Dropout and other model randomness depend on (seed, iteration) alone, like the
         # data: that is the whole RNG state a checkpoint needs for exact resume (paddle's
         # own generator state does not survive pickling).
         paddle.seed(iteration_seed(progress.seed, progress.iter))
-        active = self.distiller.active_terms(progress.iter)
         with autocast(self.options.precision):
-            teacher_outputs = self.distiller.teacher_outputs(images, active, sample_keys)
-            logits_list, term_inputs = model(images, active)
-            terms = seg_losses(logits_list, labels, self.builder.loss)
-            terms += self.distiller.losses(active, logits_list[0], term_inputs,
-                                           teacher_outputs, labels)
-        total = paddle.add_n([value for _, value in terms])
+            losses = model(batch, progress.iter)
+        total = paddle.add_n(list(losses.values()))
         if scaler is not None:
             scaled = scaler.scale(total)
             scaled.backward()
@@ -330,7 +318,7 @@ class Trainer:
         optimizer.clear_grad()
         if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
             optimizer._learning_rate.step()
-        values = {name: float(value) for name, value in terms}
+        values = {name: float(value) for name, value in losses.items()}
         values['loss'] = float(total)
         for name, value in values.items():
             if not math.isfinite(value):
@@ -340,8 +328,8 @@ class Trainer:
         return values, lr
 
     def _evaluate(self, progress, run_log):
-        """Val metrics of the student; best_model is replaced only by a better one."""
-        metrics = evaluate(self.distiller.student, self.builder.val_dataset,
+        """Val metrics of the model; best_model is replaced only by a better one."""
+        metrics = evaluate(self.model, self.builder.val_dataset,
                            num_workers=self.options.num_workers,
                            precision=self.options.precision)
         run_log.record(progress.iter, 'Evaluate', {
@@ -351,7 +339,7 @@ class Trainer:
             progress.best_miou, progress.best_iter = metrics['miou'], progress.iter
             if self.is_writer:
                 checkpoint.save_atomic(os.path.join(self.options.save_dir, 'best_model'),
-                                       {'model.pdparams': self.distiller.student.state_dict()})
+                                       {'model.pdparams': self.model.deployable.state_dict()})
         logger.info(f'[EVAL] The model with the best validation mIoU '
                     f'({progress.best_miou:.4f}) was saved at iter {progress.best_iter}.')
 
@@ -366,12 +354,12 @@ class Trainer:
         iteration = progress.iter
         state = {'iter': iteration, 'iters': self.iters, 'seed': progress.seed,
                  'best_miou': progress.best_miou, 'best_iter': progress.best_iter,
-                 'aligners': self.distiller.trainable.aligners.state_dict()}
+                 'auxiliary': self.model.auxiliary.state_dict()}
         if scaler is not None:
             state['scaler'] = scaler.state_dict()
         checkpoint.save_atomic(
             os.path.join(self.options.save_dir, f'iter_{iteration}'),
-            {'model.pdparams': self.distiller.student.state_dict(),
+            {'model.pdparams': self.model.deployable.state_dict(),
              'model.pdopt': optimizer.state_dict(),
              'train_state.pdstates': state})
         checkpoint.prune_checkpoints(self.options.save_dir, self.options.keep_checkpoint_max)

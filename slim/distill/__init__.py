@@ -1,8 +1,9 @@
-"""The distillation engine, split by concern (as MMRazor's distiller):
-recorder (what to record), losses + distiller (how to compare), teacher (the frozen model).
-Importing it registers the distillation losses in paddleseg's manager."""
+"""The distillation algorithm, split by concern (as MMRazor's distiller):
+recorder (what to record), schema + terms + losses (how to compare), connectors, probe
+(shapes), teacher / teacher_predictor / teacher_cache (the frozen teacher), and model (the
+one Layer the engine trains). Importing it registers the distillation losses."""
 from slim.distill import losses  # noqa: F401
-from slim.distill.build import distiller_factory, plain_distiller
-from slim.distill.distiller import Distiller
+from slim.distill.build import distill_model_factory, plain_model
+from slim.distill.model import DistillModel
 
-__all__ = ['Distiller', 'distiller_factory', 'plain_distiller']
+__all__ = ['DistillModel', 'distill_model_factory', 'plain_model']

@@ -1,6 +1,6 @@
 """--list_layers: the dygraph form of "list the variables" before choosing distill_features."""
 from paddleseg_ext.config import build_model_without_weights, load_config
-from slim.distill.build import PROBE_INPUT_SHAPE
+from slim.distill.probe import PROBE_INPUT_SHAPE
 from slim.distill.recorder import layer_shapes
 
 

@@ -2,15 +2,15 @@
 import paddle
 
 from paddleseg_ext.engine.checkpoint import load_weights
-from slim.distill.recorder import FeatureRecorder
+from slim.distill.recorder import Recorder
 from slim.distill.teacher_predictor import compile_teacher
 
 TEACHER_ENGINES = ('auto', 'inference', 'dygraph')
 
 
 def resolve_engine(engine):
-    """auto: Paddle Inference on CPU (measured 7x faster there), dygraph on GPU, where the
-    predictor has not been measured against dygraph under AMP yet."""
+    """auto: Paddle Inference on CPU, dygraph on GPU, where the predictor has not been
+    measured against dygraph under AMP yet."""
     if engine == 'auto':
         return 'dygraph' if paddle.get_device().startswith('gpu') else 'inference'
     return engine
@@ -21,13 +21,13 @@ class FrozenTeacher:
     with engine 'inference', compiled for Paddle Inference at the first batch (and checked
     against the dygraph teacher on it).
 
-    Deliberately not a `paddle.nn.Layer` attribute of anything trainable: its parameters
-    can never reach the optimizer, DataParallel or a saved checkpoint.
+    Deliberately not a `paddle.nn.Layer`: its parameters can never reach the optimizer,
+    DataParallel or a saved checkpoint.
     """
 
-    def __init__(self, model, feature_paths, engine='dygraph', precision='fp32'):
+    def __init__(self, model, refs, engine='dygraph', precision='fp32'):
         self.model = model
-        self.recorder = FeatureRecorder(model, feature_paths, 'teacher')
+        self.recorder = Recorder(model, refs, 'teacher')
         self.weights_path = None
         self.engine = resolve_engine(engine)
         self.precision = precision
@@ -40,18 +40,21 @@ class FrozenTeacher:
         self.weights_path = load_weights(self.model, weights_path, 'teacher')
         self.predictor = None  # compiled from the weights loaded last
 
-    def __call__(self, images, sample_keys=None):
-        """(main logits, {layer path: recorded output}); sample_keys serve the cache only."""
+    def info(self):
+        return {'teacher_weights': self.weights_path, 'teacher_engine': self.engine}
+
+    def __call__(self, images):
+        """(main logits, {FeatureRef: recorded tensor})."""
         if self.engine == 'inference' and self.predictor is None:
             self.predictor = compile_teacher(self.model, self.recorder, images,
-                                             self._dygraph(images), self.precision)
+                                             self.dygraph(images), self.precision)
             if self.predictor is None:
                 self.engine = 'dygraph'
         if self.predictor is not None:
             return self.predictor(images)
-        return self._dygraph(images)
+        return self.dygraph(images)
 
-    def _dygraph(self, images):
+    def dygraph(self, images):
         with paddle.no_grad():
-            logits = self.model(images)[0]
-        return logits, self.recorder.pop()
+            logits, records = self.recorder.record(self.model, images)
+        return logits[0], records

@@ -1,10 +1,11 @@
-"""Offline distillation: the frozen teacher's outputs computed once per (image, flip).
+"""Offline distillation: the frozen teacher's outputs computed once per distinct input.
 
 With a frozen teacher and deterministic inputs, the teacher's forward pass (the one
 unavoidable extra cost of distillation) can be paid once per distinct input instead of
-once per iteration. Outputs are stored as float16 in memory-mapped .npy files under a key
-that hashes everything they depend on, so a changed teacher, transform or dataset never
-serves stale outputs.
+once per iteration. An entry is found by a digest of the input tensor itself, so the cache
+needs nothing from the data pipeline: a flipped image is simply another input. Outputs are
+stored as float16 in memory-mapped .npy files under a folder key that hashes everything they
+depend on, so a changed teacher, transform or dataset never serves stale outputs.
 """
 import hashlib
 import json
@@ -15,7 +16,7 @@ import paddle
 from paddleseg.utils import logger
 
 # Transforms that map an image to the same tensor every time; RandomHorizontalFlip is the
-# one random transform the cache handles (it stores both flips).
+# one random transform the cache handles: it makes at most two inputs of an image.
 DETERMINISTIC_TRANSFORMS = ('Resize', 'ResizeByLong', 'ResizeByShort', 'LimitLong',
                             'Normalize', 'Padding', 'RandomHorizontalFlip')
 
@@ -38,7 +39,7 @@ def _file_digest(path):
     return digest.hexdigest()
 
 
-def cache_key(teacher_weights, teacher_model_cfg, train_dataset_cfg, file_list, feature_paths,
+def cache_key(teacher_weights, teacher_model_cfg, train_dataset_cfg, file_list, refs,
               precision):
     """Hash of everything the cached outputs depend on."""
     parts = {
@@ -46,39 +47,49 @@ def cache_key(teacher_weights, teacher_model_cfg, train_dataset_cfg, file_list, 
         'teacher_model': teacher_model_cfg,
         'transforms': train_dataset_cfg.get('transforms', []),
         'files': [[p, os.path.getsize(p), os.path.getmtime(p)] for p, _ in file_list],
-        'features': list(feature_paths),
+        'features': [str(ref) for ref in refs],
         'precision': precision,
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-class TeacherCache:
-    """Wraps a FrozenTeacher: same call, plus the batch's sample keys (index * 2 + flip).
+def input_digests(images):
+    """A 16-byte digest of each input tensor of the batch."""
+    return [hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
+            for image in images.numpy()]
 
-    Each process keeps its own files (rank_R/) so data-parallel ranks never write to the
-    same file. Entries are filled lazily: a batch runs the teacher only on its samples not
-    seen before, so the cache costs nothing up front.
+
+class TeacherCache:
+    """Wraps a FrozenTeacher with the same call, serving each input's outputs from disk.
+
+    Entries are filled lazily: a batch runs the teacher only on inputs not seen before, so
+    the cache costs nothing up front. It holds `capacity` entries (two per image: both
+    flips); inputs beyond that run online. Each process keeps its own files (rank_R/) so
+    data-parallel ranks never write to the same file.
     """
 
-    def __init__(self, teacher, cache_dir, key, num_samples):
+    def __init__(self, teacher, cache_dir, key, capacity):
         self.teacher = teacher
-        self.num_entries = num_samples * 2
+        self.capacity = capacity
         self.dir = os.path.join(cache_dir, key, f'rank_{paddle.distributed.get_rank()}')
         os.makedirs(self.dir, exist_ok=True)
-        self.filled = self._open('filled', (self.num_entries,), np.uint8)
+        self.digests = self._open('digests', (capacity, 16), np.uint8)
+        self.filled = self._open('filled', (capacity,), np.uint8)
+        self.slots = {bytes(self.digests[i]): int(i) for i in np.flatnonzero(self.filled)}
         self.arrays = None  # name -> memmap, created when the first shapes are known
-        self.record_paths = []
         meta_path = os.path.join(self.dir, 'meta.json')
         if os.path.exists(meta_path):
             with open(meta_path) as f:
-                meta = json.load(f)
-            self.record_paths = meta['record_paths']
-            self.arrays = {name: self._open(name, None, None) for name in meta['arrays']}
+                self.arrays = {name: self._open(name, None, None) for name in json.load(f)}
         self.hits = 0
         self.misses = 0
-        logger.info(f'Teacher cache: {self.dir} ({int(self.filled.sum())}/{self.num_entries} '
-                    f'(image, flip) entries already computed)')
+        self.warned_full = False
+        logger.info(f'Teacher cache: {self.dir} ({len(self.slots)}/{capacity} inputs already '
+                    f'computed)')
+
+    def info(self):
+        return {**self.teacher.info(), 'teacher_cache': self.dir}
 
     def _open(self, name, shape, dtype):
         path = os.path.join(self.dir, f'{name}.npy')
@@ -86,33 +97,49 @@ class TeacherCache:
             return np.load(path, mmap_mode='r+')
         return np.lib.format.open_memmap(path, mode='w+', dtype=dtype, shape=shape)
 
-    def _ensure_arrays(self, logits, records):
+    def _ensure_arrays(self, tensors):
         if self.arrays is None:
-            tensors = {'logits': logits, **{f'feature_{i}': t for i, t in
-                                            enumerate(records.values())}}
-            self.arrays = {name: self._open(name, (self.num_entries, *t.shape[1:]), np.float16)
+            self.arrays = {name: self._open(name, (self.capacity, *t.shape[1:]), np.float16)
                            for name, t in tensors.items()}
-            self.record_paths = list(records)
             with open(os.path.join(self.dir, 'meta.json'), 'w') as f:
-                json.dump({'record_paths': self.record_paths, 'arrays': list(self.arrays)}, f)
+                json.dump(list(self.arrays), f)
 
-    def __call__(self, images, sample_keys=None):
-        keys = sample_keys.numpy().astype('int64')
-        missing = [i for i, k in enumerate(keys) if not self.filled[k]]
+    def _store(self, digests, logits, records):
+        """Writes new entries; the filled flag last, so a crash leaves no half entry."""
+        tensors = {'logits': logits, **{f'feature_{i}': records[ref] for i, ref in
+                                        enumerate(self.teacher.recorder.refs)}}
+        self._ensure_arrays(tensors)
+        arrays = {name: t.astype('float32').numpy() for name, t in tensors.items()}
+        for row, digest in enumerate(digests):
+            if digest in self.slots:
+                continue
+            slot = len(self.slots)
+            for name, array in arrays.items():
+                self.arrays[name][slot] = array[row]
+            self.digests[slot] = np.frombuffer(digest, np.uint8)
+            self.filled[slot] = 1
+            self.slots[digest] = slot
+
+    def __call__(self, images):
+        digests = input_digests(images)
+        missing = [i for i, d in enumerate(digests) if d not in self.slots]
         self.misses += len(missing)
-        self.hits += len(keys) - len(missing)
+        self.hits += len(digests) - len(missing)
         if missing:
-            subset = images if len(missing) == len(keys) else paddle.gather(
+            if len(self.slots) + len({digests[i] for i in missing}) > self.capacity:
+                if not self.warned_full:
+                    logger.warning(f'Teacher cache {self.dir} is full ({self.capacity} inputs):'
+                                   f' new inputs run the teacher online')
+                    self.warned_full = True
+                return self.teacher(images)
+            subset = images if len(missing) == len(digests) else paddle.gather(
                 images, paddle.to_tensor(missing))
             logits, records = self.teacher(subset)
-            self._ensure_arrays(logits, records)
-            for name, tensor in (('logits', logits), *((f'feature_{i}', t) for i, t in
-                                                      enumerate(records.values()))):
-                self.arrays[name][keys[missing]] = tensor.astype('float32').numpy()
-            self.filled[keys[missing]] = 1
+            self._store([digests[i] for i in missing], logits, records)
         # Served from the float16 store even when just computed, so every epoch sees the
         # same values.
-        logits = paddle.to_tensor(self.arrays['logits'][keys].astype('float32'))
-        records = {path: paddle.to_tensor(self.arrays[f'feature_{i}'][keys].astype('float32'))
-                   for i, path in enumerate(self.record_paths)}
+        slots = [self.slots[d] for d in digests]
+        logits = paddle.to_tensor(self.arrays['logits'][slots].astype('float32'))
+        records = {ref: paddle.to_tensor(self.arrays[f'feature_{i}'][slots].astype('float32'))
+                   for i, ref in enumerate(self.teacher.recorder.refs)}
         return logits, records

@@ -1,10 +1,10 @@
 """The frozen teacher compiled for inference: Paddle Inference runs its forward pass.
 
 A frozen teacher needs no autograd, so its forward can run as one optimised static program
-(conv+BN folded, oneDNN kernels on CPU) instead of op by op in dygraph. On the 2-core CPU
-this ran a ResNet50_vd DeepLabV3P teacher forward 7x faster (194 -> 26 ms, batch 4, 64x64);
-autograd-recording teachers (PaddleSlim's `Distill`) cannot do this. The features that
-`distill_features` record are extra outputs of the same program, so nothing else changes.
+(conv+BN folded, oneDNN kernels on CPU) instead of op by op in dygraph (README, Speed, has
+the figures); autograd-recording teachers (PaddleSlim's `Distill`) cannot do this. The
+tensors that `distill_features` record are extra outputs of the same program, so nothing
+else changes.
 """
 import os
 import tempfile
@@ -27,9 +27,8 @@ class _LogitsAndRecords(paddle.nn.Layer):
         self.recorder = recorder
 
     def forward(self, x):
-        logits = self.model(x)[0]
-        records = self.recorder.pop()
-        return [logits] + [records[path] for path in self.recorder.paths]
+        logits, records = self.recorder.record(self.model, x)
+        return [logits[0]] + [records[ref] for ref in self.recorder.refs]
 
 
 def _restore_dygraph_forwards(model):
@@ -42,7 +41,7 @@ def _restore_dygraph_forwards(model):
 
 
 class TeacherPredictor:
-    """(logits, {path: feature}) of the teacher for a batch, from a Paddle Inference predictor.
+    """(logits, {FeatureRef: feature}) of the teacher for a batch, from a Paddle Inference predictor.
 
     Built from the loaded dygraph teacher for `channels`-channel NCHW input of any batch
     size and spatial size; the export lives in a temporary folder only while it is loaded.
@@ -50,7 +49,7 @@ class TeacherPredictor:
 
     def __init__(self, model, recorder, channels, precision):
         start = time.time()
-        self.paths = list(recorder.paths)
+        self.refs = list(recorder.refs)
         on_gpu = paddle.get_device().startswith('gpu')
         # The student's CPU threads; None on a GPU, where there is nothing to restore.
         self.threads = None if on_gpu else cpu_threads() or 1
@@ -81,12 +80,12 @@ class TeacherPredictor:
         self.input.share_external_data(images)
         self.predictor.run()
         if self.threads:
-            # A predictor run leaves paddle's CPU kernels on fewer threads, which slowed the
-            # student's next step 1.5x in a probe: set the count again.
+            # A predictor run leaves paddle's CPU kernels on fewer threads, which slows the
+            # student's next step: set the count again.
             paddle.framework.core.set_num_threads(self.threads)
         logits, *features = [paddle.to_tensor(h.copy_to_cpu(), dtype='float32')
                              for h in self.outputs]
-        return logits, dict(zip(self.paths, features))
+        return logits, dict(zip(self.refs, features))
 
 
 # Largest |compiled - dygraph| on the first batch, relative to that output's largest |value|.
@@ -97,7 +96,7 @@ MATCH_TOLERANCE = {'fp32': 1e-2, 'fp16': 5e-2, 'bf16': 5e-2}
 def _largest_difference(outputs, reference):
     """(name, relative difference) of the worst-matching tensor of two (logits, records)."""
     pairs = [('logits', outputs[0], reference[0])]
-    pairs += [(path, outputs[1][path], reference[1][path]) for path in reference[1]]
+    pairs += [(str(ref), outputs[1][ref], reference[1][ref]) for ref in reference[1]]
     worst = ('logits', 0.0)
     for name, compiled, expected in pairs:
         if compiled.shape != expected.shape:
@@ -119,7 +118,6 @@ def compile_teacher(model, recorder, images, reference, precision):
         predictor = TeacherPredictor(model, recorder, images.shape[1], precision)
         name, difference = _largest_difference(predictor(images), reference)
     except Exception as exc:  # export support varies by model; dygraph always works
-        recorder.pop()
         # Export errors end with the model's own error, after the converted code's trace.
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = (lines[-1] if lines else '')[:200]

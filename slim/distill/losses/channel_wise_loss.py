@@ -24,9 +24,8 @@ class ChannelWiseDistillLoss(nn.Layer):
         super().__init__()
         self.tau = tau
 
-    def forward(self, student_feat, teacher_feat, label=None):
-        """label: unused; accepted so callers can pass labels uniformly."""
-        student_feat, teacher_feat = student_and_constant_teacher(student_feat, teacher_feat)
+    def forward(self, student, teacher):
+        student_feat, teacher_feat = student_and_constant_teacher(student, teacher)
 
         batch_size, channels = teacher_feat.shape[:2]
         teacher_log_prob = F.log_softmax(

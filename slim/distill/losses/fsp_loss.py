@@ -1,3 +1,5 @@
+from typing import Tuple
+
 import paddle
 import paddle.nn as nn
 from paddleseg.cvlibs import manager
@@ -27,19 +29,17 @@ class FSPLoss(nn.Layer):
     Only the channel counts must agree between networks: the FSP matrix does
     not depend on the spatial size.
     """
-    # distill_features gives this loss two layers per model (a list of two paths).
-    layers_per_model = 2
 
-    def forward(self, student_feats, teacher_feats, label=None):
+    # The annotation tells distill_features to give two layers per model.
+    def forward(self, student: Tuple[paddle.Tensor, paddle.Tensor],
+                teacher: Tuple[paddle.Tensor, paddle.Tensor]):
         """
         Args:
-            student_feats (list|tuple): Two student feature maps (N, C1, H, W), (N, C2, H', W').
-            teacher_feats (list|tuple): Two teacher feature maps with the same C1, C2,
-                treated as constants.
-            label: Unused; accepted so callers can pass labels uniformly.
+            student: Two student feature maps (N, C1, H, W), (N, C2, H', W').
+            teacher: Two teacher feature maps with the same C1, C2, treated as constants.
         """
-        student_first, student_second = student_feats
-        teacher_first, teacher_second = [feat.detach() for feat in teacher_feats]
+        student_first, student_second = student
+        teacher_first, teacher_second = [feat.detach() for feat in teacher]
         if (student_first.shape[1] != teacher_first.shape[1] or
                 student_second.shape[1] != teacher_second.shape[1]):
             raise ValueError(

@@ -39,10 +39,10 @@ class KLLoss(nn.Layer):
                                     else teacher_temperature)
         self.ignore_index = ignore_index
 
-    def forward(self, student_logits, teacher_logits, label=None):
-        """label (optional): (N, H, W) integer labels; ignore_index pixels are left out."""
-        student_logits, teacher_logits = student_and_constant_teacher(student_logits,
-                                                                      teacher_logits)
+    def forward(self, student, teacher, label=None):
+        """student, teacher: logits (N, C, ...); label (optional): (N, ...) integer labels,
+        whose ignore_index pixels are left out."""
+        student_logits, teacher_logits = student_and_constant_teacher(student, teacher)
 
         teacher_log_prob = F.log_softmax(
             teacher_logits / self.teacher_temperature, axis=1)

@@ -12,7 +12,6 @@ class L2Loss(nn.Layer):
     Corresponds to PaddleSlim's ``l2_loss``.
     """
 
-    def forward(self, student_feat, teacher_feat, label=None):
-        """label: unused; accepted so callers can pass labels uniformly."""
-        student_feat, teacher_feat = student_and_constant_teacher(student_feat, teacher_feat)
+    def forward(self, student, teacher):
+        student_feat, teacher_feat = student_and_constant_teacher(student, teacher)
         return paddle.mean(paddle.square(student_feat - teacher_feat))
