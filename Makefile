@@ -9,12 +9,14 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-slim.txt
+$(STAMP): requirements.txt requirements-slim.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	# PaddleSlim (int8, tools/quantize.py): a second step, --no-deps (requirements-slim.txt says why)
 	$(PY) -m pip install --quiet --no-deps -r requirements-slim.txt
+	# This project, editable: scripts, tools and tests import it without editing sys.path.
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 test: setup

@@ -6,7 +6,8 @@ import paddleseg_ext  # noqa: F401  (first: registers our datasets, loads Pillow
 from paddleseg.cvlibs import SegBuilder
 from paddleseg_ext.config import build, build_model_without_weights, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
-from paddleseg_ext.engine.cli import run_cli, select_device
+from paddleseg_ext.engine.cli import run_cli
+from paddleseg_ext.process import setup_process
 from paddleseg_ext.evaluation import evaluate
 from paddleseg_ext.evaluation.evaluate import InferenceOptions
 
@@ -49,7 +50,7 @@ def inference_options(args):
 
 def validate(args):
     inference = inference_options(args)  # flag mistakes first, before any model is built
-    select_device(args.device)
+    setup_process(args.device)  # evaluation on all CPU cores, as training
     config = load_config(args.config, opts=args.opts, required=('model', 'val_dataset'))
     dataset = build(SegBuilder(config), 'val_dataset')
     model, _ = build_model_without_weights(config)  # --model_path is the weights evaluated

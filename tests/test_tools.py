@@ -49,5 +49,7 @@ def test_benchmark_speed_measures_every_mode(tmp_path, synthetic_root):
     ratios = speed['ratios']
     assert abs(ratios['online_vs_anchor'] - speed['ips']['online'] / speed['ips']['anchor']) \
         < 1e-9
-    assert ratios['cache_build_s'] >= 0
+    cached, online = speed['modes']['cached'], speed['modes']['online']
+    assert ratios['cache_build_s'] == max(cached['first_epoch_s'] - online['first_epoch_s'], 0)
+    assert cached['first_epoch_s'] > 0 and online['first_epoch_s'] > 0
     assert '| online |' in result.stdout and 'online / anchor ips' in result.stdout

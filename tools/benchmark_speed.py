@@ -66,20 +66,28 @@ class AnchorStyleTeacher:
         for param in frozen_teacher.model.parameters():
             param.stop_gradient = False  # as a plain nn.Layer is: its ops record a graph
 
-    def __call__(self, images, sample_keys=None):
-        logits = self.frozen.model(images)[0]
-        records = self.frozen.recorder.pop()
-        return logits.detach(), {path: t.detach() for path, t in records.items()}
+    def __call__(self, images):
+        logits, records = self.frozen.recorder.record(self.frozen.model, images)
+        return logits[0].detach(), {ref: t.detach() for ref, t in records.items()}
+
+    def info(self):
+        return self.frozen.info()
 
 
-def fill_cache(cache, samples, batch_size):
-    """Computes every (image, flip) entry: the explicit build of a warm cache."""
+def fill_cache(cache, dataset, batch_size):
+    """Computes every input the train set can give (each image, flipped and not): the
+    explicit build of a warm cache."""
+    import copy
     import paddle
-    keys = [(index, flipped) for index in range(len(samples)) for flipped in (False, True)]
-    for start in range(0, len(keys), batch_size):
-        batch = [samples.sample(i, f) for i, f in keys[start:start + batch_size]]
-        images = paddle.to_tensor([b[0] for b in batch])
-        cache(images, paddle.to_tensor([b[2] for b in batch]))
+    dataset = copy.deepcopy(dataset)
+    flips = [t for t in dataset.transforms.transforms
+             if type(t).__name__ == 'RandomHorizontalFlip']
+    for prob in (0.0, 1.0) if flips else (0.0,):
+        for flip in flips:
+            flip.prob = prob
+        for start in range(0, len(dataset), batch_size):
+            indices = range(start, min(start + batch_size, len(dataset)))
+            cache(paddle.to_tensor(np.stack([dataset[i]['img'] for i in indices])))
 
 
 def run_mode(args):
@@ -88,17 +96,13 @@ def run_mode(args):
     import paddle
     from paddleseg.cvlibs import SegBuilder
     from paddleseg_ext.config import build, load_config
-    from paddleseg_ext.engine.cli import select_device
-    from paddleseg_ext.engine.threads import use_cpu_cores
-    from paddleseg_ext.engine.sampling import SeededSamples
+    from paddleseg_ext.process import setup_process
     from paddleseg_ext.engine.trainer import Trainer, TrainOptions
-    from slim.distill import distiller_factory, plain_distiller
+    from slim.distill import distill_model_factory, plain_model
+    from slim.distill.teacher_cache import TeacherCache
     from paddleseg_ext.config import build_model_without_weights
 
-    device = select_device('auto')
-    if device == 'cpu':
-        use_cpu_cores(args.cpu_threads)
-    paddle.seed(0)
+    device = setup_process('auto', args.cpu_threads, seed=0)
     total_iters = args.warmup + args.iters
     opts = [f'train_dataset.dataset_root={args.data}', f'val_dataset.dataset_root={args.data}']
     config = load_config(args.student_config, batch_size=args.batch_size, iters=total_iters,
@@ -113,34 +117,33 @@ def run_mode(args):
             paddle.save(model.state_dict(), weights)
     result = {'mode': args.mode, 'device': device}
     if args.mode == 'student':
-        distiller = plain_distiller(config, builder)
+        model = plain_model(config, builder)
     else:
         cache_dir = os.path.join(args.work_dir, 'cache') if args.mode == 'cached' else None
         engine = 'dygraph' if args.mode in ('anchor', 'online_dygraph') else 'auto'
-        distiller = distiller_factory(args.teacher_config, args.student_config, weights,
+        model = distill_model_factory(args.teacher_config, args.student_config, weights,
                                       cache_dir, teacher_engine=engine)(config, builder)
         if args.mode == 'anchor':
-            distiller.teacher = AnchorStyleTeacher(distiller.teacher)
+            model.teacher = AnchorStyleTeacher(model.teacher)
     def train_log(name, iters):
         save_dir = os.path.join(args.work_dir, name)
         Trainer(TrainOptions(save_dir=save_dir, iters=iters, save_interval=10**9,
                              num_workers=args.num_workers, seed=0, log_iters=1),
-                config, builder, distiller).train()
+                config, builder, model).train()
         with open(os.path.join(save_dir, 'train_log.jsonl')) as f:
             return [r for r in map(json.loads, f) if r['tag'] == 'Train']
 
     epoch_iters = len(builder.train_dataset) // config.batch_size
     if args.mode == 'cached':
-        if not distiller.uses_teacher_cache:
+        if not isinstance(model.teacher, TeacherCache):
             raise SystemExit('the teacher cache does not apply to these train transforms')
         # The cache fills lazily: the first epoch runs the teacher on each image it meets.
         # Then the entries not met yet (the other flip) are filled explicitly.
         result['first_epoch_s'] = sum(r['batch_cost'] for r in train_log('cold', epoch_iters))
         start = time.time()
-        fill_cache(distiller.teacher, SeededSamples(build(builder, 'train_dataset'), 0,
-                                                    explicit_flip=True), config.batch_size)
+        fill_cache(model.teacher, build(builder, 'train_dataset'), config.batch_size)
         result['fill_rest_s'] = time.time() - start
-        result['cache_entries'] = int(distiller.teacher.filled.sum())
+        result['cache_entries'] = len(model.teacher.slots)
     # Online also runs a whole first epoch, the cold cache's yardstick (both pay the
     # teacher's compile in it).
     log = train_log(args.mode, max(total_iters, epoch_iters) if args.mode == 'online'
@@ -153,7 +156,7 @@ def run_mode(args):
                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   batch_size=config.batch_size,
                   train_images=len(builder.train_dataset))
-    frozen = getattr(distiller.teacher, 'teacher', distiller.teacher)  # behind a cache or not
+    frozen = getattr(model.teacher, 'teacher', model.teacher)  # behind a cache or not
     predictor = getattr(frozen, 'predictor', None)
     if predictor is not None:
         result['teacher_compile_s'] = predictor.build_s

@@ -14,7 +14,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import paddleseg_ext  # noqa: E402,F401  (first: registers datasets, loads Pillow before paddle)
 from paddleseg_ext.deploy.export import OUTPUT_OPS, export_model  # noqa: E402
-from paddleseg_ext.engine.cli import run_cli, select_device  # noqa: E402
+from paddleseg_ext.engine.cli import run_cli  # noqa: E402
+from paddleseg_ext.process import setup_process  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -39,7 +40,7 @@ def main(argv=None):
     args = parse_args(argv)
 
     def export():
-        select_device('cpu')
+        setup_process('cpu')
         export_model(args.config, args.model_path, args.save_dir, args.input_shape,
                      args.output_op, opts=args.opts)
         print(f'Exported to {args.save_dir}: model.pdmodel, model.pdiparams, deploy.yaml')

@@ -16,7 +16,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import paddleseg_ext  # noqa: E402,F401  (first: registers datasets, loads Pillow before paddle)
 from paddleseg_ext.deploy.predict import predict  # noqa: E402
-from paddleseg_ext.engine.cli import run_cli, select_device  # noqa: E402
+from paddleseg_ext.engine.cli import run_cli  # noqa: E402
+from paddleseg_ext.process import setup_process  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -40,7 +41,7 @@ def main(argv=None):
     args = parse_args(argv)
 
     def run():
-        select_device(args.device)
+        setup_process(args.device)
         written = predict(args.config, args.image_path, args.save_dir,
                           model_path=args.model_path, inference_dir=args.inference_dir,
                           opts=args.opts)

@@ -18,7 +18,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import paddleseg_ext  # noqa: E402,F401  (first: registers datasets, loads Pillow before paddle)
 from paddleseg_ext.deploy.quantize import ALGOS, quantize  # noqa: E402
-from paddleseg_ext.engine.cli import run_cli, select_device  # noqa: E402
+from paddleseg_ext.engine.cli import run_cli  # noqa: E402
+from paddleseg_ext.process import setup_process  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -59,7 +60,7 @@ def main(argv=None):
     args = parse_args(argv)
 
     def run():
-        select_device('cpu')
+        setup_process('cpu')
         results = quantize(args.config, args.inference_dir, args.save_dir,
                            batch_size=args.batch_size, batch_nums=args.batch_nums,
                            algo=args.algo, runs=args.runs, cpu_threads=args.cpu_threads,

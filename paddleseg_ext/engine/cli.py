@@ -1,15 +1,12 @@
 """What train.py and distill_train.py share: flags, run set-up, error reporting."""
-import random
 import sys
 
-import numpy as np
-import paddle
 from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext.config import build, load_config
-from paddleseg_ext.engine.threads import use_cpu_cores
 from paddleseg_ext.engine.trainer import Trainer, TrainOptions
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.process import setup_process
 
 
 def add_train_arguments(parser):
@@ -39,27 +36,9 @@ def add_train_arguments(parser):
     return parser
 
 
-def select_device(device):
-    if device == 'auto':
-        device = 'gpu' if (paddle.is_compiled_with_cuda()
-                           and paddle.device.cuda.device_count() > 0) else 'cpu'
-    if device == 'gpu' and not paddle.is_compiled_with_cuda():
-        raise UserInputError("--device gpu: this paddle build has no CUDA: install "
-                             "paddlepaddle-gpu==2.6.2 or use --device cpu")
-    paddle.set_device(device)
-    return device
-
-
 def prepare_run(args):
-    """Device, seeds and the data-parallel group, before any model is built."""
-    if select_device(args.device) == 'cpu':
-        use_cpu_cores(args.cpu_threads)
-    if args.seed is not None:
-        paddle.seed(args.seed)
-        np.random.seed(args.seed)
-        random.seed(args.seed)
-    if paddle.distributed.get_world_size() > 1:
-        paddle.distributed.init_parallel_env()
+    """The process set-up of train.py and distill_train.py, from their flags."""
+    setup_process(args.device, args.cpu_threads, args.seed)
 
 
 def train_options(args):

@@ -15,7 +15,7 @@ from paddleseg.utils import logger
 
 from paddleseg_ext.deploy.export import export_stage
 from paddleseg_ext.deploy.inference import inference_config
-from paddleseg_ext.engine.threads import cpu_threads
+from paddleseg_ext.process import cpu_threads
 
 
 class _LogitsAndRecords(paddle.nn.Layer):
