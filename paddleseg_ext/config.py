@@ -41,6 +41,14 @@ def closest(name, candidates):
     return f" (did you mean {match[0]!r}?)" if match else ''
 
 
+def check_known_keys(mapping, valid, where):
+    """An unknown key of `mapping` is an error naming it, the closest valid one and all."""
+    for key in mapping:
+        if key not in valid:
+            raise UserInputError(f"{where}: unknown key {key!r}{closest(key, valid)}: valid keys "
+                                 f"are {', '.join(valid)}")
+
+
 def _check_types(node, where, registries, path):
     if isinstance(node, dict):
         if 'type' in node:
@@ -105,10 +113,7 @@ def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None
                              f"the _base_ path (it is relative to the config's folder)")
     if not isinstance(dic, dict):
         raise UserInputError(f"{path}: expected a mapping of keys at the top level")
-    for key in dic:
-        if key not in KNOWN_TOP_LEVEL_KEYS:
-            raise UserInputError(f"{path}: unknown key {key!r}{closest(key, KNOWN_TOP_LEVEL_KEYS)}: "
-                                 f"valid keys are {', '.join(KNOWN_TOP_LEVEL_KEYS)}")
+    check_known_keys(dic, KNOWN_TOP_LEVEL_KEYS, path)
     try:
         dic = update_config_dict(dic, learning_rate=learning_rate, batch_size=batch_size,
                                  iters=iters, opts=opts)

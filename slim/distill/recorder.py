@@ -11,6 +11,7 @@ from typing import Optional
 
 import paddle
 
+from paddleseg_ext.config import check_known_keys
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation.evaluate import eval_mode
 
@@ -35,8 +36,8 @@ class FeatureRef:
         if isinstance(value, str) and value:
             return cls(value)
         if isinstance(value, dict):
-            unknown = [key for key in value if key not in REF_KEYS]
-            if unknown or not isinstance(value.get('path'), str):
+            check_known_keys(value, REF_KEYS, where)
+            if not isinstance(value.get('path'), str):
                 raise UserInputError(
                     f"{where}: a layer reference is a dotted path or a mapping with keys "
                     f"{', '.join(REF_KEYS)} (path required), got {value!r}")

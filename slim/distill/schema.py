@@ -6,7 +6,7 @@ term gives it. Shapes are checked later, against the built models (slim.distill.
 """
 from paddleseg.cvlibs import manager
 
-from paddleseg_ext.config import closest
+from paddleseg_ext.config import check_known_keys
 from paddleseg_ext.errors import UserInputError
 from slim.distill.connectors import CONNECTORS
 from slim.distill.recorder import FeatureRef
@@ -106,10 +106,7 @@ def _logit_terms(distill_loss, prefix, build_component, taken):
 def _feature_term(item, where, build_component, taken):
     if not isinstance(item, dict):
         raise UserInputError(f"{where}: expected a mapping with student, teacher, loss")
-    for key in item:
-        if key not in FEATURE_TERM_KEYS:
-            raise UserInputError(f"{where}: unknown key {key!r}{closest(key, FEATURE_TERM_KEYS)}:"
-                                 f" valid keys are {', '.join(FEATURE_TERM_KEYS)}")
+    check_known_keys(item, FEATURE_TERM_KEYS, where)
     for key in ('student', 'teacher', 'loss'):
         if key not in item:
             raise UserInputError(f"{where}: missing key {key!r}")
