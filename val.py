@@ -1,4 +1,5 @@
-"""Evaluate trained weights on the config's val set (PaddleSeg's val.py)."""
+"""Evaluate trained weights on the config's val set (PaddleSeg's val.py): mIoU and per-class
+IoU for segmentation, top-1 and top-5 accuracy for classification."""
 import argparse
 import json
 
@@ -8,7 +9,7 @@ from paddleseg_ext.config import build, build_model_without_weights, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.engine.cli import run_cli
 from paddleseg_ext.process import setup_process
-from paddleseg_ext.evaluation import evaluate
+from paddleseg_ext.evaluation import task_of
 from paddleseg_ext.evaluation.evaluate import InferenceOptions
 
 
@@ -17,7 +18,9 @@ def parse_args(argv=None):
     parser.add_argument('--config', required=True, help='The model/data YAML.')
     parser.add_argument('--model_path', required=True,
                         help='Weights: a .pdparams file or a folder holding model.pdparams.')
-    parser.add_argument('--json', default=None, help='Also write the metrics to this file.')
+    parser.add_argument('--json', default=None,
+                        help='Also write the metrics to this file: {"miou", "acc", ...} for '
+                             'segmentation, {"top1", "top5", ...} for classification.')
     parser.add_argument('--num_workers', type=int, default=0)
     parser.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
     parser.add_argument('--device', default='auto', choices=['auto', 'gpu', 'cpu'])
@@ -55,12 +58,12 @@ def validate(args):
     dataset = build(SegBuilder(config), 'val_dataset')
     model, _ = build_model_without_weights(config)  # --model_path is the weights evaluated
     load_weights(model, args.model_path)
-    metrics = evaluate(model, dataset, num_workers=args.num_workers, precision=args.precision,
-                       inference=inference)
+    task = task_of(dataset)
+    metrics = task.evaluate(model, dataset, num_workers=args.num_workers,
+                            precision=args.precision, inference=inference)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({key: metrics[key] for key in
-                       ('miou', 'acc', 'kappa', 'dice', 'class_iou', 'num_images')}, f, indent=2)
+            json.dump({key: metrics[key] for key in task.json_keys}, f, indent=2)
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """Extends and repairs paddleseg 2.8.0 on paddle 2.6: importing this registers our
-datasets in paddleseg's `manager` and provides the evaluation, metrics and training engine
-that paddleseg's own versions lack on this paddle."""
+datasets, classification models and losses in paddleseg's `manager` and provides the
+evaluation, metrics and training engine that paddleseg's own versions lack on this paddle."""
 import os
 import sys
 
@@ -15,5 +15,7 @@ import PIL._imaging  # noqa: E402,F401
 # Quiet paddle's C++ INFO chatter before paddle is imported anywhere.
 os.environ.setdefault('GLOG_minloglevel', '2')
 
-from paddleseg_ext import datasets  # noqa: E402,F401  (registers Dataset, OpticDiscSeg)
+from paddleseg_ext import datasets  # noqa: E402,F401  (registers Dataset, OpticDiscSeg, ...)
+from paddleseg_ext import losses  # noqa: E402,F401  (registers CELoss)
+from paddleseg_ext import models  # noqa: E402,F401  (registers ResNet50, MobileNetV1, ...)
 from paddleseg_ext.errors import UserInputError  # noqa: E402,F401

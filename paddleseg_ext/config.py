@@ -143,9 +143,7 @@ def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None
 def build(builder: SegBuilder, component: str):
     """`builder.<component>`, with construction failures reported as one line."""
     try:
-        if component == 'model' and not builder.config.train_dataset_cfg:
-            # SegBuilder.model reads num_classes from train_dataset; a model-only config
-            # (e.g. a teacher's) has none.
+        if component == 'model' and _model_builds_alone(builder.config):
             return builder.build_component(builder.config.model_cfg)
         return getattr(builder, component)
     except UserInputError:
@@ -162,6 +160,30 @@ def build(builder: SegBuilder, component: str):
                 f"download the file yourself and set `pretrained:` to its local path, or Null")
         source = getattr(builder.config, 'path', 'the config')
         raise UserInputError(f"{source}: building {component} failed: {message}")
+
+
+def _model_builds_alone(config):
+    """Whether the model is built from its own config, not through SegBuilder.model, which
+    reads num_classes and in_channels from the train dataset's class (NUM_CLASSES,
+    IMG_CHANNELS): a model-only config (a teacher's) has no dataset, and a classification
+    dataset takes both from YAML, where they must agree with the model's."""
+    dataset_cfg = config.train_dataset_cfg
+    if not dataset_cfg:
+        return True
+    dataset_class = manager.DATASETS.components_dict.get(dataset_cfg.get('type'))
+    if getattr(dataset_class, 'task', None) != 'classification':
+        return False
+    model_cfg = config.model_cfg
+    for model_key, dataset_key, default in (('num_classes', 'num_classes', None),
+                                            ('in_channels', 'img_channels', 3)):
+        model_value = model_cfg.get(model_key, default)
+        dataset_value = dataset_cfg.get(dataset_key, default)
+        if model_value != dataset_value:
+            raise UserInputError(
+                f"{getattr(config, 'path', 'the config')}: model.{model_key} is "
+                f"{model_value} but train_dataset.{dataset_key} is {dataset_value}: set "
+                f"them equal")
+    return True
 
 
 def _drop_pretrained(cfg):

@@ -37,7 +37,7 @@ def read_file_list(list_path, dataset_root, mode, separator=' '):
                     f"{list_path}:{line_no}: expected 'image_path{separator}label_path', "
                     f"got {line.strip()!r}: fix that line of the list file")
             paths = [os.path.join(dataset_root, item) for item in items]
-            sizes = [_image_size(path, list_path, line_no) for path in paths]
+            sizes = [image_size(path, list_path, line_no) for path in paths]
             if len(sizes) == 2 and sizes[0] != sizes[1]:
                 raise UserInputError(
                     f"label '{paths[1]}' is {sizes[1][0]}x{sizes[1][1]} but its image "
@@ -46,7 +46,7 @@ def read_file_list(list_path, dataset_root, mode, separator=' '):
     return pairs
 
 
-def _image_size(path, list_path, line_no):
+def image_size(path, list_path, line_no):
     """(width, height) from the file header: a cheap check of every file before training."""
     if not os.path.isfile(path):
         raise UserInputError(f"{list_path}:{line_no}: file '{path}' does not exist: "

@@ -26,7 +26,7 @@ from paddleseg_ext.amp import amp_enabled, autocast
 from paddleseg_ext.engine import checkpoint
 from paddleseg_ext.engine.sampling import ResumableBatchSampler, SeededSamples, iteration_seed
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.evaluation import evaluate
+from paddleseg_ext.evaluation import task_of
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Progress:
     """Where a run stands; with the seed, all a checkpoint needs to continue it exactly."""
     seed: int
     iter: int = 0
-    best_miou: float = -1.0
+    best_score: float = -1.0  # the task's primary metric (mIoU, top-1) of best_model
     best_iter: int = -1
 
 
@@ -204,6 +204,8 @@ class Trainer:
         self.is_writer = self.rank == 0
         if self.is_writer:
             _check_writable(options.save_dir)
+        # Segmentation or classification: what evaluation scores and best_model follows.
+        self.task = task_of(builder.train_dataset)
 
     def train(self):
         opts = self.options
@@ -258,8 +260,8 @@ class Trainer:
         finally:
             run_log.close()
         logger.info(f'Training finished at iter {progress.iter}'
-                    + (f', best val mIoU {progress.best_miou:.4f} at iter {progress.best_iter}'
-                       if progress.best_iter > 0 else ''))
+                    + (f', best val {self.task.primary_label} {progress.best_score:.4f} at '
+                       f'iter {progress.best_iter}' if progress.best_iter > 0 else ''))
 
     def _restore(self, optimizer):
         """Progress from --resume_model (weights, optimizer, auxiliary layers loaded) or a
@@ -277,9 +279,11 @@ class Trainer:
         optimizer.set_state_dict(paddle.load(os.path.join(resume_dir, 'model.pdopt')))
         self.model.auxiliary.set_state_dict(state['auxiliary'])
         progress = Progress(seed=state['seed'], iter=state['iter'],
-                            best_miou=state['best_miou'], best_iter=state['best_iter'])
+                            # 'best_miou': checkpoints written before classification
+                            best_score=state.get('best_score', state.get('best_miou')),
+                            best_iter=state['best_iter'])
         logger.info(f'Resumed from {resume_dir} at iter {progress.iter} '
-                    f'(best mIoU so far {progress.best_miou:.4f})')
+                    f'(best {self.task.primary_label} so far {progress.best_score:.4f})')
         if state.get('iters') not in (None, self.iters):
             logger.warning(f"the checkpoint's run had --iters {state['iters']}, this one "
                            f"{self.iters}: the learning-rate schedule differs from an "
@@ -328,20 +332,20 @@ class Trainer:
         return values, lr
 
     def _evaluate(self, progress, run_log):
-        """Val metrics of the model; best_model is replaced only by a better one."""
-        metrics = evaluate(self.model, self.builder.val_dataset,
-                           num_workers=self.options.num_workers,
-                           precision=self.options.precision)
-        run_log.record(progress.iter, 'Evaluate', {
-            'mIoU': metrics['miou'], 'Acc': metrics['acc'], 'Kappa': metrics['kappa'],
-            'Dice': metrics['dice']})
-        if metrics['miou'] > progress.best_miou:
-            progress.best_miou, progress.best_iter = metrics['miou'], progress.iter
+        """Val metrics of the model; best_model is replaced only by a better one (by the
+        task's primary metric)."""
+        metrics = self.task.evaluate(self.model, self.builder.val_dataset,
+                                     num_workers=self.options.num_workers,
+                                     precision=self.options.precision)
+        run_log.record(progress.iter, 'Evaluate', self.task.log_record(metrics))
+        score = metrics[self.task.primary]
+        if score > progress.best_score:
+            progress.best_score, progress.best_iter = score, progress.iter
             if self.is_writer:
                 checkpoint.save_atomic(os.path.join(self.options.save_dir, 'best_model'),
                                        {'model.pdparams': self.model.deployable.state_dict()})
-        logger.info(f'[EVAL] The model with the best validation mIoU '
-                    f'({progress.best_miou:.4f}) was saved at iter {progress.best_iter}.')
+        logger.info(f'[EVAL] The model with the best validation {self.task.primary_label} '
+                    f'({progress.best_score:.4f}) was saved at iter {progress.best_iter}.')
 
     def _shared_random_seed(self):
         """A fresh seed, the same on every rank (they must agree on the data order)."""
@@ -353,7 +357,7 @@ class Trainer:
     def _save_checkpoint(self, progress, optimizer, scaler):
         iteration = progress.iter
         state = {'iter': iteration, 'iters': self.iters, 'seed': progress.seed,
-                 'best_miou': progress.best_miou, 'best_iter': progress.best_iter,
+                 'best_score': progress.best_score, 'best_iter': progress.best_iter,
                  'auxiliary': self.model.auxiliary.state_dict()}
         if scaler is not None:
             state['scaler'] = scaler.state_dict()

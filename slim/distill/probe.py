@@ -10,9 +10,16 @@ from slim.distill.recorder import Recorder, select
 PROBE_INPUT_SHAPE = (1, 3, 128, 128)
 
 
-def probe_shapes(model, refs, role, where, input_shape=PROBE_INPUT_SHAPE):
+def probe_input_shape(model):
+    """PROBE_INPUT_SHAPE with the model's input channels: classifiers say theirs
+    (`in_channels`); paddleseg's models take 3."""
+    return (PROBE_INPUT_SHAPE[0], getattr(model, 'in_channels', 3), *PROBE_INPUT_SHAPE[2:])
+
+
+def probe_shapes(model, refs, role, where):
     """(main logits shape, {ref: shape}) of `model` on zeros, BN statistics untouched;
     where[ref] names the config entry of each ref for error messages."""
+    input_shape = probe_input_shape(model)
     recorder = Recorder(model, refs, role)
     try:
         with eval_mode(model), paddle.no_grad():
@@ -43,6 +50,18 @@ def _where(terms, side, config_path):
     return where
 
 
+def _check_spatial(term, student_shapes, config_path):
+    """A loss over spatial positions (its class sets `needs_spatial`) gets NCHW tensors."""
+    if not getattr(term.loss, 'needs_spatial', False):
+        return
+    for shape in student_shapes:
+        if len(shape) != 4:
+            raise UserInputError(
+                f"{config_path}: {term.name}: {type(term.loss).__name__} compares spatial "
+                f"maps [N, C, H, W], this term gives {shape}: compare [N, C] logits with "
+                f"KLLoss or L2Loss, or pick a feature layer (--list_layers)")
+
+
 def connect(terms, student, teacher, student_name, teacher_name):
     """{key: connector} for the terms' student tensors whose channels need one; checks
     classes and channels. Keys are `term{i}_{position}`, as DistillModel looks them up."""
@@ -55,6 +74,9 @@ def connect(terms, student, teacher, student_name, teacher_name):
     if s_logits[1] != t_logits[1]:
         raise UserInputError(f"teacher ({teacher_name}) predicts {t_logits[1]} classes but the "
                              f"student ({student_name}) {s_logits[1]}: num_classes must match")
+    for term in terms:
+        _check_spatial(term, [s_logits] if term.student_refs is None else
+                       [s_shapes[ref] for ref in term.student_refs], student_name)
     connectors = {}
     for index, term in enumerate(terms):
         pairs = zip(term.student_refs or [], term.teacher_refs or [])

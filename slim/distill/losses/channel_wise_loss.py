@@ -20,6 +20,8 @@ class ChannelWiseDistillLoss(nn.Layer):
         tau (float): Softmax temperature.
     """
 
+    needs_spatial = True  # [N, C] tensors are refused when the config is read (probe)
+
     def __init__(self, tau=1.0):
         super().__init__()
         self.tau = tau

@@ -30,6 +30,8 @@ class FSPLoss(nn.Layer):
     not depend on the spatial size.
     """
 
+    needs_spatial = True  # [N, C] tensors are refused when the config is read (probe)
+
     # The annotation tells distill_features to give two layers per model.
     def forward(self, student: Tuple[paddle.Tensor, paddle.Tensor],
                 teacher: Tuple[paddle.Tensor, paddle.Tensor]):
