@@ -1,0 +1,165 @@
+"""Classification through the same CLIs and engine: train.py, distill_train.py and val.py on
+a tiny subset of scikit-learn's digits; top-k against numpy; bad list lines as one line."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from paddleseg.cvlibs import SegBuilder
+
+from conftest import TEST_CONFIGS, run_cli
+from paddleseg_ext.config import build, load_config
+from paddleseg_ext.datasets.digits import write_digits
+from paddleseg_ext.engine.checkpoint import load_weights
+from paddleseg_ext.evaluation.classification import topk_correct
+
+TEACHER_CFG = os.path.join(TEST_CONFIGS, 'tiny_cls_teacher.yml')
+STUDENT_CFG = os.path.join(TEST_CONFIGS, 'tiny_cls_student.yml')
+TRAIN_IMAGES, VAL_IMAGES = 48, 24
+
+
+def subset_opts(root, train_list='tiny_train.txt', val_list='tiny_val.txt'):
+    return ['--opts', f'train_dataset.dataset_root={root}', f'val_dataset.dataset_root={root}',
+            f'train_dataset.train_path={os.path.join(root, train_list)}',
+            f'val_dataset.val_path={os.path.join(root, val_list)}']
+
+
+@pytest.fixture(scope='module')
+def digits_root(tmp_path_factory):
+    """The digits written once, with list files of their first few train and val images."""
+    root = str(tmp_path_factory.mktemp('digits'))
+    write_digits(root, size=16)
+    for mode, count in (('train', TRAIN_IMAGES), ('val', VAL_IMAGES)):
+        with open(os.path.join(root, f'{mode}_list.txt')) as f:
+            lines = f.readlines()[:count]
+        with open(os.path.join(root, f'tiny_{mode}.txt'), 'w') as f:
+            f.writelines(lines)
+    return root
+
+
+@pytest.fixture(scope='module')
+def teacher_dir(tmp_path_factory, digits_root):
+    save_dir = str(tmp_path_factory.mktemp('cls_teacher'))
+    result = run_cli('train.py', '--config', TEACHER_CFG, '--iters', '4', '--save_interval',
+                     '2', '--do_eval', '--seed', '0', '--save_dir', save_dir,
+                     *subset_opts(digits_root))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return save_dir
+
+
+def read_log(save_dir):
+    with open(os.path.join(save_dir, 'train_log.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+def numpy_top1(config_path, weights, root, list_name):
+    """Top-1 of the weights over a list, preprocessed here with cv2 and numpy (gray, resize
+    to 16x16 bilinear, (x / 255 - 0.5) / 0.5), predicted one image at a time."""
+    import paddle
+    model = build(SegBuilder(load_config(config_path)), 'model')
+    load_weights(model, weights)
+    model.eval()
+    correct = total = 0
+    with open(os.path.join(root, list_name)) as f:
+        for line in f:
+            path, label = line.split()
+            image = cv2.imread(os.path.join(root, path), cv2.IMREAD_GRAYSCALE)
+            image = cv2.resize(image, (16, 16), interpolation=cv2.INTER_LINEAR)
+            x = ((image.astype(np.float32) / 255.0 - 0.5) / 0.5)[np.newaxis, np.newaxis]
+            with paddle.no_grad():
+                logits = model(paddle.to_tensor(x))[0].numpy()
+            correct += int(np.argmax(logits[0]) == int(label))
+            total += 1
+    return correct / total
+
+
+def test_train_logs_top1_top5_and_val_json_matches_a_numpy_count(teacher_dir, digits_root,
+                                                                tmp_path):
+    evals = [r for r in read_log(teacher_dir) if r['tag'] == 'Evaluate']
+    assert [r['iter'] for r in evals] == [2, 4]
+    assert all(set(r) == {'iter', 'tag', 'Top1', 'Top5'} for r in evals), evals
+    out = tmp_path / 'metrics.json'
+    best = os.path.join(teacher_dir, 'best_model', 'model.pdparams')
+    result = run_cli('val.py', '--config', TEACHER_CFG, '--model_path', best, '--json',
+                     str(out), *subset_opts(digits_root))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'top1:' in result.stdout and 'top5:' in result.stdout, result.stdout[-2000:]
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {'top1', 'top5', 'num_images'}
+    assert metrics['num_images'] == VAL_IMAGES
+    assert metrics['top1'] == pytest.approx(
+        numpy_top1(TEACHER_CFG, best, digits_root, 'tiny_val.txt'), abs=1e-9)
+    assert metrics['top1'] == pytest.approx(max(r['Top1'] for r in evals), abs=1e-9)
+    assert metrics['top1'] <= metrics['top5'] <= 1.0
+
+
+def test_distill_train_kl_and_feature_terms_on_a_classifier(teacher_dir, digits_root,
+                                                            tmp_path):
+    save_dir = str(tmp_path / 'distilled')
+    result = run_cli('distill_train.py', '--teather_config', TEACHER_CFG, '--student_config',
+                     STUDENT_CFG, '--teacher_model_path',
+                     os.path.join(teacher_dir, 'best_model', 'model.pdparams'), '--iters', '2',
+                     '--save_interval', '2', '--do_eval', '--seed', '0', '--save_dir', save_dir,
+                     *subset_opts(digits_root))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = read_log(save_dir)
+    train = [r for r in log if r['tag'] == 'Train']
+    assert set(train[-1]) >= {'CELoss', 'KLLoss(logits)', 'L2Loss(net.conv6)'}, train[-1]
+    assert train[-1]['KLLoss(logits)'] > 0 and train[-1]['L2Loss(net.conv6)'] > 0
+    assert 'Teacher compiled for Paddle Inference' in result.stdout + result.stderr
+    # best_model is the plain student: it loads into the student config's model.
+    student = build(SegBuilder(load_config(STUDENT_CFG, opts=subset_opts(digits_root)[1:])),
+                    'model')
+    load_weights(student, os.path.join(save_dir, 'best_model', 'model.pdparams'))
+
+
+def test_topk_correct_matches_a_loop():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 10))
+    labels = rng.integers(0, 10, 50)
+    for k in (1, 3, 5):
+        expected = sum(int(label in np.argsort(-row)[:k]) for row, label in zip(logits, labels))
+        assert topk_correct(logits, labels, k) == expected
+    assert topk_correct(logits, labels, 1) == int((logits.argmax(1) == labels).sum())
+    assert topk_correct(logits[:, :3], labels % 3, 5) == 50  # k capped at the classes
+
+
+@pytest.mark.parametrize('line, fragments', [
+    ('images/train/0000.png\n', ["tiny_bad.txt:2", "expected 'image_path label'"]),
+    ('images/train/0000.png 10\n', ["tiny_bad.txt:2", "label 10 is outside [0, 10)"]),
+    ('images/train/0000.png x\n', ["tiny_bad.txt:2", "label 'x' is not an integer"]),
+])
+def test_bad_list_line_is_one_clear_line(digits_root, tmp_path, line, fragments):
+    with open(os.path.join(digits_root, 'tiny_train.txt')) as f:
+        first = f.readline()
+    with open(os.path.join(digits_root, 'tiny_bad.txt'), 'w') as f:
+        f.writelines([first, line])
+    save_dir = str(tmp_path / 'run')
+    result = run_cli('train.py', '--config', TEACHER_CFG, '--save_dir', save_dir,
+                     *subset_opts(digits_root, train_list='tiny_bad.txt'))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert not os.path.exists(save_dir)
+
+
+def test_spatial_loss_on_logits_is_refused_when_the_config_is_read(teacher_dir, digits_root,
+                                                                    tmp_path):
+    config = tmp_path / 'cwd_logits.yml'
+    config.write_text(f"_base_: '{os.path.join(TEST_CONFIGS, 'tiny_cls_base.yml')}'\n"
+                      "model: {type: MobileNetV1, num_classes: 10, in_channels: 1, "
+                      "scale: 0.25}\n"
+                      "distill_loss: {types: [{type: ChannelWiseDistillLoss}], coef: [1]}\n")
+    result = run_cli('distill_train.py', '--teather_config', TEACHER_CFG, '--student_config',
+                     str(config), '--teacher_model_path',
+                     os.path.join(teacher_dir, 'best_model'), '--save_dir',
+                     str(tmp_path / 'run'), *subset_opts(digits_root))
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert 'ChannelWiseDistillLoss compares spatial maps' in lines[0]
+    assert '[1, 10]' in lines[0] and 'KLLoss' in lines[0]
