@@ -1,19 +1,24 @@
-"""Prepare the optic-disc segmentation data set in PaddleSeg's layout.
+"""Prepare data: the optic-disc segmentation set in PaddleSeg's layout, or handwritten digits
+for classification.
 
 ``--from_zip PATH`` unpacks PaddleSeg's real ``optic_disc_seg.zip``
 (https://paddleseg.bj.bcebos.com/dataset/optic_disc_seg.zip).
 ``--synthetic N --seed S`` draws N fundus-like images instead, for machines
 without the download (paddleseg_ext/datasets/synthetic.py says how they are made).
+``--digits`` writes scikit-learn's 1,797 real 8x8 handwritten digits as PNG files with
+train/val lists in PaddleClas's format (paddleseg_ext/datasets/digits.py).
 
 Examples::
 
     python tools/prepare_data.py --from_zip ~/Downloads/optic_disc_seg.zip
     python tools/prepare_data.py --synthetic 200 --seed 0 --out data/optic_disc_seg
+    python tools/prepare_data.py --digits                       # -> data/digits
 """
 import argparse
 import time
 from pathlib import Path
 
+from paddleseg_ext.datasets import digits
 from paddleseg_ext.datasets.layout import DEFAULT_OUT, PrepareDataError
 from paddleseg_ext.datasets.optic_disc_zip import unpack_zip
 from paddleseg_ext.datasets.synthetic import make_synthetic
@@ -22,17 +27,24 @@ from paddleseg_ext.datasets.synthetic import make_synthetic
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prepare_data.py",
-        description="Unpack PaddleSeg's optic_disc_seg.zip or write a synthetic look-alike.")
+        description="Unpack PaddleSeg's optic_disc_seg.zip, write a synthetic look-alike, or "
+                    "write scikit-learn's handwritten digits for classification.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--from_zip", metavar="PATH", type=Path, help="path to optic_disc_seg.zip")
     source.add_argument("--synthetic", metavar="N", type=int, help="number of synthetic images to write")
-    parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT),
-                        help=f"output folder (default: {DEFAULT_OUT})")
+    source.add_argument("--digits", action="store_true",
+                        help="scikit-learn's handwritten digits, 80/20 split stratified by class")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default: {DEFAULT_OUT}, or {digits.DEFAULT_OUT} "
+                             f"with --digits)")
     parser.add_argument("--force", action="store_true",
                         help="replace the data set in a non-empty output folder")
-    parser.add_argument("--seed", type=int, help="random seed, required with --synthetic")
+    parser.add_argument("--seed", type=int, help="random seed, required with --synthetic "
+                                                 "(with --digits: the split's, default 0)")
     parser.add_argument("--val_fraction", type=float, default=0.2,
-                        help="share of synthetic images in val/test (default: 0.2)")
+                        help="share of images in val/test (default: 0.2)")
+    parser.add_argument("--size", type=int, default=32,
+                        help="with --digits: side of the written images (default: 32)")
     parser.add_argument("--min_size", type=int, default=96, help="smallest synthetic side (default: 96)")
     parser.add_argument("--max_size", type=int, default=160, help="largest synthetic side (default: 160)")
     return parser
@@ -42,8 +54,16 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.out is None:
+        args.out = Path(digits.DEFAULT_OUT if args.digits else DEFAULT_OUT)
     try:
-        if args.from_zip is not None:
+        if args.digits:
+            counts = digits.write_digits(args.out, args.size, args.val_fraction,
+                                         args.seed or 0, force=args.force)
+            print(f"wrote {counts['train'] + counts['val']} digits (train {counts['train']}, "
+                  f"val {counts['val']}, {args.size}x{args.size}) to {args.out} in "
+                  f"{time.perf_counter() - started:.1f} s")
+        elif args.from_zip is not None:
             n_images = unpack_zip(args.from_zip, args.out, args.force)
             print(f"unpacked {n_images} images from {args.from_zip} to {args.out} "
                   f"in {time.perf_counter() - started:.1f} s")

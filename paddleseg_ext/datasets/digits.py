@@ -1,26 +1,33 @@
 """scikit-learn's handwritten digits (1,797 real 8x8 images, classes 0-9) written as PNG
 files with train/val lists in PaddleClas's format, for the classification configs."""
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.datasets.layout import PrepareDataError, prepare_out_dir
 
 NUM_CLASSES = 10
+DEFAULT_OUT = os.path.join('data', 'digits')
+# What write_digits writes, and all that --force removes.
+ENTRIES = ('images', 'train_list.txt', 'val_list.txt', 'labels.txt')
 
 
-def write_digits(out, size=32, val_fraction=0.2, seed=0):
-    """Writes out/images/{train,val}/NNNN.png (grayscale, upscaled bilinearly to size x size)
-    and out/{train,val}_list.txt ('images/train/NNNN.png label' per line), split stratified
-    by class with `seed`. Returns {'train': count, 'val': count}."""
+def write_digits(out=DEFAULT_OUT, size=32, val_fraction=0.2, seed=0, force=False):
+    """Writes out/images/{train,val}/NNNN.png (grayscale, upscaled bilinearly to size x size),
+    out/{train,val}_list.txt ('images/train/NNNN.png label' per line), split stratified by
+    class with `seed`, and out/labels.txt. A non-empty `out` needs force. Returns
+    {'train': count, 'val': count}."""
     from sklearn.datasets import load_digits  # imported here: only this tool needs it
     from sklearn.model_selection import train_test_split
 
     if not isinstance(size, int) or size < 8:
-        raise UserInputError(f"--size must be an integer >= 8 (the digits are 8x8), got {size}")
+        raise PrepareDataError(f"--size must be an integer >= 8 (the digits are 8x8), "
+                               f"got {size}")
     if not 0 < val_fraction < 1:
-        raise UserInputError(f"--val_fraction must be in (0, 1), got {val_fraction}")
+        raise PrepareDataError(f"--val_fraction must be in (0, 1), got {val_fraction}")
+    prepare_out_dir(Path(out), force, ENTRIES)
     digits = load_digits()
     # 0..16 intensities to 0..255.
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
@@ -36,8 +43,8 @@ def write_digits(out, size=32, val_fraction=0.2, seed=0):
             name = f'images/{mode}/{index:04d}.png'
             image = cv2.resize(images[index], (size, size), interpolation=cv2.INTER_LINEAR)
             if not cv2.imwrite(os.path.join(out, name), image):
-                raise UserInputError(f"cannot write '{os.path.join(out, name)}': choose "
-                                     f"another --out")
+                raise PrepareDataError(f"cannot write '{os.path.join(out, name)}': choose "
+                                       f"another --out")
             lines.append(f'{name} {int(digits.target[index])}\n')
         with open(os.path.join(out, f'{mode}_list.txt'), 'w') as f:
             f.writelines(lines)

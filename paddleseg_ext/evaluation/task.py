@@ -19,6 +19,11 @@ class Task:
     def log_record(self, metrics):
         return {name: metrics[key] for name, key in self.logged.items()}
 
+    @property
+    def primary_logged(self):
+        """The primary metric's name in train_log.jsonl ('mIoU', 'Top1')."""
+        return next(name for name, key in self.logged.items() if key == self.primary)
+
 
 SEGMENTATION = Task('segmentation', evaluate, 'miou', 'mIoU',
                     {'mIoU': 'miou', 'Acc': 'acc', 'Kappa': 'kappa', 'Dice': 'dice'},

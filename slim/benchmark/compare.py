@@ -5,15 +5,24 @@ Shared by tools/demo.py (one seed, a report) and tools/benchmark_quality.py (K s
 import os
 import time
 
+from paddleseg_ext.datasets.digits import write_digits
 from paddleseg_ext.datasets.synthetic import make_synthetic
+from paddleseg_ext.evaluation.task import TASKS
 from slim.benchmark.model_card import model_card
 from slim.benchmark.report import gap_closed, write_report
-from slim.benchmark.runs import best_miou, data_opts, train, val_curve, val_miou
+from slim.benchmark.runs import best_score, data_opts, train, val_curve, val_score
 
 
 def ensure_data(setup):
-    """Synthetic data where the folders are missing: 200 images for the students (160
-    train, 40 val) and, from another seed, 1,000 training images for the teacher."""
+    """The data where the folders are missing. Segmentation: synthetic, 200 images for the
+    students (160 train, 40 val) and, from another seed, 1,000 training images for the
+    teacher. Classification: scikit-learn's digits."""
+    if setup.task == 'classification':
+        for root in sorted({setup.data, setup.teacher_data}):
+            if not os.path.isfile(os.path.join(root, 'train_list.txt')):
+                print(f"Writing scikit-learn's digits to {root}", flush=True)
+                write_digits(root)
+        return
     for root, n_images, seed, val_fraction in ((setup.data, 200, 0, 0.2),
                                                (setup.teacher_data, 1000, 7, 0.01)):
         if not os.path.isfile(os.path.join(root, 'train_list.txt')):
@@ -22,37 +31,43 @@ def ensure_data(setup):
 
 
 def train_teacher(setup, out_dir, iters, seed):
-    """Trains the teacher once; {'weights', 'miou', 'curve', 'seconds'}."""
+    """Trains the teacher once; {'weights', 'score', 'curve', 'seconds'}."""
+    task = TASKS[setup.task]
     run_dir = os.path.join(out_dir, 'teacher')
     print(f'Training the teacher ({setup.teacher_config}, {iters} iters)', flush=True)
     seconds = train(run_dir, setup.teacher_config, iters, seed,
-                    data_opts(setup.teacher_data, setup.data), 'teacher')
+                    data_opts(setup.teacher_data, setup.data), 'teacher',
+                    evaluations=setup.evaluations)
     return {'weights': os.path.join(run_dir, 'best_model', 'model.pdparams'),
-            'miou': best_miou(run_dir, setup.teacher_config, setup.data),
-            'curve': val_curve(run_dir), 'seconds': seconds}
+            'score': best_score(run_dir, setup.teacher_config, setup.data, task,
+                                setup.score_with_val_py),
+            'curve': val_curve(run_dir, task), 'seconds': seconds}
 
 
 def score_teacher(setup, weights):
-    """A teacher trained earlier: its val mIoU (no curve, no training time)."""
+    """A teacher trained earlier: its val score by val.py (no curve, no training time)."""
     out = os.path.join(os.path.dirname(os.path.abspath(weights)), 'teacher_metrics.json')
-    return {'weights': weights, 'miou': val_miou(setup.teacher_config, weights, out, setup.data),
+    return {'weights': weights, 'score': val_score(setup.teacher_config, weights, out,
+                                                   setup.data, TASKS[setup.task]),
             'curve': [], 'seconds': 0.0}
 
 
 def compare_students(setup, out_dir, seed, iters, teacher):
     """Student alone and distilled student, same seed and iteration budget."""
+    task = TASKS[setup.task]
     runs = {'student': (os.path.join(out_dir, f'student_seed{seed}'), None),
             'distilled': (os.path.join(out_dir, f'distilled_{setup.recipe}_seed{seed}'),
                           (setup.teacher_config, teacher['weights']))}
-    result = {'seed': seed, 'teacher': teacher['miou'], 'curves': {}, 'seconds': {}}
+    result = {'seed': seed, 'teacher': teacher['score'], 'curves': {}, 'seconds': {}}
     for name, (run_dir, teacher_arg) in runs.items():
         title = 'student alone' if name == 'student' else 'distilled student'
         print(f'Training the {title} (seed {seed}, {iters} iters, {setup.recipe})', flush=True)
         result['seconds'][name] = train(run_dir, setup.student_config, iters, seed,
                                         data_opts(setup.data, setup.data), name,
-                                        teacher=teacher_arg)
-        result[name] = best_miou(run_dir, setup.student_config, setup.data)
-        result['curves'][name] = val_curve(run_dir)
+                                        teacher=teacher_arg, evaluations=setup.evaluations)
+        result[name] = best_score(run_dir, setup.student_config, setup.data, task,
+                                  setup.score_with_val_py)
+        result['curves'][name] = val_curve(run_dir, task)
     result['gain'] = result['distilled'] - result['student']
     result['gap_closed'] = gap_closed(result['teacher'], result['student'], result['distilled'])
     return result
@@ -60,7 +75,8 @@ def compare_students(setup, out_dir, seed, iters, teacher):
 
 def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=None):
     """Data if missing, the teacher (trained once, or given), the students per seed, the
-    report; prints the table."""
+    report; prints the table. The model card (export, int8, latency) is for segmentation:
+    the deploy tools take segmentation models."""
     start = time.time()
     ensure_data(setup)
     if teacher_weights:
@@ -68,7 +84,8 @@ def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=Non
     else:
         teacher = train_teacher(setup, out_dir, teacher_iters, seeds[0])
     results = [compare_students(setup, out_dir, seed, student_iters, teacher) for seed in seeds]
-    card = model_card(setup, out_dir, teacher, results[0])
+    card = model_card(setup, out_dir, teacher, results[0]) if setup.task == 'segmentation' \
+        else {}
     print(write_report(setup, out_dir, teacher, results, card))
     print(f'Finished in {time.time() - start:.0f} s; report: {out_dir}/report.md, '
           f'report.json, report.png', flush=True)

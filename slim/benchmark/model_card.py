@@ -8,7 +8,8 @@ from slim.benchmark.runs import data_opts, run_logged
 
 
 def model_stats(config, input_size=64):
-    """(parameters, FLOPs at 1x3xSxS) of a config's model."""
+    """(parameters, FLOPs at 1xCxSxS, C) of a config's model; C its input channels
+    (classifiers say theirs, paddleseg's models take 3)."""
     import paddleseg_ext  # noqa: F401  (before paddle)
     import paddle
     from paddleseg_ext.config import build_model_without_weights
@@ -16,8 +17,9 @@ def model_stats(config, input_size=64):
     model, _ = build_model_without_weights(load_config(config, required=('model',)))
     params = sum(int(p.numel()) for p in model.parameters())
     with contextlib.redirect_stdout(io.StringIO()):  # paddle.flops prints a line per layer
-        flops = paddle.flops(model, [1, 3, input_size, input_size], print_detail=False)
-    return params, int(flops)
+        channels = getattr(model, 'in_channels', 3)
+        flops = paddle.flops(model, [1, channels, input_size, input_size], print_detail=False)
+    return params, int(flops), channels
 
 
 def latency_ms(inference_dir, input_size, runs=20):
@@ -45,7 +47,7 @@ def model_card(setup, out_dir, teacher, result):
         run_logged(['tools/export.py', '--config', config, '--model_path', weights,
                     '--save_dir', os.path.join(deploy_dir, name), '--output_op', 'none',
                     *val_opts], os.path.join(deploy_dir, f'export_{name}.log'), 'export')
-    card['teacher'] = {'miou': teacher['miou'], 'latency_ms': latency_ms(
+    card['teacher'] = {'miou': teacher['score'], 'latency_ms': latency_ms(
         os.path.join(deploy_dir, 'teacher'), setup.input_size)}
     print('Quantizing the distilled student to int8 (PaddleSlim)', flush=True)
     comparison = os.path.join(deploy_dir, 'int8_comparison.json')

@@ -1,4 +1,5 @@
-"""What a benchmark compares: the teacher and student configs, the recipe, the data."""
+"""What a benchmark compares: the task, the teacher and student configs, the recipe, the
+data and the budgets."""
 import os
 from dataclasses import dataclass
 
@@ -6,6 +7,7 @@ CPU_CONFIGS = os.path.join('configs', 'cpu')
 TEACHER_CONFIG = os.path.join(
     CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_moredata.yml')
 STUDENT_PREFIX = os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_student')
+CLASSIFICATION_CONFIGS = os.path.join('configs', 'classification')
 
 # Distillation recipes: name -> student config (its distill_loss / distill_features).
 RECIPES = {
@@ -13,45 +15,93 @@ RECIPES = {
     'cwd_logits': STUDENT_PREFIX + '_cwd_logits.yml',           # MMRazor's CWD on logits
     'cwd_logits_features': STUDENT_PREFIX + '_cwd_logits_features.yml',  # + CWD on a stage
 }
+CLASSIFICATION_RECIPES = {
+    'kl': os.path.join(CLASSIFICATION_CONFIGS, 'mobilenetv1_digits_student.yml'),
+}
 DEFAULT_RECIPE = 'cwd_logits'
 STUDENT_DATA = 'data/optic_disc_seg'
 TEACHER_DATA = 'data/optic_disc_seg_teacher'
 TEACHER_ITERS = 600
 STUDENT_ITERS = 150
 
+# Per task: what the flags left unset default to, and how runs are scored.
+TASK_DEFAULTS = {
+    'segmentation': dict(recipe=DEFAULT_RECIPE, recipes=RECIPES, teacher_config=TEACHER_CONFIG,
+                         data=STUDENT_DATA, teacher_data=TEACHER_DATA,
+                         teacher_iters=TEACHER_ITERS, student_iters=STUDENT_ITERS,
+                         input_size=64),
+    # The digits teacher trains on the students' data, for longer.
+    'classification': dict(recipe='kl', recipes=CLASSIFICATION_RECIPES,
+                           teacher_config=os.path.join(CLASSIFICATION_CONFIGS,
+                                                       'resnet50_digits_teacher.yml'),
+                           data='data/digits', teacher_data='data/digits',
+                           teacher_iters=300, student_iters=100, input_size=16),
+}
+
 
 @dataclass
 class Setup:
     """Which configs and data are compared. The student alone runs the recipe's student
     config with train.py (which ignores its distill terms): same model, data and schedule.
-    The teacher trains on teacher_data and is scored on data's val set like the students."""
+    The teacher trains on teacher_data and is scored on data's val set like the students.
+
+    evaluations: val evaluations per run (best_model is the best of them).
+    score_with_val_py: score each best_model with val.py (a process per run); otherwise
+    the run's own evaluation of it, the same number (tests check they agree), where
+    process start-ups would dominate a CPU budget of minutes (classification)."""
     recipe: str
     teacher_config: str
     student_config: str
     data: str
     teacher_data: str
     input_size: int = 64
+    task: str = 'segmentation'
+    evaluations: int = 6
+    score_with_val_py: bool = True
 
     @classmethod
     def from_args(cls, args):
-        return cls(recipe=args.recipe if not args.student_config else 'custom',
-                   teacher_config=args.teacher_config or TEACHER_CONFIG,
-                   student_config=args.student_config or RECIPES[args.recipe],
+        """From add_setup_arguments' flags; fills those left unset (args too, so callers
+        read the budgets there) with the task's defaults."""
+        defaults = TASK_DEFAULTS[args.task]
+        for key in ('data', 'teacher_data', 'teacher_iters', 'student_iters', 'input_size'):
+            if getattr(args, key, None) is None:
+                setattr(args, key, defaults[key])
+        recipe = args.recipe or defaults['recipe']
+        if not args.student_config and recipe not in defaults['recipes']:
+            raise SystemExit(f"--recipe {recipe}: the {args.task} recipes are "
+                             f"{', '.join(sorted(defaults['recipes']))}")
+        classification = args.task == 'classification'
+        return cls(recipe=recipe if not args.student_config else 'custom',
+                   teacher_config=args.teacher_config or defaults['teacher_config'],
+                   student_config=args.student_config or defaults['recipes'][recipe],
                    data=args.data, teacher_data=args.teacher_data,
-                   input_size=getattr(args, 'input_size', 64))
+                   input_size=args.input_size, task=args.task,
+                   evaluations=2 if classification else 6,
+                   score_with_val_py=not classification)
 
 
 def add_setup_arguments(parser):
     """The flags demo.py and benchmark_quality.py share."""
     add = parser.add_argument
-    add('--recipe', default=DEFAULT_RECIPE, choices=sorted(RECIPES),
-        help='Distillation recipe (a student config in configs/cpu).')
-    add('--data', default=STUDENT_DATA, help="The students' data (and everyone's val set).")
-    add('--teacher_data', default=TEACHER_DATA, help="The teacher's training data.")
-    add('--teacher_iters', type=int, default=TEACHER_ITERS)
-    add('--student_iters', type=int, default=STUDENT_ITERS)
-    add('--teacher_config', default=None, help='Override the CPU teacher config.')
+    add('--task', default='segmentation', choices=sorted(TASK_DEFAULTS),
+        help='segmentation: the optic disc CPU configs (mIoU); classification: ResNet50 -> '
+             'MobileNetV1 on scikit-learn\'s digits (top-1).')
+    add('--recipe', default=None,
+        help=f'Distillation recipe (a student config): segmentation {sorted(RECIPES)} '
+             f'(default {DEFAULT_RECIPE}), classification {sorted(CLASSIFICATION_RECIPES)}.')
+    add('--data', default=None, help="The students' data (and everyone's val set); default "
+                                     f"{STUDENT_DATA} or data/digits.")
+    add('--teacher_data', default=None, help="The teacher's training data.")
+    add('--teacher_iters', type=int, default=None,
+        help=f'Default {TEACHER_ITERS} (segmentation), '
+             f"{TASK_DEFAULTS['classification']['teacher_iters']} (classification).")
+    add('--student_iters', type=int, default=None,
+        help=f'Default {STUDENT_ITERS} (segmentation), '
+             f"{TASK_DEFAULTS['classification']['student_iters']} (classification).")
+    add('--teacher_config', default=None, help="Override the task's teacher config.")
     add('--student_config', default=None,
         help='Override the student config (its distill terms are the recipe).')
-    add('--input_size', type=int, default=64, help='Input size for the FLOPs column.')
+    add('--input_size', type=int, default=None,
+        help='Input size for the FLOPs column (default 64, or 16 for classification).')
     return parser

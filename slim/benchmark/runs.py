@@ -55,13 +55,14 @@ def data_opts(train_root, val_root):
             f'val_dataset.dataset_root={val_root}']
 
 
-def train(run_dir, config, iters, seed, opts, label, teacher=None):
+def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6):
     """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds.
 
-    Evaluates 6 times per run (for the curves); best_model is the best of those."""
+    Evaluates `evaluations` times per run (for the curves); best_model is the best of
+    those."""
     common = ['--iters', str(iters), '--seed', str(seed), '--do_eval', '--save_interval',
-              str(max(iters // 6, 1)), '--log_iters', '10', '--keep_checkpoint_max', '1',
-              '--save_dir', run_dir, *opts]
+              str(max(iters // evaluations, 1)), '--log_iters', '10', '--keep_checkpoint_max',
+              '1', '--save_dir', run_dir, *opts]
     if teacher is None:
         args = ['train.py', '--config', config, *common]
     else:
@@ -70,27 +71,29 @@ def train(run_dir, config, iters, seed, opts, label, teacher=None):
     return run_logged(args, os.path.join(run_dir, 'run.log'), label)
 
 
-def val_miou(config, weights, out_json, data_root):
-    """val.py --json on the weights, as a user reads them; the mIoU."""
+def val_score(config, weights, out_json, data_root, task):
+    """val.py --json on the weights, as a user reads them; the task's primary metric."""
     run_logged(['val.py', '--config', config, '--model_path', weights, '--json', out_json,
                 *data_opts(data_root, data_root)], out_json + '.log', 'val')
     with open(out_json) as f:
-        return json.load(f)['miou']
+        return json.load(f)[task.primary]
 
 
-def best_miou(run_dir, config, data_root):
-    """val.py on run_dir/best_model."""
+def best_score(run_dir, config, data_root, task, with_val_py=True):
+    """The primary metric of run_dir/best_model: by val.py, or as its run evaluated it."""
+    if not with_val_py:
+        return max(score for _, score in val_curve(run_dir, task))
     best = os.path.join(run_dir, 'best_model')
-    return val_miou(config, os.path.join(best, 'model.pdparams'),
-                    os.path.join(best, 'metrics.json'), data_root)
+    return val_score(config, os.path.join(best, 'model.pdparams'),
+                     os.path.join(best, 'metrics.json'), data_root, task)
 
 
-def val_curve(run_dir):
-    """[(iter, mIoU)] of the evaluations during training (train_log.jsonl)."""
+def val_curve(run_dir, task):
+    """[(iter, primary metric)] of the evaluations during training (train_log.jsonl)."""
     curve = []
     with open(os.path.join(run_dir, 'train_log.jsonl')) as f:
         for line in f:
             record = json.loads(line)
             if record['tag'] == 'Evaluate':
-                curve.append((record['iter'], record['mIoU']))
+                curve.append((record['iter'], record[task.primary_logged]))
     return curve
