@@ -10,7 +10,6 @@ from paddleseg.cvlibs import SegBuilder
 
 from conftest import TEST_CONFIGS, run_cli
 from paddleseg_ext.config import build, load_config
-from paddleseg_ext.datasets.digits import write_digits
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.evaluation.classification import topk_correct
 
@@ -27,9 +26,11 @@ def subset_opts(root, train_list='tiny_train.txt', val_list='tiny_val.txt'):
 
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
-    """The digits written once, with list files of their first few train and val images."""
+    """The digits written once by prepare_data.py, with list files of their first few train
+    and val images."""
     root = str(tmp_path_factory.mktemp('digits'))
-    write_digits(root, size=16)
+    result = run_cli('tools/prepare_data.py', '--digits', '--out', root, '--size', '16')
+    assert result.returncode == 0, result.stderr[-3000:]
     for mode, count in (('train', TRAIN_IMAGES), ('val', VAL_IMAGES)):
         with open(os.path.join(root, f'{mode}_list.txt')) as f:
             lines = f.readlines()[:count]
@@ -101,9 +102,12 @@ def test_distill_train_kl_and_feature_terms_on_a_classifier(teacher_dir, digits_
                      STUDENT_CFG, '--teacher_model_path',
                      os.path.join(teacher_dir, 'best_model', 'model.pdparams'), '--iters', '2',
                      '--save_interval', '2', '--do_eval', '--seed', '0', '--save_dir', save_dir,
-                     *subset_opts(digits_root))
+                     '--teacher_cache', str(tmp_path / 'cache'), *subset_opts(digits_root))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = read_log(save_dir)
+    assert 'teacher_cache' in log[0], log[0]  # the run header: the teacher ran behind the cache
+    cached = [name for _, _, names in os.walk(tmp_path / 'cache') for name in names]
+    assert 'logits.npy' in cached and 'feature_0.npy' in cached, cached
     train = [r for r in log if r['tag'] == 'Train']
     assert set(train[-1]) >= {'CELoss', 'KLLoss(logits)', 'L2Loss(net.conv6)'}, train[-1]
     assert train[-1]['KLLoss(logits)'] > 0 and train[-1]['L2Loss(net.conv6)'] > 0
@@ -112,6 +116,25 @@ def test_distill_train_kl_and_feature_terms_on_a_classifier(teacher_dir, digits_
     student = build(SegBuilder(load_config(STUDENT_CFG, opts=subset_opts(digits_root)[1:])),
                     'model')
     load_weights(student, os.path.join(save_dir, 'best_model', 'model.pdparams'))
+
+
+def test_prepare_data_writes_all_digits_split_stratified(digits_root):
+    from sklearn.datasets import load_digits
+    target = load_digits().target
+    labels = {}
+    for mode in ('train', 'val'):
+        with open(os.path.join(digits_root, f'{mode}_list.txt')) as f:
+            pairs = [line.split() for line in f]
+        labels[mode] = np.array([int(label) for _, label in pairs])
+        for path, label in pairs:  # the file name is the digit's index in load_digits
+            assert int(os.path.basename(path)[:-4]) in range(len(target))
+            assert target[int(os.path.basename(path)[:-4])] == int(label)
+        image = cv2.imread(os.path.join(digits_root, pairs[0][0]), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (16, 16) and image.dtype == np.uint8
+    assert len(labels['train']) + len(labels['val']) == len(target) == 1797
+    assert len(labels['val']) == 360
+    val_share = np.bincount(labels['val'], minlength=10) / np.bincount(target, minlength=10)
+    assert np.all(np.abs(val_share - 0.2) < 0.02), val_share  # stratified
 
 
 def test_topk_correct_matches_a_loop():
