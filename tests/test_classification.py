@@ -186,3 +186,24 @@ def test_spatial_loss_on_logits_is_refused_when_the_config_is_read(teacher_dir, 
     assert len(lines) == 1, result.stderr[-3000:]
     assert 'ChannelWiseDistillLoss compares spatial maps' in lines[0]
     assert '[1, 10]' in lines[0] and 'KLLoss' in lines[0]
+
+
+def test_kl_and_l2_on_classification_logits_match_numpy():
+    import paddle
+    from slim.distill.losses import KLLoss, L2Loss
+    rng = np.random.default_rng(1)
+    student, teacher = rng.normal(size=(6, 10)), rng.normal(size=(6, 10)) * 3
+    label = np.array([0, 255, 3, 4, 255, 9])
+
+    def log_softmax(x):
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    t_log, s_log = log_softmax(teacher / 4), log_softmax(student / 2)
+    per_sample = (np.exp(t_log) * (t_log - s_log)).sum(axis=1)
+    kl = KLLoss(student_temperature=2, teacher_temperature=4)(
+        paddle.to_tensor(student, 'float32'), paddle.to_tensor(teacher, 'float32'),
+        paddle.to_tensor(label))
+    assert float(kl) == pytest.approx(per_sample[label != 255].mean() * 8, rel=1e-5)
+    l2 = L2Loss()(paddle.to_tensor(student, 'float32'), paddle.to_tensor(teacher, 'float32'))
+    assert float(l2) == pytest.approx(((student - teacher) ** 2).mean(), rel=1e-5)

@@ -40,8 +40,9 @@ class KLLoss(nn.Layer):
         self.ignore_index = ignore_index
 
     def forward(self, student, teacher, label=None):
-        """student, teacher: logits (N, C, ...); label (optional): (N, ...) integer labels,
-        whose ignore_index pixels are left out."""
+        """student, teacher: logits (N, C, ...), e.g. (N, C, H, W) per pixel or (N, C) per
+        image (classification soft labels); label (optional): (N, ...) integer labels, whose
+        ignore_index pixels (or samples) are left out."""
         student_logits, teacher_logits = student_and_constant_teacher(student, teacher)
 
         teacher_log_prob = F.log_softmax(
