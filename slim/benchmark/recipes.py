@@ -35,7 +35,7 @@ TASK_DEFAULTS = {
                            teacher_config=os.path.join(CLASSIFICATION_CONFIGS,
                                                        'resnet50_digits_teacher.yml'),
                            data='data/digits', teacher_data='data/digits',
-                           teacher_iters=300, student_iters=100, input_size=16),
+                           teacher_iters=150, student_iters=80, input_size=32),
 }
 
 
@@ -103,5 +103,5 @@ def add_setup_arguments(parser):
     add('--student_config', default=None,
         help='Override the student config (its distill terms are the recipe).')
     add('--input_size', type=int, default=None,
-        help='Input size for the FLOPs column (default 64, or 16 for classification).')
+        help='Input size for the FLOPs column (default 64, or 32 for classification).')
     return parser
