@@ -14,6 +14,7 @@ from paddleseg.cvlibs import Config, SegBuilder, manager
 from paddleseg.cvlibs.config import parse_from_yaml, update_config_dict
 
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.pretrained import is_url
 
 # PaddleSeg's keys, plus ours: distill_features (feature distillation), teacher_cache.
 KNOWN_TOP_LEVEL_KEYS = (
@@ -81,8 +82,7 @@ def _check_pretrained(node, path, where='model'):
     if isinstance(node, dict):
         for key, value in node.items():
             if key == 'pretrained' and isinstance(value, str) and value:
-                is_url = value.startswith(('http://', 'https://'))
-                if not is_url and not os.path.exists(value):
+                if not is_url(value) and not os.path.exists(value):
                     raise UserInputError(
                         f"{path}: {where}.pretrained: file '{value}' does not exist: fix "
                         f"the path, or set it to Null to train from scratch")
