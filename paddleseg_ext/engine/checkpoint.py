@@ -68,15 +68,37 @@ def _replace_dir(tmp_dir, final_dir):
         shutil.rmtree(old_dir)
 
 
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_atomic(final_dir, files):
-    """Writes {file name: object} with paddle.save into final_dir, atomically."""
+    """Writes {file name: object} with paddle.save into final_dir, atomically.
+
+    A failed write (e.g. no space left) removes the partial folder and stops with one
+    line; the previous final_dir is untouched."""
     tmp_dir = final_dir + '.tmp'
     if os.path.exists(tmp_dir):
         shutil.rmtree(tmp_dir)
-    os.makedirs(tmp_dir)
-    for name, obj in files.items():
-        paddle.save(obj, os.path.join(tmp_dir, name))
+    try:
+        os.makedirs(tmp_dir)
+        for name, obj in files.items():
+            paddle.save(obj, os.path.join(tmp_dir, name))
+            _fsync(os.path.join(tmp_dir, name))  # on disk before the rename publishes it
+    except OSError as exc:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        previous = checkpoint_dirs(os.path.dirname(final_dir))
+        kept = f'; {previous[-1]} is intact' if previous else ''
+        raise UserInputError(
+            f"saving {final_dir} failed ({exc.strerror or exc}): free space or fix "
+            f"permissions on {os.path.dirname(final_dir) or '.'}{kept} (resume with "
+            f"--resume_model auto)") from None
     _replace_dir(tmp_dir, final_dir)
+    _fsync(os.path.dirname(os.path.abspath(final_dir)))
 
 
 def checkpoint_dirs(save_dir):
