@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import TEST_CONFIGS, data_opts, run_cli
+from paddleseg_ext import weights
 
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 
@@ -253,7 +254,7 @@ def independent_miou(weights_dir, root):
     model = DeepLabV3P(num_classes=2, backbone=ResNet18_vd(output_stride=16, in_channels=3),
                        backbone_indices=[0, 3], aspp_ratios=[1, 6, 12, 18],
                        aspp_out_channels=256, align_corners=False)
-    state = paddle.load(os.path.join(weights_dir, 'model.pdparams'))
+    state = weights.load(os.path.join(weights_dir, 'model.pdparams'))
     assert sorted(state) == sorted(model.state_dict())
     model.set_state_dict(state)
     model.eval()
