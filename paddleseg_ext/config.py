@@ -89,6 +89,24 @@ def _check_pretrained(node, path, where='model'):
             _check_pretrained(value, path, f'{where}.{key}' if isinstance(value, dict) else where)
 
 
+def _check_values(dic, path):
+    """Values that paddleseg passes on unchecked, failing later inside paddle's ops."""
+    for key in ('batch_size', 'iters'):
+        value = dic.get(key)
+        if value is not None and (type(value) is not int or value <= 0):
+            raise UserInputError(f"{path}: {key}: {value!r} is not a positive integer")
+    for section in ('optimizer', 'lr_scheduler'):
+        for key, value in (dic.get(section) or {}).items():
+            if key != 'type' and isinstance(value, str):
+                raise UserInputError(f"{path}: {section}.{key}: {value!r} is not a number")
+    loss = dic.get('loss')
+    if isinstance(loss, dict):
+        types, coef = loss.get('types'), loss.get('coef')
+        if not (isinstance(types, list) and types and isinstance(coef, list) and coef):
+            raise UserInputError(f"{path}: loss needs non-empty `types` and `coef` lists "
+                                 f"(one coef per type), got types {types!r}, coef {coef!r}")
+
+
 TRAINING_KEYS = ('model', 'train_dataset', 'optimizer', 'lr_scheduler', 'loss')
 
 
@@ -123,6 +141,7 @@ def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None
         _check_types(dic.get(where), where, registries, path)
     _check_lr_scheduler(dic, path)
     _check_pretrained(dic.get('model'), path)
+    _check_values(dic, path)
     for key in required:
         if key not in dic:
             raise UserInputError(f"{path}: missing key {key!r}: this config needs "
