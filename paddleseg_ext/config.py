@@ -89,6 +89,16 @@ def _check_pretrained(node, path, where='model'):
             _check_pretrained(value, path, f'{where}.{key}' if isinstance(value, dict) else where)
 
 
+def _float_hint(text):
+    """YAML 1.1 reads 1e-4 (no dot) as a string; say how to write it as a number."""
+    try:
+        float(text)
+    except ValueError:
+        return ''
+    mantissa, _, exponent = text.lower().partition('e')
+    return f" (YAML reads it as text: write {mantissa}.0e{exponent})" if exponent else ''
+
+
 def _check_values(dic, path):
     """Values that paddleseg passes on unchecked, failing later inside paddle's ops."""
     for key in ('batch_size', 'iters'):
@@ -98,7 +108,8 @@ def _check_values(dic, path):
     for section in ('optimizer', 'lr_scheduler'):
         for key, value in (dic.get(section) or {}).items():
             if key != 'type' and isinstance(value, str):
-                raise UserInputError(f"{path}: {section}.{key}: {value!r} is not a number")
+                raise UserInputError(f"{path}: {section}.{key}: {value!r} is not a number"
+                                     + _float_hint(value))
     loss = dic.get('loss')
     if isinstance(loss, dict):
         types, coef = loss.get('types'), loss.get('coef')

@@ -479,3 +479,26 @@ def test_keep_checkpoint_max(synthetic_root, tmp_path):
     for name in iter_dirs:
         assert os.path.isfile(os.path.join(save_dir, name, 'model.pdparams'))
         assert os.path.isfile(os.path.join(save_dir, name, 'model.pdopt'))
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('batch_size: -2\n', "batch_size: -2 is not a positive integer"),
+    ('iters: many\n', "iters: 'many' is not a positive integer"),
+    ('iters: 0\n', "iters: 0 is not a positive integer"),
+    ('optimizer: {momentum: high}\n', "optimizer.momentum: 'high' is not a number"),
+    ('lr_scheduler: {learning_rate: 1e-3}\n',
+     "lr_scheduler.learning_rate: '1e-3' is not a number (YAML reads it as text: write "
+     "1.0e-3)"),
+    ('loss: {types: [{type: CrossEntropyLoss}], coef: []}\n',
+     "loss needs non-empty `types` and `coef` lists (one coef per type), got types "
+     "[{'type': 'CrossEntropyLoss'}], coef []"),
+])
+def test_config_values_paddle_would_fail_on_are_checked_first(tmp_path, text, expected):
+    """Values paddleseg passes on unchecked, which failed deep inside paddle before."""
+    from paddleseg_ext.config import load_config
+    from paddleseg_ext.errors import UserInputError
+    config = tmp_path / 'config.yml'
+    config.write_text(f"_base_: '{TINY_STUDENT}'\n{text}")
+    with pytest.raises(UserInputError) as raised:
+        load_config(str(config))
+    assert str(raised.value) == f'{config}: {expected}'
