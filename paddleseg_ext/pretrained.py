@@ -67,9 +67,12 @@ def _unpack(archive, url, target_dir):
         else:
             with tarfile.open(archive) as t:
                 t.extractall(staging, filter='data')
-        if os.path.isdir(target_dir):
-            shutil.rmtree(target_dir)
-        os.replace(staging, target_dir)
+        try:
+            os.replace(staging, target_dir)
+        except OSError:
+            if not os.path.isdir(target_dir):
+                raise
+            shutil.rmtree(staging)  # another process (e.g. a second rank) unpacked it first
     except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserInputError(f"pretrained archive '{url}' cannot be unpacked ({exc}): "
