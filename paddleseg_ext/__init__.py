@@ -19,3 +19,6 @@ from paddleseg_ext import datasets  # noqa: E402,F401  (registers Dataset, Optic
 from paddleseg_ext import losses  # noqa: E402,F401  (registers CELoss)
 from paddleseg_ext import models  # noqa: E402,F401  (registers ResNet50, MobileNetV1, ...)
 from paddleseg_ext.errors import UserInputError  # noqa: E402,F401
+from paddleseg_ext.pretrained import route_paddleseg_loading  # noqa: E402
+
+route_paddleseg_loading()  # paddleseg's models read `pretrained:` through our safe reader
