@@ -3,6 +3,7 @@
 Each repair says what breaks and why; each works on paddle 2.6 too, so both stacks run the
 same code. Version checks live here only.
 """
+import os
 import warnings
 
 # paddle 3 warns on stderr at import when the ccache build tool is missing (it matters only
@@ -54,3 +55,27 @@ class CrossEntropyLoss(_PaddleSegCrossEntropy):
         coef = paddle.gather(coef.reshape((-1, )), indices)
         coef.stop_gradient = True
         return loss.mean() / (paddle.mean(coef) + self.EPS)
+
+
+# paddle.jit.save writes the program as PREFIX.json (PIR) on paddle 3 and as PREFIX.pdmodel
+# (ProgramDesc) on paddle 2; the weights are PREFIX.pdiparams on both. Paddle Inference 3
+# reads both program formats, Paddle Inference 2.6 only .pdmodel.
+PROGRAM_SUFFIX = '.json' if PADDLE_3 else '.pdmodel'
+PROGRAM_SUFFIXES = ('.json', '.pdmodel')
+
+
+def saved_program(prefix):
+    """The program file `paddle.jit.save(..., prefix)` wrote, in whichever format, or None."""
+    for suffix in (PROGRAM_SUFFIX, *PROGRAM_SUFFIXES):
+        if os.path.isfile(prefix + suffix):
+            return prefix + suffix
+    return None
+
+
+def repair_onednn_config(config):
+    """Paddle Inference 3.3 on CPU with oneDNN: keeps oneDNN's fused kernels but skips the pass
+    that moves every op onto oneDNN. It moves bilinear_interp (in every PaddleSeg head) there
+    too, whose `scale` attribute (a list of doubles) paddle 3.3's executor cannot pass to the
+    kernel: every run fails with "ConvertPirAttribute2RuntimeAttribute not support"."""
+    if PADDLE_3:
+        config.delete_pass('onednn_placement_pass')

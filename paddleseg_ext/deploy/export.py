@@ -1,9 +1,10 @@
 """Export of trained weights to a Paddle Inference model, as PaddleSeg's tools/export.py.
 
-save_dir/model.pdmodel, save_dir/model.pdiparams (`paddle.jit.save`) and save_dir/deploy.yaml:
+save_dir/model.json (paddle 3; model.pdmodel on paddle 2), save_dir/model.pdiparams
+(`paddle.jit.save`) and save_dir/deploy.yaml:
 
     Deploy:
-      model: model.pdmodel
+      model: model.json           # model.pdmodel on paddle 2
       params: model.pdiparams
       transforms: [the config's val_dataset transforms]
       input_shape: [null, 3, null, null]
@@ -16,12 +17,14 @@ import os
 import paddle
 import yaml
 
+from paddleseg_ext.compat import PROGRAM_SUFFIX
 from paddleseg_ext.config import build_model_without_weights, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
 
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
-MODEL_FILENAME = 'model.pdmodel'
+MODEL_PREFIX = 'model'
+MODEL_FILENAME = MODEL_PREFIX + PROGRAM_SUFFIX  # what this paddle's jit.save writes
 PARAMS_FILENAME = 'model.pdiparams'
 DEPLOY_FILENAME = 'deploy.yaml'
 
@@ -121,7 +124,7 @@ def export_model(config_path, model_path, save_dir, input_shape=None, output_op=
     input_spec = [paddle.static.InputSpec(shape=list(shape), dtype='float32', name='x')]
     with export_stage():
         # With input_spec, jit.save converts the whole forward to one static graph.
-        paddle.jit.save(net, os.path.join(save_dir, 'model'), input_spec=input_spec)
+        paddle.jit.save(net, os.path.join(save_dir, MODEL_PREFIX), input_spec=input_spec)
     # deploy.yaml writes dynamic sizes as -1, as PaddleSeg's export does.
     info = deploy_info(config, [-1 if dim is None else dim for dim in shape], output_op)
     write_deploy_yaml(save_dir, info)
