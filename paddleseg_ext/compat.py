@@ -3,6 +3,7 @@
 Each repair says what breaks and why; each works on paddle 2.6 too, so both stacks run the
 same code. Version checks live here only.
 """
+import contextlib
 import os
 import warnings
 
@@ -76,6 +77,16 @@ def repair_onednn_config(config):
     """Paddle Inference 3.3 on CPU with oneDNN: keeps oneDNN's fused kernels but skips the pass
     that moves every op onto oneDNN. It moves bilinear_interp (in every PaddleSeg head) there
     too, whose `scale` attribute (a list of doubles) paddle 3.3's executor cannot pass to the
-    kernel: every run fails with "ConvertPirAttribute2RuntimeAttribute not support"."""
-    if PADDLE_3:
+    kernel: every run fails with "ConvertPirAttribute2RuntimeAttribute not support".
+    Only for PIR programs (.json): a .pdmodel runs paddle 2's passes, which need the pass."""
+    if PADDLE_3 and config.prog_file().endswith('.json'):
         config.delete_pass('onednn_placement_pass')
+
+
+def legacy_static_ir():
+    """Context: static graphs as ProgramDesc (paddle 2's IR) instead of paddle 3's PIR, for
+    tools that know only the former (PaddleSlim's and paddle's static post-training
+    quantization in 3.3); a no-op on paddle 2."""
+    if PADDLE_3:
+        return paddle.pir_utils.OldIrGuard()
+    return contextlib.nullcontext()
