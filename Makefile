@@ -1,18 +1,30 @@
-# The README's two commands: `make demo` and `make test`. Both set up .venv themselves.
+# The README's two commands: `make demo` and `make test`. Both set up their venv themselves.
+# STACK=paddle3 or STACK=paddle2 picks a pinned stack (requirements-STACK.txt) in its own
+# .venv-STACK; without STACK, .venv holds the default stack (README "Stacks" says which, why).
 PYTHON ?= python3
+DEFAULT_STACK := paddle3
+ifeq ($(STACK),)
 VENV := .venv
+REQUIREMENTS := requirements-$(DEFAULT_STACK).txt
+else
+VENV := .venv-$(STACK)
+REQUIREMENTS := requirements-$(STACK).txt
+endif
+ifeq ($(wildcard $(REQUIREMENTS)),)
+$(error STACK=$(STACK): no $(REQUIREMENTS); use STACK=paddle3 or STACK=paddle2)
+endif
 PY := $(VENV)/bin/python
-# Stamp file: .venv is (re)installed whenever a requirements file is newer than the last install.
+# Stamp file: the venv is (re)installed whenever a requirements file is newer than the last install.
 STAMP := $(VENV)/.installed
 
 .PHONY: setup test demo clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-slim.txt pyproject.toml
+$(STAMP): $(REQUIREMENTS) requirements-slim.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	# PaddleSlim (int8, tools/quantize.py): a second step, --no-deps (requirements-slim.txt says why)
 	$(PY) -m pip install --quiet --no-deps -r requirements-slim.txt
 	# This project, editable: scripts, tools and tests import it without editing sys.path.

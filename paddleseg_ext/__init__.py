@@ -1,6 +1,7 @@
-"""Extends and repairs paddleseg 2.8.0 on paddle 2.6: importing this registers our
-datasets, classification models and losses in paddleseg's `manager` and provides the
-evaluation, metrics and training engine that paddleseg's own versions lack on this paddle."""
+"""Extends and repairs paddleseg 2.8.0 on paddle 2.6 and 3.x: importing this registers our
+datasets, classification models and losses in paddleseg's `manager` and the repairs paddle 3
+needs (compat.py); the package provides the evaluation, metrics and training engine
+paddleseg's own versions lack there."""
 import os
 import sys
 
@@ -15,6 +16,7 @@ import PIL._imaging  # noqa: E402,F401
 # Quiet paddle's C++ INFO chatter before paddle is imported anywhere.
 os.environ.setdefault('GLOG_minloglevel', '2')
 
+from paddleseg_ext import compat  # noqa: E402,F401  (paddle 3 repairs to paddleseg)
 from paddleseg_ext import datasets  # noqa: E402,F401  (registers Dataset, OpticDiscSeg, ...)
 from paddleseg_ext import losses  # noqa: E402,F401  (registers CELoss)
 from paddleseg_ext import models  # noqa: E402,F401  (registers ResNet50, MobileNetV1, ...)

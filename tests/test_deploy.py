@@ -14,8 +14,9 @@ import yaml
 from PIL import Image
 
 from conftest import REPO_ROOT, TEST_CONFIGS, data_opts, run_cli
+from paddleseg_ext.compat import PADDLE_3, repair_onednn_config
 from paddleseg_ext.config import load_config
-from paddleseg_ext.deploy.export import export_model
+from paddleseg_ext.deploy.export import MODEL_FILENAME, export_model
 from paddleseg_ext.deploy.inference import InferenceModel, evaluate_inference
 from paddleseg_ext.deploy.predict import list_images, predict
 from paddleseg_ext.engine.checkpoint import load_weights
@@ -64,8 +65,9 @@ def exported(trained, synthetic_root, tmp_path_factory):
 # Export
 
 def run_predictor(model_dir, image):
-    config = paddle.inference.Config(os.path.join(model_dir, 'model.pdmodel'),
+    config = paddle.inference.Config(os.path.join(model_dir, MODEL_FILENAME),
                                      os.path.join(model_dir, 'model.pdiparams'))
+    repair_onednn_config(config)  # what a plain Paddle Inference 3.3 user needs too (README)
     predictor = paddle.inference.create_predictor(config)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(list(image.shape))
@@ -75,7 +77,8 @@ def run_predictor(model_dir, image):
 
 
 def test_export_matches_dygraph_logits(exported, trained, synthetic_root):
-    assert {'model.pdmodel', 'model.pdiparams', 'deploy.yaml'} <= set(os.listdir(exported))
+    # model.json on paddle 3, model.pdmodel on paddle 2
+    assert {MODEL_FILENAME, 'model.pdiparams', 'deploy.yaml'} <= set(os.listdir(exported))
     image = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype('float32')
     expected = dygraph_model(synthetic_root, trained)(paddle.to_tensor(image))[0].numpy()
     got = run_predictor(exported, image)
@@ -84,7 +87,7 @@ def test_export_matches_dygraph_logits(exported, trained, synthetic_root):
 
     with open(os.path.join(exported, 'deploy.yaml')) as f:
         deploy = yaml.safe_load(f)['Deploy']
-    assert deploy['model'] == 'model.pdmodel' and deploy['params'] == 'model.pdiparams'
+    assert deploy['model'] == MODEL_FILENAME and deploy['params'] == 'model.pdiparams'
     assert deploy['transforms'] == [{'type': 'Resize', 'target_size': [64, 64]},
                                     {'type': 'Normalize'}]
     assert deploy['input_shape'] == [-1, 3, -1, -1]
@@ -333,16 +336,23 @@ def test_plot_run_writes_png_without_paddle(tmp_path):
 # --------------------------------------------------------------------------------------------
 # tools/quantize.py (PaddleSlim: requirements-slim.txt)
 
-def test_quantize_int8(exported, image_folder, synthetic_root, tmp_path):
+def test_quantize_int8(trained, image_folder, synthetic_root, tmp_path):
     pytest.importorskip('paddleslim.quant', reason='PaddleSlim not installed '
                         '(pip install --no-deps -r requirements-slim.txt)')
     from paddleseg_ext.deploy.quantize import quantize
+    float_dir = str(tmp_path / 'float')
+    opts = data_opts(synthetic_root)[1:]
+    if PADDLE_3:  # PaddleSlim reads only paddle 2's program format: a PIR export says so
+        export_model(TINY_STUDENT, trained, float_dir, output_op='none', opts=opts)
+        with pytest.raises(UserInputError, match='--program_format pdmodel'):
+            quantize(TINY_STUDENT, float_dir, str(tmp_path / 'unused'), opts=opts)
+    export_model(TINY_STUDENT, trained, float_dir, output_op='none', opts=opts,
+                 program_format='pdmodel')
     save_dir = str(tmp_path / 'int8')
-    results = quantize(TINY_STUDENT, exported, save_dir, batch_nums=4, runs=3,
-                       opts=data_opts(synthetic_root)[1:])
+    results = quantize(TINY_STUDENT, float_dir, save_dir, batch_nums=4, runs=3, opts=opts)
     assert {'model.pdmodel', 'model.pdiparams', 'deploy.yaml'} <= set(os.listdir(save_dir))
     int8 = InferenceModel(save_dir)
-    assert int8.int8 and not InferenceModel(exported).int8
+    assert int8.int8 and not InferenceModel(float_dir).int8
     for name in ('float', 'int8'):
         assert 0.0 <= results[name]['miou'] <= 1.0 and results[name]['latency_ms'] > 0
     assert results['int8']['params_mb'] < results['float']['params_mb'] / 2

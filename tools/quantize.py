@@ -4,7 +4,8 @@ Calibrates on --batch_nums batches of the config's train images (val transforms)
 int8 model to SAVE_DIR (model.pdmodel, model.pdiparams, deploy.yaml: usable by
 tools/predict.py --inference_dir), then prints val mIoU and the median CPU latency per image
 of the float and the int8 model, both through Paddle Inference. Needs the extras:
-`pip install --no-deps -r requirements-slim.txt`. E.g.
+`pip install --no-deps -r requirements-slim.txt`. PaddleSlim reads paddle 2's program format
+only: on paddle 3 export the float model with `tools/export.py --program_format pdmodel`. E.g.
 
   python tools/quantize.py \
       --config configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml \

@@ -1,9 +1,11 @@
 """Export of trained weights to a Paddle Inference model, as PaddleSeg's tools/export.py.
 
-save_dir/model.pdmodel, save_dir/model.pdiparams (`paddle.jit.save`) and save_dir/deploy.yaml:
+save_dir/model.json (paddle 3's PIR program; model.pdmodel on paddle 2, or on paddle 3 with
+program_format 'pdmodel', which PaddleSlim's int8 needs), save_dir/model.pdiparams
+(`paddle.jit.save`) and save_dir/deploy.yaml:
 
     Deploy:
-      model: model.pdmodel
+      model: model.json           # model.pdmodel on paddle 2
       params: model.pdiparams
       transforms: [the config's val_dataset transforms]
       input_shape: [null, 3, null, null]
@@ -16,12 +18,16 @@ import os
 import paddle
 import yaml
 
+from paddleseg_ext.compat import PADDLE_3, PROGRAM_SUFFIX, legacy_static_ir
 from paddleseg_ext.config import build_model_without_weights, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
 
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
-MODEL_FILENAME = 'model.pdmodel'
+MODEL_PREFIX = 'model'
+MODEL_FILENAME = MODEL_PREFIX + PROGRAM_SUFFIX  # what this paddle's jit.save writes
+# 'json': paddle 3's PIR program; 'pdmodel': the ProgramDesc of paddle 2 (paddle 3 writes it too)
+PROGRAM_FORMATS = ('json', 'pdmodel') if PADDLE_3 else ('pdmodel',)
 PARAMS_FILENAME = 'model.pdiparams'
 DEPLOY_FILENAME = 'deploy.yaml'
 
@@ -84,9 +90,9 @@ def make_save_dir(save_dir):
         raise UserInputError(f"--save_dir '{save_dir}' is not writable: choose another folder")
 
 
-def deploy_info(config, input_shape, output_op):
+def deploy_info(config, input_shape, output_op, model_filename=MODEL_FILENAME):
     return {'Deploy': {
-        'model': MODEL_FILENAME,
+        'model': model_filename,
         'params': PARAMS_FILENAME,
         'transforms': config.dic['val_dataset'].get('transforms', []),
         'input_shape': input_shape,
@@ -101,14 +107,19 @@ def write_deploy_yaml(save_dir, info):
 
 
 def export_model(config_path, model_path, save_dir, input_shape=None, output_op='argmax',
-                 opts=None):
-    """Builds the config's model, loads model_path strictly and saves it for Paddle Inference.
+                 opts=None, program_format=None):
+    """Builds the config's model, loads model_path strictly and saves it for Paddle Inference,
+    as program_format (None: this paddle's own, PROGRAM_SUFFIX).
 
     Returns the deploy.yaml contents (a dict).
     """
     if output_op not in OUTPUT_OPS:
         raise UserInputError(f"--output_op {output_op!r} is invalid: use one of "
                              f"{', '.join(OUTPUT_OPS)}")
+    program_format = program_format or PROGRAM_SUFFIX[1:]
+    if program_format not in PROGRAM_FORMATS:
+        raise UserInputError(f"--program_format {program_format!r} is not written by paddle "
+                             f"{paddle.__version__}: use one of {', '.join(PROGRAM_FORMATS)}")
     shape = check_input_shape(input_shape)
     config = load_config(config_path, opts=opts, required=('model', 'val_dataset'))
     model, _ = build_model_without_weights(config)  # model_path is the weights exported
@@ -119,10 +130,12 @@ def export_model(config_path, model_path, save_dir, input_shape=None, output_op=
     net = SavedSegmentationNet(model, output_op) if output_op != 'none' else model
     net.eval()
     input_spec = [paddle.static.InputSpec(shape=list(shape), dtype='float32', name='x')]
-    with export_stage():
+    legacy = program_format == 'pdmodel' and PADDLE_3
+    with export_stage(), legacy_static_ir() if legacy else contextlib.nullcontext():
         # With input_spec, jit.save converts the whole forward to one static graph.
-        paddle.jit.save(net, os.path.join(save_dir, 'model'), input_spec=input_spec)
+        paddle.jit.save(net, os.path.join(save_dir, MODEL_PREFIX), input_spec=input_spec)
     # deploy.yaml writes dynamic sizes as -1, as PaddleSeg's export does.
-    info = deploy_info(config, [-1 if dim is None else dim for dim in shape], output_op)
+    info = deploy_info(config, [-1 if dim is None else dim for dim in shape], output_op,
+                       f'{MODEL_PREFIX}.{program_format}')
     write_deploy_yaml(save_dir, info)
     return info

@@ -1,10 +1,11 @@
-"""Running an exported model (model.pdmodel / model.pdiparams / deploy.yaml) with Paddle
+"""Running an exported model (model.json or model.pdmodel / model.pdiparams / deploy.yaml) with Paddle
 Inference: per-image class ids at the original size, val mIoU, and CPU latency.
 
 predict.py's --inference_dir and tools/quantize.py (float vs int8) both go through
 `InferenceModel`, so a number printed by one is what the other predicts.
 """
 import os
+import re
 import statistics
 import time
 
@@ -13,7 +14,8 @@ import paddle
 import yaml
 from paddleseg.core.infer import reverse_transform
 
-from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_FILENAME, OUTPUT_OPS, \
+from paddleseg_ext.compat import PADDLE_3, repair_onednn_config, saved_program
+from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_PREFIX, OUTPUT_OPS, \
     PARAMS_FILENAME
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation.evaluate import evaluate_predictions
@@ -43,18 +45,34 @@ def model_files(inference_dir):
         raise UserInputError(f"inference dir '{inference_dir}' does not exist: pass the "
                              f"--save_dir of tools/export.py")
     deploy = read_deploy_yaml(inference_dir)
+    # Without deploy.yaml: model.json or model.pdmodel, whichever paddle version wrote it.
+    found = saved_program(os.path.join(inference_dir, MODEL_PREFIX))
+    default_model = os.path.basename(found) if found else 'model.pdmodel'
     files = []
-    for key, default in (('model', MODEL_FILENAME), ('params', PARAMS_FILENAME)):
+    for key, default in (('model', default_model), ('params', PARAMS_FILENAME)):
         path = os.path.join(inference_dir, deploy.get(key, default))
         if not os.path.isfile(path):
             raise UserInputError(f"inference dir '{inference_dir}' has no {os.path.basename(path)}"
                                  f": pass the --save_dir of tools/export.py")
         files.append(path)
+    if files[0].endswith('.json') and not PADDLE_3:
+        raise UserInputError(f"{files[0]} is a paddle 3 program: paddle {paddle.__version__} "
+                             f"reads only .pdmodel; re-export with this paddle or use paddle 3")
     return tuple(files)
 
 
+def _is_quantize_op(op_type):
+    return op_type in ('quantize_linear', 'dequantize_linear') or (
+        op_type.startswith('fake_') and 'quantize' in op_type)
+
+
 def is_quantized(model_file):
-    """Whether the program runs quantization ops (a PaddleSlim int8 model)."""
+    """Whether the program runs quantization ops (an int8 model from tools/quantize.py)."""
+    if model_file.endswith('.json'):
+        # paddle 3's program (PIR, JSON): ops are named "1.<type>" (1: paddle's op dialect).
+        with open(model_file) as f:
+            op_types = re.findall(r'"1\.(\w+)"', f.read())
+        return any(_is_quantize_op(op_type) for op_type in op_types)
     from paddle.base import core
     try:
         with open(model_file, 'rb') as f:
@@ -64,9 +82,7 @@ def is_quantized(model_file):
     for block_index in range(desc.num_blocks()):
         block = desc.block(block_index)
         for op_index in range(block.op_size()):
-            op_type = block.op(op_index).type()
-            if op_type in ('quantize_linear', 'dequantize_linear') or (
-                    op_type.startswith('fake_') and 'quantize' in op_type):
+            if _is_quantize_op(block.op(op_index).type()):
                 return True
     return False
 
@@ -101,6 +117,8 @@ def inference_config(model_file, params_file, cpu_threads=None, use_mkldnn=None,
             config.set_mkldnn_cache_capacity(ONEDNN_SHAPES_KEPT)
             if int8:
                 config.enable_mkldnn_int8()
+        if use_mkldnn is not False:  # paddle 3 uses oneDNN on CPU by default
+            repair_onednn_config(config)
     config.disable_glog_info()
     config.switch_ir_optim(True)
     return config

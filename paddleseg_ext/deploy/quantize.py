@@ -1,6 +1,11 @@
 """Post-training int8 quantization of an exported model with PaddleSlim, and a comparison of
 the float and int8 models: val mIoU through Paddle Inference and CPU latency per image.
 
+PaddleSlim 2.6 (and paddle's static quantization under it) reads and writes paddle 2's
+program format only: the float model must be a model.pdmodel (on paddle 3, export it with
+`tools/export.py --program_format pdmodel`), and the int8 model is a model.pdmodel, which
+Paddle Inference runs on both paddle versions.
+
 PaddleSlim is an extra (requirements-slim.txt): `pip install -r requirements-slim.txt`.
 Calibration images come from the config's train set, preprocessed with the val transforms
 (the ones deploy.yaml records), so calibration sees what inference will see.
@@ -8,21 +13,22 @@ Calibration images come from the config's train set, preprocessed with the val t
 import contextlib
 import copy
 import os
-import shutil
 
 import numpy as np
 import paddle
 from paddleseg.cvlibs import SegBuilder
 from paddleseg.utils import logger
 
+from paddleseg_ext.compat import legacy_static_ir
 from paddleseg_ext.config import build, load_config
-from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_FILENAME, PARAMS_FILENAME, \
-    make_save_dir
+from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_PREFIX, PARAMS_FILENAME, \
+    make_save_dir, write_deploy_yaml
 from paddleseg_ext.deploy.inference import InferenceModel, evaluate_inference, \
     median_latency, model_files, read_deploy_yaml
 from paddleseg_ext.errors import UserInputError
 
 ALGOS = ('hist', 'KL', 'avg', 'mse', 'abs_max')
+INT8_MODEL_FILENAME = MODEL_PREFIX + '.pdmodel'  # what PaddleSlim writes, on either paddle
 
 
 def import_paddleslim():
@@ -88,7 +94,8 @@ def static_mode():
     """Static graph mode with fresh programs (the calibration feed variable lives there)."""
     paddle.enable_static()
     try:
-        with paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()):
+        with legacy_static_ir(), paddle.static.program_guard(paddle.static.Program(),
+                                                             paddle.static.Program()):
             yield
     finally:
         paddle.disable_static()
@@ -102,6 +109,10 @@ def quantize_model(config, inference_dir, save_dir, batch_size=1, batch_nums=10,
     if algo not in ALGOS:
         raise UserInputError(f"--algo {algo!r} is invalid: use one of {', '.join(ALGOS)}")
     model_file, params_file = model_files(inference_dir)
+    if not model_file.endswith('.pdmodel'):
+        raise UserInputError(f"{model_file}: PaddleSlim's int8 reads paddle 2's program format "
+                             f"only: export the float model with tools/export.py "
+                             f"--program_format pdmodel")
     if os.path.abspath(inference_dir) == os.path.abspath(save_dir):
         raise UserInputError("--save_dir must differ from --inference_dir: the float model "
                              "would be overwritten")
@@ -116,13 +127,12 @@ def quantize_model(config, inference_dir, save_dir, batch_size=1, batch_nums=10,
             executor=executor, model_dir=inference_dir, quantize_model_path=save_dir,
             data_loader=loader, model_filename=os.path.basename(model_file),
             params_filename=os.path.basename(params_file),
-            save_model_filename=MODEL_FILENAME, save_params_filename=PARAMS_FILENAME,
+            save_model_filename=INT8_MODEL_FILENAME, save_params_filename=PARAMS_FILENAME,
             batch_size=batch_size, batch_nums=num_batches, algo=algo,
             onnx_format=onnx_format)
     deploy = read_deploy_yaml(inference_dir)
     if deploy:
-        shutil.copy(os.path.join(inference_dir, DEPLOY_FILENAME),
-                    os.path.join(save_dir, DEPLOY_FILENAME))
+        write_deploy_yaml(save_dir, {'Deploy': {**deploy, 'model': INT8_MODEL_FILENAME}})
     return num_batches
 
 

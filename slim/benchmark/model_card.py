@@ -44,9 +44,11 @@ def model_card(setup, out_dir, teacher, result):
             ('student', setup.student_config,
              os.path.join(student_run, 'best_model', 'model.pdparams'))):
         print(f'Exporting the {name} for Paddle Inference', flush=True)
+        # paddle 2's program format, on either paddle: PaddleSlim quantizes only that
         run_logged(['tools/export.py', '--config', config, '--model_path', weights,
                     '--save_dir', os.path.join(deploy_dir, name), '--output_op', 'none',
-                    *val_opts], os.path.join(deploy_dir, f'export_{name}.log'), 'export')
+                    '--program_format', 'pdmodel', *val_opts],
+                   os.path.join(deploy_dir, f'export_{name}.log'), 'export')
     card['teacher'] = {'miou': teacher['score'], 'latency_ms': latency_ms(
         os.path.join(deploy_dir, 'teacher'), setup.input_size)}
     print('Quantizing the distilled student to int8 (PaddleSlim)', flush=True)

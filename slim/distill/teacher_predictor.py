@@ -13,6 +13,7 @@ import time
 import paddle
 from paddleseg.utils import logger
 
+from paddleseg_ext.compat import saved_program
 from paddleseg_ext.deploy.export import export_stage
 from paddleseg_ext.deploy.inference import inference_config
 from paddleseg_ext.process import cpu_threads
@@ -67,7 +68,7 @@ class TeacherPredictor:
             finally:
                 _restore_dygraph_forwards(model)
             self.predictor = paddle.inference.create_predictor(inference_config(
-                prefix + '.pdmodel', prefix + '.pdiparams', cpu_threads=self.threads,
+                saved_program(prefix), prefix + '.pdiparams', cpu_threads=self.threads,
                 use_mkldnn=True, precision=precision))
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.outputs = [self.predictor.get_output_handle(name)
