@@ -36,6 +36,9 @@ class PairwiseAffinityLoss(nn.Layer):
         pool (str): 'avg' or 'max' over each window.
     """
 
+    # Read by the shape probe: student and teacher channels need not match.
+    channels_may_differ = True
+
     def __init__(self, scale=0.5, pool='avg'):
         super().__init__()
         if not 0 < scale <= 1:
