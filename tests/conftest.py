@@ -4,9 +4,10 @@ import sys
 
 import pytest
 
+import paddleseg_ext  # noqa: F401  (before any test imports paddle: see its docstring)
+from paddleseg_ext.datasets.synthetic import make_synthetic
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-import paddleseg_ext  # noqa: E402,F401  (before any test imports paddle: see its docstring)
 TEST_CONFIGS = os.path.join(REPO_ROOT, 'tests', 'configs')
 
 
@@ -23,8 +24,6 @@ def data_opts(root):
 @pytest.fixture(scope='session')
 def synthetic_root(tmp_path_factory):
     """A small synthetic optic disc set in PaddleSeg's layout, shared by the session."""
-    sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
-    from prepare_data import make_synthetic
     root = str(tmp_path_factory.mktemp('data') / 'optic_disc_seg')
     make_synthetic(root, n=16, seed=0, min_size=64, max_size=96)
     return root

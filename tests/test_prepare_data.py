@@ -1,6 +1,6 @@
-"""Tests for tools/prepare_data.py: synthetic layout, determinism, --from_zip and the threshold baseline."""
+"""tools/prepare_data.py and paddleseg_ext/datasets behind it: synthetic layout,
+determinism, --from_zip and the threshold baseline."""
 import filecmp
-import importlib.util
 import subprocess
 import sys
 import zipfile
@@ -13,10 +13,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "tools" / "prepare_data.py"
 
-# Loaded by path so the test does not depend on tools/ being a package.
-_spec = importlib.util.spec_from_file_location("prepare_data", SCRIPT)
-prepare_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare_data)
+from paddleseg_ext.datasets.layout import PrepareDataError, layout_problems  # noqa: E402
+from paddleseg_ext.datasets.optic_disc_zip import unpack_zip  # noqa: E402
+from paddleseg_ext.datasets.synthetic import make_synthetic  # noqa: E402
 
 N_IMAGES = 12
 SMALL = {"min_size": 64, "max_size": 96}
@@ -39,14 +38,14 @@ def run_cli(*args, cwd=REPO_ROOT):
 @pytest.fixture(scope="module")
 def synthetic_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic") / "optic_disc_seg"
-    prepare_data.make_synthetic(root, N_IMAGES, seed=3, **SMALL)
+    make_synthetic(root, N_IMAGES, seed=3, **SMALL)
     return root
 
 
 def test_synthetic_layout(synthetic_set):
     root = synthetic_set
     assert (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir()
-    assert prepare_data.layout_problems(root) == []
+    assert layout_problems(root) == []
     train, val, test = (read_pairs(root, name) for name in ("train_list.txt", "val_list.txt", "test_list.txt"))
     assert len(train) + len(val) == N_IMAGES and train and val
     assert not {p for p, _ in train} & {p for p, _ in val}
@@ -69,14 +68,14 @@ def test_synthetic_layout(synthetic_set):
 
 def test_synthetic_is_deterministic(tmp_path, synthetic_set):
     again = tmp_path / "again"
-    prepare_data.make_synthetic(again, N_IMAGES, seed=3, **SMALL)
+    make_synthetic(again, N_IMAGES, seed=3, **SMALL)
     names = sorted(str(p.relative_to(synthetic_set)) for p in synthetic_set.rglob("*") if p.is_file())
     assert names == sorted(str(p.relative_to(again)) for p in again.rglob("*") if p.is_file())
     _, mismatch, errors = filecmp.cmpfiles(synthetic_set, again, names, shallow=False)
     assert mismatch == [] and errors == []
 
     other_seed = tmp_path / "other_seed"
-    prepare_data.make_synthetic(other_seed, N_IMAGES, seed=4, **SMALL)
+    make_synthetic(other_seed, N_IMAGES, seed=4, **SMALL)
     assert (other_seed / "JPEGImages/0001.jpg").read_bytes() != (again / "JPEGImages/0001.jpg").read_bytes()
 
 
@@ -96,10 +95,10 @@ def test_refuses_non_empty_output_unless_force(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("not ours")
-    with pytest.raises(prepare_data.PrepareDataError, match="--force"):
-        prepare_data.make_synthetic(out, 2, seed=0, **SMALL)
-    prepare_data.make_synthetic(out, 2, seed=0, force=True, **SMALL)
-    assert prepare_data.layout_problems(out) == [] and (out / "keep.txt").exists()
+    with pytest.raises(PrepareDataError, match="--force"):
+        make_synthetic(out, 2, seed=0, **SMALL)
+    make_synthetic(out, 2, seed=0, force=True, **SMALL)
+    assert layout_problems(out) == [] and (out / "keep.txt").exists()
 
 
 @pytest.mark.parametrize("top_folder", ["optic_disc_seg/", "renamed/", ""])
@@ -109,8 +108,8 @@ def test_from_zip_unpacks_paddleseg_layout(tmp_path, synthetic_set, top_folder):
         for path in sorted(synthetic_set.rglob("*")):
             archive.write(path, top_folder + path.relative_to(synthetic_set).as_posix())
     out = tmp_path / "data" / "optic_disc_seg"
-    prepare_data.main(["--from_zip", str(zip_path), "--out", str(out)])
-    assert prepare_data.layout_problems(out) == []
+    unpack_zip(zip_path, out)
+    assert layout_problems(out) == []
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in synthetic_set.iterdir())
     assert (out / "train_list.txt").read_text() == (synthetic_set / "train_list.txt").read_text()
     assert [p.name for p in out.parent.iterdir()] == ["optic_disc_seg"], "staging folder left behind"
@@ -120,9 +119,9 @@ def test_from_zip_wrong_layout_is_one_line(tmp_path):
     zip_path = tmp_path / "other.zip"
     with zipfile.ZipFile(zip_path, "w") as archive:
         archive.writestr("stuff/readme.txt", "not a data set")
-    with pytest.raises(SystemExit) as raised:
-        prepare_data.main(["--from_zip", str(zip_path), "--out", str(tmp_path / "out")])
-    message = str(raised.value.code)
+    result = run_cli("--from_zip", str(zip_path), "--out", str(tmp_path / "out"))
+    message = result.stderr.strip()
+    assert result.returncode == 1, result.stderr
     assert str(zip_path) in message and "train_list.txt" in message and "\n" not in message
     assert not (tmp_path / "out").exists()
 

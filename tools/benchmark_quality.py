@@ -11,17 +11,15 @@ CPU configs (default) or any pair, e.g. the GPU quick start on the real data:
       --input_size 512
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import three_way  # noqa: E402
+from slim.benchmark.compare import run
+from slim.benchmark.recipes import Setup, add_setup_arguments
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    three_way.add_setup_arguments(parser)
+    add_setup_arguments(parser)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--out', default='output/benchmark_quality')
     parser.add_argument('--teacher_weights', default=None,
@@ -31,7 +29,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    three_way.run(three_way.Setup.from_args(args), args.out, args.seeds, args.teacher_iters,
+    run(Setup.from_args(args), args.out, args.seeds, args.teacher_iters,
                   args.student_iters, args.teacher_weights)
 
 

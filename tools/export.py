@@ -8,14 +8,11 @@ input shape and output op), e.g.
       --model_path output/student/best_model/model.pdparams --save_dir output/student_infer
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import paddleseg_ext  # noqa: E402,F401  (first: registers datasets, loads Pillow before paddle)
-from paddleseg_ext.deploy.export import OUTPUT_OPS, export_model  # noqa: E402
-from paddleseg_ext.engine.cli import run_cli  # noqa: E402
-from paddleseg_ext.process import setup_process  # noqa: E402
+import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
+from paddleseg_ext.deploy.export import OUTPUT_OPS, export_model
+from paddleseg_ext.engine.cli import run_cli
+from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):

@@ -10,14 +10,11 @@ relative to the list file's folder). Writes SAVE_DIR/pseudo_color_prediction/<na
       --image_path data/optic_disc_seg/JPEGImages --save_dir output/predict
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import paddleseg_ext  # noqa: E402,F401  (first: registers datasets, loads Pillow before paddle)
-from paddleseg_ext.deploy.predict import predict  # noqa: E402
-from paddleseg_ext.engine.cli import run_cli  # noqa: E402
-from paddleseg_ext.process import setup_process  # noqa: E402
+import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
+from paddleseg_ext.deploy.predict import predict
+from paddleseg_ext.engine.cli import run_cli
+from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):

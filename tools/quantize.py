@@ -12,14 +12,11 @@ of the float and the int8 model, both through Paddle Inference. Needs the extras
 """
 import argparse
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import paddleseg_ext  # noqa: E402,F401  (first: registers datasets, loads Pillow before paddle)
-from paddleseg_ext.deploy.quantize import ALGOS, quantize  # noqa: E402
-from paddleseg_ext.engine.cli import run_cli  # noqa: E402
-from paddleseg_ext.process import setup_process  # noqa: E402
+import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
+from paddleseg_ext.deploy.quantize import ALGOS, quantize
+from paddleseg_ext.engine.cli import run_cli
+from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):

@@ -1,0 +1,110 @@
+"""report.md, report.json and the figures of a teacher / student / distilled comparison."""
+import json
+import os
+
+from slim.benchmark.model_card import model_stats
+from slim.benchmark.runs import run_logged
+
+
+def gap_closed(teacher, student, distilled):
+    gap = teacher - student
+    return (distilled - student) / gap if gap > 0 else float('nan')
+
+
+def write_report(setup, out_dir, teacher, results, card):
+    """report.md, report.json and report.png in out_dir; returns the markdown."""
+    import numpy as np
+    os.makedirs(out_dir, exist_ok=True)
+    recipe, size = setup.recipe, setup.input_size
+    stats = {name: model_stats(config, size) for name, config in
+             (('teacher', setup.teacher_config), ('student', setup.student_config))}
+    mean = {key: float(np.mean([r[key] for r in results]))
+            for key in ('student', 'distilled', 'gain')}
+    std = {key: float(np.std([r[key] for r in results])) for key in ('student', 'distilled',
+                                                                      'gain')}
+    summary = {'teacher': teacher['miou'], 'student': mean['student'],
+               'distilled': mean['distilled'], 'gain': mean['gain'],
+               'gap_closed': gap_closed(teacher['miou'], mean['student'], mean['distilled']),
+               'recipe': recipe, 'student_config': setup.student_config,
+               'teacher_config': setup.teacher_config, 'std': std,
+               'params': {k: v[0] for k, v in stats.items()},
+               'flops': {k: v[1] for k, v in stats.items()},
+               'per_seed': [{k: r[k] for k in ('seed', 'student', 'distilled', 'gain',
+                                               'gap_closed', 'seconds')} for r in results],
+               'teacher_seconds': teacher['seconds'], 'model_card': card}
+    pm = lambda key: (f"{100 * mean[key]:.2f} ± {100 * std[key]:.2f}" if len(results) > 1
+                      else f"{100 * mean[key]:.2f}")
+    lines = [
+        f"# Distillation, recipe `{recipe}`, {len(results)} seed(s)", '',
+        f"Teacher `{setup.teacher_config}`, student `{setup.student_config}`.", '',
+        f'| model | params | FLOPs (1x3x{size}x{size}) | val mIoU (%) |', '|---|---|---|---|',
+        f"| teacher | {stats['teacher'][0] / 1e6:.1f} M | "
+        f"{stats['teacher'][1] / 1e9:.2f} G | {100 * teacher['miou']:.2f} |",
+        f"| student alone | {stats['student'][0] / 1e6:.1f} M | "
+        f"{stats['student'][1] / 1e9:.2f} G | {pm('student')} |",
+        f"| distilled student | {stats['student'][0] / 1e6:.1f} M | "
+        f"{stats['student'][1] / 1e9:.2f} G | {pm('distilled')} |", '',
+        f"Gain: {pm('gain')} mIoU points; gap closed: {100 * summary['gap_closed']:.0f}% "
+        f"(= (distilled - student) / (teacher - student)).", '',
+        'Per seed: ' + ', '.join(f"seed {r['seed']}: {100 * r['student']:.2f} -> "
+                                 f"{100 * r['distilled']:.2f} ({100 * r['gain']:+.2f})"
+                                 for r in results), '']
+    lines += ['## Model card (CPU, one thread, one 1x3x{0}x{0} image)'.format(size), '',
+              '| model | params | FLOPs | val mIoU (%) | latency (ms) |', '|---|---|---|---|---|']
+    for name, label, stat in (('teacher', 'teacher', 'teacher'),
+                              ('student_fp32', 'distilled student, fp32', 'student'),
+                              ('student_int8', 'distilled student, int8', 'student')):
+        if name in card:
+            lines.append(f"| {label} | {stats[stat][0] / 1e6:.1f} M | "
+                         f"{stats[stat][1] / 1e9:.2f} G | {100 * card[name]['miou']:.2f} | "
+                         f"{card[name]['latency_ms']:.2f} |")
+    if 'student_int8' not in card:
+        lines.append('| distilled student, int8 | not measured: PaddleSlim missing '
+                     '(`pip install --no-deps -r requirements-slim.txt`) | | | |')
+    run_dirs = [os.path.join(out_dir, 'teacher')] * bool(teacher['curve']) + [
+        os.path.join(out_dir, f"{prefix}_seed{r['seed']}") for r in results
+        for prefix in ('student', f'distilled_{recipe}')]
+    plot_runs(run_dirs, os.path.join(out_dir, 'runs.png'))
+    markdown = '\n'.join(lines)
+    with open(os.path.join(out_dir, 'report.md'), 'w') as f:
+        f.write(markdown + '\n\n![mIoU and validation curves](report.png)\n\n'
+                '![loss terms and val mIoU per run (tools/plot_run.py)](runs.png)\n')
+    with open(os.path.join(out_dir, 'report.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    plot_report(os.path.join(out_dir, 'report.png'), teacher, results, mean)
+    return markdown
+
+
+def plot_runs(run_dirs, path):
+    """tools/plot_run.py's figure: each run's loss terms and val mIoU."""
+    run_logged(['tools/plot_run.py', *run_dirs, '--out', path], path + '.log', 'plot')
+
+
+def plot_report(path, teacher, results, mean):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ['teacher', 'student alone', 'distilled']
+    values = [100 * teacher['miou'], 100 * mean['student'], 100 * mean['distilled']]
+    bars.bar(names, values, color=['#555555', '#d9822b', '#2b7bd9'])
+    for x, v in enumerate(values):
+        bars.text(x, v + 0.5, f'{v:.1f}', ha='center')
+    bars.set_ylabel('val mIoU (%)')
+    bars.set_ylim(min(values) - 10, 100)
+    bars.set_title('best_model mIoU (val.py)')
+    if teacher['curve']:  # absent for a teacher given by --teacher_weights
+        t_iters, t_miou = zip(*teacher['curve'])
+        curves.plot(t_iters, [100 * m for m in t_miou], color='#555555', label='teacher')
+    for result in results:
+        for name, color in (('student', '#d9822b'), ('distilled', '#2b7bd9')):
+            iters, miou = zip(*result['curves'][name])
+            curves.plot(iters, [100 * m for m in miou], color=color, alpha=0.8,
+                        label=f"{name} (seed {result['seed']})")
+    curves.set_xlabel('iteration')
+    curves.set_ylabel('val mIoU (%)')
+    curves.set_title('validation mIoU during training')
+    curves.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,96 @@
+"""The product's own CLIs as subprocesses, exactly as a user would type them.
+
+Each run's output goes to a log file, and a progress line reaches the console at least
+every PROGRESS_SECONDS.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROGRESS_SECONDS = 30
+
+
+def run_logged(args, log_path, label):
+    """Runs `python args...` from the repo root, output to log_path; progress on stdout.
+
+    Prints the newest [TRAIN]/[EVAL] line at most every PROGRESS_SECONDS, and a heartbeat
+    when the run is quiet for that long. Raises RuntimeError naming the log on failure.
+    """
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    start = time.time()
+    latest = {'line': '', 'shown': ''}
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+        def pump():
+            for line in proc.stdout:
+                log.write(line)
+                if '[TRAIN]' in line or '[EVAL] #Images' in line:
+                    latest['line'] = line.split('[INFO]')[-1].strip()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        while reader.is_alive():
+            reader.join(PROGRESS_SECONDS)
+            if reader.is_alive():
+                line = latest['line'] if latest['line'] != latest['shown'] else 'running'
+                latest['shown'] = latest['line']
+                print(f'  [{label} {time.time() - start:5.0f}s] {line[:150]}', flush=True)
+        proc.wait()
+    if proc.returncode != 0:
+        with open(log_path) as f:
+            tail = f.read().strip().splitlines()[-1:] or ['']
+        raise RuntimeError(f'{label} failed (exit {proc.returncode}): {tail[0]} '
+                           f'-- full log: {log_path}')
+    return time.time() - start
+
+
+def data_opts(train_root, val_root):
+    return ['--opts', f'train_dataset.dataset_root={train_root}',
+            f'val_dataset.dataset_root={val_root}']
+
+
+def train(run_dir, config, iters, seed, opts, label, teacher=None):
+    """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds.
+
+    Evaluates 6 times per run (for the curves); best_model is the best of those."""
+    common = ['--iters', str(iters), '--seed', str(seed), '--do_eval', '--save_interval',
+              str(max(iters // 6, 1)), '--log_iters', '10', '--keep_checkpoint_max', '1',
+              '--save_dir', run_dir, *opts]
+    if teacher is None:
+        args = ['train.py', '--config', config, *common]
+    else:
+        args = ['distill_train.py', '--teather_config', teacher[0], '--teacher_model_path',
+                teacher[1], '--student_config', config, *common]
+    return run_logged(args, os.path.join(run_dir, 'run.log'), label)
+
+
+def val_miou(config, weights, out_json, data_root):
+    """val.py --json on the weights, as a user reads them; the mIoU."""
+    run_logged(['val.py', '--config', config, '--model_path', weights, '--json', out_json,
+                *data_opts(data_root, data_root)], out_json + '.log', 'val')
+    with open(out_json) as f:
+        return json.load(f)['miou']
+
+
+def best_miou(run_dir, config, data_root):
+    """val.py on run_dir/best_model."""
+    best = os.path.join(run_dir, 'best_model')
+    return val_miou(config, os.path.join(best, 'model.pdparams'),
+                    os.path.join(best, 'metrics.json'), data_root)
+
+
+def val_curve(run_dir):
+    """[(iter, mIoU)] of the evaluations during training (train_log.jsonl)."""
+    curve = []
+    with open(os.path.join(run_dir, 'train_log.jsonl')) as f:
+        for line in f:
+            record = json.loads(line)
+            if record['tag'] == 'Evaluate':
+                curve.append((record['iter'], record['mIoU']))
+    return curve
