@@ -55,13 +55,14 @@ def data_opts(train_root, val_root):
             f'val_dataset.dataset_root={val_root}']
 
 
-def train(run_dir, config, iters, seed, opts, label, teacher=None):
+def train(run_dir, config, iters, seed, opts, label, teacher=None, cpu_threads=None):
     """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds.
 
     Evaluates 6 times per run (for the curves); best_model is the best of those."""
+    threads = ['--cpu_threads', str(cpu_threads)] if cpu_threads else []
     common = ['--iters', str(iters), '--seed', str(seed), '--do_eval', '--save_interval',
               str(max(iters // 6, 1)), '--log_iters', '10', '--keep_checkpoint_max', '1',
-              '--save_dir', run_dir, *opts]
+              *threads, '--save_dir', run_dir, *opts]
     if teacher is None:
         args = ['train.py', '--config', config, *common]
     else:
