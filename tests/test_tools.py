@@ -63,26 +63,35 @@ def test_benchmark_speed_measures_every_mode(tmp_path, synthetic_root):
     assert '| online |' in result.stdout and 'online / anchor ips' in result.stdout
 
 
-def test_student_alone_runs_are_shared_by_recipes_and_reused(tmp_path, monkeypatch):
+def test_student_runs_are_keyed_shared_by_recipes_and_reused(tmp_path, monkeypatch):
     from slim.benchmark import compare
     from slim.benchmark.recipes import Setup
     base = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
     with_features = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
+    teacher_config = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
+    weights = tmp_path / 'teacher.pdparams'
+    weights.write_bytes(b'weights')
 
     def setup(config, data='data/a'):
-        return Setup(recipe='r', teacher_config='t.yml', student_config=config, data=data,
-                     teacher_data='data/t')
+        return Setup(recipe='r', teacher_config=teacher_config, student_config=config,
+                     data=data, teacher_data='data/t')
 
-    key = compare.student_alone_key(setup(base), 0, 10)
+    key = compare.run_key(setup(base), 0, 10)
     # Only the distill terms differ between these two configs: one student-alone run.
-    assert compare.student_alone_key(setup(with_features), 0, 10) == key
-    assert compare.student_alone_key(setup(base), 1, 10) != key
-    assert compare.student_alone_key(setup(base), 0, 20) != key
-    assert compare.student_alone_key(setup(base, data='data/b'), 0, 10) != key
+    assert compare.run_key(setup(with_features), 0, 10) == key
+    assert compare.run_key(setup(base), 1, 10) != key
+    assert compare.run_key(setup(base), 0, 20) != key
+    assert compare.run_key(setup(base, data='data/b'), 0, 10) != key
+    # Distilled runs depend on the distill terms and the teacher's weights.
+    distilled = compare.run_key(setup(base), 0, 10, str(weights))
+    assert distilled != key
+    assert compare.run_key(setup(with_features), 0, 10, str(weights)) != distilled
+    weights.write_bytes(b'other weights')
+    assert compare.run_key(setup(base), 0, 10, str(weights)) != distilled
 
     run_dir = tmp_path / f'student_seed0_{key}'
     run_dir.mkdir()
     record = {'miou': 0.5, 'curve': [[10, 0.5]], 'seconds': 1.0, 'run_dir': str(run_dir)}
-    (run_dir / 'alone.json').write_text(json.dumps(record))
+    (run_dir / 'record.json').write_text(json.dumps(record))
     monkeypatch.setattr(compare, 'train', lambda *a, **k: pytest.fail('trained again'))
-    assert compare.student_alone(setup(with_features), str(tmp_path), 0, 10) == record
+    assert compare.student_run(setup(with_features), str(tmp_path), 0, 10) == record

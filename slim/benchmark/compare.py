@@ -43,33 +43,46 @@ def score_teacher(setup, weights):
             'curve': [], 'seconds': 0.0}
 
 
-def student_alone_key(setup, seed, iters):
-    """A digest of what a student-alone run depends on: the student config without its
-    distill terms (train.py ignores them), the seed, the iterations and the data. The
-    recipes of one student share it, so their student-alone runs are one run."""
+def run_key(setup, seed, iters, teacher_weights=None):
+    """A digest of what a student run depends on: the student config, the seed, the
+    iterations, the data and, distilled, the teacher (config and weights file). The
+    student alone leaves out the distill terms (train.py ignores them), so the recipes of
+    one student share their student-alone runs."""
     import paddleseg_ext  # noqa: F401  (before paddle)
     from paddleseg_ext.config import load_config
-    config = {key: value for key, value in load_config(setup.student_config).dic.items()
-              if key not in ('distill_loss', 'distill_features')}
-    payload = json.dumps({'config': config, 'seed': seed, 'iters': iters,
-                          'data': os.path.abspath(setup.data)}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    config = load_config(setup.student_config).dic
+    payload = {'seed': seed, 'iters': iters, 'data': os.path.abspath(setup.data)}
+    if teacher_weights is None:
+        payload['config'] = {key: value for key, value in config.items()
+                             if key not in ('distill_loss', 'distill_features')}
+    else:
+        weights = os.path.abspath(teacher_weights)
+        payload.update(config=config, teacher=load_config(setup.teacher_config).dic['model'],
+                       teacher_weights=[weights, os.path.getsize(weights),
+                                        os.path.getmtime(weights)])
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def student_alone(setup, runs_dir, seed, iters):
-    """The student alone: {'miou', 'curve', 'seconds', 'run_dir'}; a finished run with the
-    same key in runs_dir is reused (its alone.json holds the figures)."""
-    run_dir = os.path.join(runs_dir, f'student_seed{seed}_{student_alone_key(setup, seed, iters)}')
-    record_path = os.path.join(run_dir, 'alone.json')
+def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
+    """The student alone (teacher_weights None) or distilled: {'miou', 'curve', 'seconds',
+    'run_dir'}. A finished run with the same run_key in runs_dir is reused (its
+    record.json holds the figures); an unfinished one is started again."""
+    kind = 'student' if teacher_weights is None else f'distilled_{setup.recipe}'
+    run_dir = os.path.join(runs_dir, f'{kind}_seed{seed}_'
+                                     f'{run_key(setup, seed, iters, teacher_weights)}')
+    record_path = os.path.join(run_dir, 'record.json')
+    title = 'student alone' if teacher_weights is None else 'distilled student'
     if os.path.isfile(record_path):
-        print(f'Reusing the student alone (seed {seed}, {iters} iters): {run_dir}', flush=True)
+        print(f'Reusing the {title} (seed {seed}, {iters} iters): {run_dir}', flush=True)
         with open(record_path) as f:
             return json.load(f)
-    if os.path.isdir(run_dir):  # an unfinished run: start it again
+    if os.path.isdir(run_dir):
         shutil.rmtree(run_dir)
-    print(f'Training the student alone (seed {seed}, {iters} iters)', flush=True)
-    seconds = train(run_dir, setup.student_config, iters, seed,
-                    data_opts(setup.data, setup.data), 'student', cpu_threads=setup.cpu_threads)
+    print(f'Training the {title} (seed {seed}, {iters} iters, {setup.recipe})', flush=True)
+    teacher = None if teacher_weights is None else (setup.teacher_config, teacher_weights)
+    seconds = train(run_dir, setup.student_config, iters, seed, data_opts(setup.data, setup.data),
+                    kind.split('_')[0], teacher=teacher, cpu_threads=setup.cpu_threads)
     record = {'miou': best_miou(run_dir, setup.student_config, setup.data),
               'curve': val_curve(run_dir), 'seconds': seconds, 'run_dir': run_dir}
     with open(record_path, 'w') as f:
@@ -79,19 +92,15 @@ def student_alone(setup, runs_dir, seed, iters):
 
 def compare_students(setup, out_dir, seed, iters, teacher, student_runs=None):
     """Student alone and distilled student, same seed and iteration budget. The student
-    alone is looked up in (or trained into) student_runs, out_dir by default."""
-    alone = student_alone(setup, student_runs or out_dir, seed, iters)
-    run_dir = os.path.join(out_dir, f'distilled_{setup.recipe}_seed{seed}')
-    print(f'Training the distilled student (seed {seed}, {iters} iters, {setup.recipe})',
-          flush=True)
-    seconds = train(run_dir, setup.student_config, iters, seed, data_opts(setup.data, setup.data),
-                    'distilled', teacher=(setup.teacher_config, teacher['weights']),
-                    cpu_threads=setup.cpu_threads)
+    alone is looked up in (or trained into) student_runs, out_dir by default; the
+    distilled student in out_dir."""
+    alone = student_run(setup, student_runs or out_dir, seed, iters)
+    distilled = student_run(setup, out_dir, seed, iters, teacher['weights'])
     result = {'seed': seed, 'teacher': teacher['miou'], 'student': alone['miou'],
-              'distilled': best_miou(run_dir, setup.student_config, setup.data),
-              'curves': {'student': alone['curve'], 'distilled': val_curve(run_dir)},
-              'seconds': {'student': alone['seconds'], 'distilled': seconds},
-              'run_dirs': {'student': alone['run_dir'], 'distilled': run_dir}}
+              'distilled': distilled['miou'],
+              'curves': {'student': alone['curve'], 'distilled': distilled['curve']},
+              'seconds': {'student': alone['seconds'], 'distilled': distilled['seconds']},
+              'run_dirs': {'student': alone['run_dir'], 'distilled': distilled['run_dir']}}
     result['gain'] = result['distilled'] - result['student']
     result['gap_closed'] = gap_closed(result['teacher'], result['student'], result['distilled'])
     return result
