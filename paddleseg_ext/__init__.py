@@ -17,3 +17,6 @@ os.environ.setdefault('GLOG_minloglevel', '2')
 
 from paddleseg_ext import datasets  # noqa: E402,F401  (registers Dataset, OpticDiscSeg)
 from paddleseg_ext.errors import UserInputError  # noqa: E402,F401
+from paddleseg_ext.pretrained import route_paddleseg_loading  # noqa: E402
+
+route_paddleseg_loading()  # paddleseg's models read `pretrained:` through our safe reader

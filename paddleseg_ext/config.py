@@ -14,6 +14,7 @@ from paddleseg.cvlibs import Config, SegBuilder, manager
 from paddleseg.cvlibs.config import parse_from_yaml, update_config_dict
 
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.pretrained import is_url
 
 # PaddleSeg's keys, plus ours: distill_features (feature distillation), teacher_cache.
 KNOWN_TOP_LEVEL_KEYS = (
@@ -81,12 +82,40 @@ def _check_pretrained(node, path, where='model'):
     if isinstance(node, dict):
         for key, value in node.items():
             if key == 'pretrained' and isinstance(value, str) and value:
-                is_url = value.startswith(('http://', 'https://'))
-                if not is_url and not os.path.exists(value):
+                if not is_url(value) and not os.path.exists(value):
                     raise UserInputError(
                         f"{path}: {where}.pretrained: file '{value}' does not exist: fix "
                         f"the path, or set it to Null to train from scratch")
             _check_pretrained(value, path, f'{where}.{key}' if isinstance(value, dict) else where)
+
+
+def _float_hint(text):
+    """YAML 1.1 reads 1e-4 (no dot) as a string; say how to write it as a number."""
+    try:
+        float(text)
+    except ValueError:
+        return ''
+    mantissa, _, exponent = text.lower().partition('e')
+    return f" (YAML reads it as text: write {mantissa}.0e{exponent})" if exponent else ''
+
+
+def _check_values(dic, path):
+    """Values that paddleseg passes on unchecked, failing later inside paddle's ops."""
+    for key in ('batch_size', 'iters'):
+        value = dic.get(key)
+        if value is not None and (type(value) is not int or value <= 0):
+            raise UserInputError(f"{path}: {key}: {value!r} is not a positive integer")
+    for section in ('optimizer', 'lr_scheduler'):
+        for key, value in (dic.get(section) or {}).items():
+            if key != 'type' and isinstance(value, str):
+                raise UserInputError(f"{path}: {section}.{key}: {value!r} is not a number"
+                                     + _float_hint(value))
+    loss = dic.get('loss')
+    if isinstance(loss, dict):
+        types, coef = loss.get('types'), loss.get('coef')
+        if not (isinstance(types, list) and types and isinstance(coef, list) and coef):
+            raise UserInputError(f"{path}: loss needs non-empty `types` and `coef` lists "
+                                 f"(one coef per type), got types {types!r}, coef {coef!r}")
 
 
 TRAINING_KEYS = ('model', 'train_dataset', 'optimizer', 'lr_scheduler', 'loss')
@@ -123,6 +152,7 @@ def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None
         _check_types(dic.get(where), where, registries, path)
     _check_lr_scheduler(dic, path)
     _check_pretrained(dic.get('model'), path)
+    _check_values(dic, path)
     for key in required:
         if key not in dic:
             raise UserInputError(f"{path}: missing key {key!r}: this config needs "

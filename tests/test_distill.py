@@ -12,6 +12,7 @@ import pytest
 from paddleseg.cvlibs import SegBuilder
 
 from conftest import TEST_CONFIGS, data_opts, run_cli
+from paddleseg_ext import weights
 from paddleseg_ext.config import build, load_config
 from paddleseg_ext.engine.trainer import Progress, Trainer, TrainOptions, build_optimizer
 from paddleseg_ext.errors import UserInputError
@@ -110,7 +111,7 @@ def test_kl_distillation_trains_and_saves_a_plain_student(kl_run, synthetic_root
     best = os.path.join(save_dir, 'best_model', 'model.pdparams')
     assert os.path.isfile(best), os.listdir(save_dir)
     assert os.path.isfile(os.path.join(save_dir, 'iter_2', 'model.pdparams'))
-    state = paddle.load(best)
+    state = weights.load(best)
     expected = plain_student_keys()
     assert set(state) == set(expected), (set(state) ^ set(expected))
     assert {k: list(v.shape) for k, v in state.items()} == expected
@@ -137,12 +138,12 @@ def test_feature_distillation_with_a_connector_saves_a_plain_student(cwd_run):
     for sub in ('best_model', 'iter_2'):
         path = os.path.join(save_dir, sub, 'model.pdparams')
         assert os.path.isfile(path), os.listdir(save_dir)
-        state = paddle.load(path)
+        state = weights.load(path)
         assert not [k for k in state if 'term' in k or 'connector' in k]
         assert set(state) == set(expected), (sub, set(state) ^ set(expected))
         assert {k: list(v.shape) for k, v in state.items()} == expected
     # The connector (256 -> 1024 channels) is kept apart, for resuming.
-    train_state = paddle.load(os.path.join(save_dir, 'iter_2', 'train_state.pdstates'))
+    train_state = weights.load(os.path.join(save_dir, 'iter_2', 'train_state.pdstates'))
     conv = [v for k, v in train_state['auxiliary'].items() if k.endswith('conv.weight')]
     assert [list(v.shape) for v in conv] == [[1024, 256, 1, 1]], train_state['auxiliary'].keys()
 
@@ -213,7 +214,7 @@ def test_engine_step_trains_student_and_connectors_never_the_teacher(cwd_trainer
     model = cwd_trainer.model
     teacher = model.teacher.model
     # The teacher was loaded from the file and stays frozen, in eval mode, outside the model.
-    saved = paddle.load(teacher_weights)
+    saved = weights.load(teacher_weights)
     for key, value in teacher.state_dict().items():
         np.testing.assert_array_equal(value.numpy(), saved[key].numpy(), err_msg=key)
     teacher_names = {p.name for p in teacher.parameters()}
@@ -529,7 +530,7 @@ def test_student_weights_as_teacher_weights(err_dir, synthetic_root, kl_run):
 
 def test_teacher_weights_with_a_wrong_shape(tmp_path, err_dir, synthetic_root,
                                             teacher_weights):
-    state = paddle.load(teacher_weights)
+    state = weights.load(teacher_weights)
     key = next(k for k, v in state.items() if len(v.shape) == 4)
     shape = list(state[key].shape)
     wrong = [shape[0] + 1] + shape[1:]

@@ -1,4 +1,5 @@
 """Checkpoints survive crashes and signals; a diverging run stops with a clear error."""
+import errno
 import json
 import os
 import signal
@@ -11,39 +12,47 @@ import paddle
 import pytest
 
 from conftest import REPO_ROOT, TEST_CONFIGS, data_opts, run_cli
+from paddleseg_ext import weights
 from paddleseg_ext.engine import checkpoint
+from paddleseg_ext.errors import UserInputError
 
 TINY = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 
 
 def test_save_atomic_keeps_previous_checkpoint_when_a_save_fails(tmp_path, monkeypatch):
     final = str(tmp_path / 'iter_2')
-    checkpoint.save_atomic(final, {'model.pdparams': {'w': paddle.ones([2])}})
+    checkpoint.save_atomic(final, {'model.pdparams': {'w': paddle.ones([2])},
+                                   'train_state.pdstates': {'iter': 2}})
     real_save = paddle.save
     calls = []
 
-    def crash_on_second_file(obj, path, *args, **kwargs):
+    def no_space_on_second_file(obj, path, *args, **kwargs):
         calls.append(path)
         if len(calls) == 2:
-            raise OSError('disk full')
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, path, *args, **kwargs)
 
-    monkeypatch.setattr(paddle, 'save', crash_on_second_file)
-    with pytest.raises(OSError):
-        checkpoint.save_atomic(final, {'model.pdparams': {'w': paddle.zeros([2])},
-                                       'model.pdopt': {}})
+    monkeypatch.setattr(paddle, 'save', no_space_on_second_file)
+    with pytest.raises(UserInputError) as failed:
+        checkpoint.save_atomic(str(tmp_path / 'iter_4'),
+                               {'model.pdparams': {'w': paddle.zeros([2])}, 'model.pdopt': {}})
     monkeypatch.setattr(paddle, 'save', real_save)
-    kept = paddle.load(os.path.join(final, 'model.pdparams'))
+    message = str(failed.value)
+    assert '\n' not in message
+    assert 'No space left on device' in message and f'{final} is intact' in message
+    kept = weights.load(os.path.join(final, 'model.pdparams'))
     np.testing.assert_array_equal(kept['w'].numpy(), np.ones(2))
-    assert sorted(os.listdir(final)) == ['model.pdparams']
+    assert sorted(os.listdir(tmp_path)) == ['iter_2']
 
 
 def test_incomplete_checkpoint_is_not_resumed(tmp_path):
     complete = tmp_path / 'iter_2'
-    checkpoint.save_atomic(str(complete), {'model.pdparams': {}, 'train_state.pdstates': {}})
+    checkpoint.save_atomic(str(complete), {name: {'iter': 2}
+                                           for name in checkpoint.CHECKPOINT_FILES})
     (tmp_path / 'iter_4').mkdir()  # e.g. a folder left by hand, no train_state
     (tmp_path / 'iter_6.tmp').mkdir()  # a save that crashed
-    assert checkpoint.resolve_resume('auto', str(tmp_path)) == str(complete)
+    folder, saved = checkpoint.resume_checkpoint('auto', str(tmp_path))
+    assert folder == str(complete) and saved['train_state.pdstates'] == {'iter': 2}
 
 
 def test_sigterm_saves_and_resume_auto_completes(tmp_path, synthetic_root):
@@ -85,7 +94,7 @@ def test_non_finite_loss_stops_with_iteration_and_term(tmp_path, synthetic_root)
     # The checkpoints saved before the failure are still there, the newest loadable.
     kept = checkpoint.checkpoint_dirs(str(save_dir))
     assert kept and kept[-1] == str(save_dir / f'iter_{failed_iter - 1}')
-    assert paddle.load(os.path.join(kept[-1], 'model.pdparams'))
+    assert weights.load(os.path.join(kept[-1], 'model.pdparams'))
 
 
 def test_best_model_is_the_best_evaluated_checkpoint(tmp_path, synthetic_root):
@@ -98,7 +107,7 @@ def test_best_model_is_the_best_evaluated_checkpoint(tmp_path, synthetic_root):
         evals = [r for r in map(json.loads, f) if r['tag'] == 'Evaluate']
     assert [r['iter'] for r in evals] == list(range(1, 7))
     best = max(evals, key=lambda r: r['mIoU'])  # the first of equals, as "better" is strict
-    best_weights = paddle.load(str(save_dir / 'best_model' / 'model.pdparams'))
-    at_best = paddle.load(str(save_dir / f"iter_{best['iter']}" / 'model.pdparams'))
+    best_weights = weights.load(str(save_dir / 'best_model' / 'model.pdparams'))
+    at_best = weights.load(str(save_dir / f"iter_{best['iter']}" / 'model.pdparams'))
     for key, value in at_best.items():
         np.testing.assert_array_equal(best_weights[key].numpy(), value.numpy())

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import TEST_CONFIGS, data_opts, run_cli
+from paddleseg_ext import weights
 
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 TINY_TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
@@ -29,9 +30,8 @@ def train(save_dir, iters, root, *extra, opts=(), kind='train', teacher_weights=
 
 
 def load_numpy(path):
-    import paddle
     return {key: np.asarray(value.numpy() if hasattr(value, 'numpy') else value)
-            for key, value in paddle.load(path).items()}
+            for key, value in weights.load(path).items()}
 
 
 @pytest.mark.parametrize('kind', ['train', 'distill'])

@@ -59,6 +59,17 @@ def _image_size(path, list_path, line_no):
                              f"the file is empty or damaged; replace it or remove its line") from None
 
 
+def _is_truncated_jpeg(path):
+    """cv2 decodes a cut-off JPEG without an error, filling the rest with grey; a complete
+    one ends with the EOI marker (possibly followed by a little padding)."""
+    with open(path, 'rb') as f:
+        if f.read(2) != b'\xff\xd8':
+            return False
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64))
+        return b'\xff\xd9' not in f.read()
+
+
 @override_component(manager.DATASETS)
 class Dataset(PaddleSegDataset):
     """A segmentation dataset given by list files, as in PaddleSeg.
@@ -104,6 +115,9 @@ class Dataset(PaddleSegDataset):
         if image is None:
             raise UserInputError(f"image '{image_path}' cannot be read: the file is missing, "
                                  f"empty or not an image; replace it or remove its list line")
+        if _is_truncated_jpeg(image_path):
+            raise UserInputError(f"image '{image_path}' is truncated (a JPEG without its end "
+                                 f"marker): replace it or remove its list line")
         if label_path is None:
             return image.astype('float32'), None
         try:
@@ -127,17 +141,30 @@ class Dataset(PaddleSegDataset):
                 f"fix the label or num_classes")
         return image.astype('float32'), label
 
+    def _transform(self, data, idx):
+        """self.transforms(data); a transform failing (e.g. a bad value in the config) is
+        one line naming the file and the transforms."""
+        try:
+            return self.transforms(data)
+        except UserInputError:
+            raise
+        except Exception as exc:
+            detail = ' '.join(str(exc).split()) or type(exc).__name__
+            raise UserInputError(
+                f"the {self.mode}_dataset transforms failed on '{self.file_list[idx][0]}' "
+                f"({detail}): check the transforms and their values in the config") from None
+
     def __getitem__(self, idx):
         image, label = self.read_sample(idx)
         data = {'img': image, 'label': label, 'trans_info': [], 'gt_fields': []}
         if self.mode == 'val':
             # The label stays at its original size: evaluation maps logits back to it.
-            data = self.transforms(data)
+            data = self._transform(data, idx)
             data['label'] = data['label'][np.newaxis, :, :]
         else:
             if label is not None:
                 data['gt_fields'].append('label')
-            data = self.transforms(data)
+            data = self._transform(data, idx)
             if self.edge:
                 from paddleseg.transforms import functional as F
                 data['edge'] = F.mask_to_binary_edge(

@@ -265,16 +265,17 @@ class Trainer:
         """Progress from --resume_model (weights, optimizer, auxiliary layers loaded) or a
         fresh one; and the checkpoint's saved state ({} when fresh)."""
         opts = self.options
-        resume_dir = checkpoint.resolve_resume(opts.resume_model, opts.save_dir)
+        resume_dir, saved = checkpoint.resume_checkpoint(opts.resume_model, opts.save_dir)
         if resume_dir is None:
             if opts.resume_model == 'auto':
                 logger.info(f'--resume_model auto: no checkpoint in {opts.save_dir}, '
                             f'starting fresh')
             seed = opts.seed if opts.seed is not None else self._shared_random_seed()
             return Progress(seed=seed), {}
-        state = paddle.load(os.path.join(resume_dir, 'train_state.pdstates'))
-        checkpoint.load_weights(self.model.deployable, resume_dir, 'model')
-        optimizer.set_state_dict(paddle.load(os.path.join(resume_dir, 'model.pdopt')))
+        state = saved['train_state.pdstates']
+        checkpoint.set_weights(self.model.deployable, saved['model.pdparams'],
+                               os.path.join(resume_dir, 'model.pdparams'))
+        optimizer.set_state_dict(saved['model.pdopt'])
         self.model.auxiliary.set_state_dict(state['auxiliary'])
         progress = Progress(seed=state['seed'], iter=state['iter'],
                             best_miou=state['best_miou'], best_iter=state['best_iter'])

@@ -1,6 +1,7 @@
 """The frozen teacher: eval mode, no gradients, never in the optimizer, weights read-only."""
 import paddle
 
+from paddleseg_ext import weights
 from paddleseg_ext.engine.checkpoint import load_weights
 from slim.distill.recorder import Recorder
 from slim.distill.teacher_predictor import compile_teacher
@@ -29,6 +30,7 @@ class FrozenTeacher:
         self.model = model
         self.recorder = Recorder(model, refs, 'teacher')
         self.weights_path = None
+        self.weights_sha256 = None
         self.engine = resolve_engine(engine)
         self.precision = precision
         self.predictor = None
@@ -38,10 +40,12 @@ class FrozenTeacher:
 
     def load(self, weights_path):
         self.weights_path = load_weights(self.model, weights_path, 'teacher')
+        self.weights_sha256 = weights.sha256(self.weights_path)  # provenance in the run log
         self.predictor = None  # compiled from the weights loaded last
 
     def info(self):
-        return {'teacher_weights': self.weights_path, 'teacher_engine': self.engine}
+        return {'teacher_weights': self.weights_path,
+                'teacher_weights_sha256': self.weights_sha256, 'teacher_engine': self.engine}
 
     def __call__(self, images):
         """(main logits, {FeatureRef: recorded tensor})."""

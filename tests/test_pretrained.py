@@ -1,0 +1,108 @@
+"""`pretrained:` URLs: downloaded once into the cache by atomic writes (a local HTTP server
+on 127.0.0.1 and file:// URLs), and the teacher weights' sha256 in the run log."""
+import hashlib
+import http.server
+import io
+import json
+import os
+import tarfile
+import threading
+
+import pytest
+
+from conftest import TEST_CONFIGS, data_opts, run_cli
+from paddleseg_ext import pretrained
+from paddleseg_ext.errors import UserInputError
+from test_weights import write_config
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves `files` {path: bytes}; '/cut/<name>' announces more bytes than it sends."""
+    files = {}
+    requests = []
+
+    def do_GET(self):
+        self.requests.append(self.path)
+        body = self.files.get(self.path.replace('/cut/', '/'))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body) * (2 if '/cut/' in self.path else 1)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """(base URL, {path: bytes} to serve, list of requested paths); cache in tmp_path."""
+    monkeypatch.setenv('PADDLESEG_DISTILL_CACHE', str(tmp_path / 'cache'))
+    _Handler.files, _Handler.requests = {}, []
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f'http://127.0.0.1:{httpd.server_port}', _Handler.files, _Handler.requests
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_url_is_downloaded_once_into_the_cache(server, tmp_path):
+    base, files, requests = server
+    files['/w/model.pdparams'] = b'weights bytes'
+    path = pretrained.local_path(f'{base}/w/model.pdparams')
+    assert path.startswith(str(tmp_path / 'cache'))
+    with open(path, 'rb') as f:
+        assert f.read() == b'weights bytes'
+    assert pretrained.local_path(f'{base}/w/model.pdparams') == path
+    assert requests == ['/w/model.pdparams']
+    assert os.listdir(tmp_path / 'cache') == [os.path.basename(path)]  # no temporary left
+
+
+@pytest.mark.parametrize('url_path', ['/missing.pdparams', '/cut/w.pdparams'])
+def test_failed_download_leaves_no_file(server, tmp_path, url_path):
+    base, files, _ = server
+    files['/w.pdparams'] = b'x' * 1000
+    with pytest.raises(UserInputError, match='could not be downloaded'):
+        pretrained.local_path(base + url_path)
+    assert os.listdir(tmp_path / 'cache') == []
+
+
+def test_archive_is_unpacked_into_the_cache(server, tmp_path):
+    base, files, _ = server
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
+        info = tarfile.TarInfo('resnet/model.pdparams')
+        info.size = 7
+        tar.addfile(info, io.BytesIO(b'weights'))
+    files['/resnet.tar.gz'] = buffer.getvalue()
+    path = pretrained.local_path(f'{base}/resnet.tar.gz')
+    assert path.endswith(os.path.join('resnet', 'model.pdparams'))
+    with open(path, 'rb') as f:
+        assert f.read() == b'weights'
+    assert [n for n in os.listdir(tmp_path / 'cache') if not n.endswith('.d')] == []
+
+
+def test_teacher_from_a_file_url_and_its_sha256_in_the_run_log(tmp_path, synthetic_root,
+                                                               teacher_weights):
+    with open(teacher_weights, 'rb') as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    teacher_cfg = write_config(tmp_path / 'teacher.yml',
+                               os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+                               pretrained=f'file://{teacher_weights}')
+    save_dir = tmp_path / 'run'
+    env = dict(os.environ, PADDLESEG_DISTILL_CACHE=str(tmp_path / 'cache'))
+    result = run_cli('distill_train.py', '--teacher_config', teacher_cfg, '--student_config',
+                     os.path.join(TEST_CONFIGS, 'tiny_student.yml'), '--iters', '1',
+                     '--save_interval', '1', '--save_dir', str(save_dir),
+                     *data_opts(synthetic_root), env=env, timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert f'teacher_weights_sha256 {digest}' in output
+    with open(save_dir / 'train_log.jsonl') as f:
+        header = json.loads(f.readline())
+    assert header['tag'] == 'Run' and header['teacher_weights_sha256'] == digest
+    cached = header['teacher_weights']
+    assert cached.startswith(str(tmp_path / 'cache')) and os.path.isfile(cached)
