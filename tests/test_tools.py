@@ -95,3 +95,20 @@ def test_student_runs_are_keyed_shared_by_recipes_and_reused(tmp_path, monkeypat
     (run_dir / 'record.json').write_text(json.dumps(record))
     monkeypatch.setattr(compare, 'train', lambda *a, **k: pytest.fail('trained again'))
     assert compare.student_run(setup(with_features), str(tmp_path), 0, 10) == record
+
+
+def test_an_interrupted_student_run_resumes(tmp_path, monkeypatch):
+    from slim.benchmark import compare
+    from slim.benchmark.recipes import Setup
+    setup = Setup(recipe='r', teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+                  student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'), data='data/a',
+                  teacher_data='data/t')
+    run_dir = tmp_path / f'student_seed0_{compare.run_key(setup, 0, 10)}'
+    (run_dir / 'iter_5').mkdir(parents=True)
+    calls = []
+    monkeypatch.setattr(compare, 'train', lambda *a, **k: calls.append(k['resume']) or 1.0)
+    monkeypatch.setattr(compare, 'best_miou', lambda *a: 0.5)
+    monkeypatch.setattr(compare, 'val_curve', lambda run: [])
+    record = compare.student_run(setup, str(tmp_path), 0, 10)
+    assert calls == [True] and (run_dir / 'iter_5').is_dir()
+    assert json.loads((run_dir / 'record.json').read_text()) == record

@@ -67,7 +67,8 @@ def run_key(setup, seed, iters, teacher_weights=None):
 def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     """The student alone (teacher_weights None) or distilled: {'miou', 'curve', 'seconds',
     'run_dir'}. A finished run with the same run_key in runs_dir is reused (its
-    record.json holds the figures); an unfinished one is started again."""
+    record.json holds the figures); an interrupted one resumes from its newest checkpoint
+    (with the same weights as an uninterrupted run)."""
     kind = 'student' if teacher_weights is None else f'distilled_{setup.recipe}'
     run_dir = os.path.join(runs_dir, f'{kind}_seed{seed}_'
                                      f'{run_key(setup, seed, iters, teacher_weights)}')
@@ -77,12 +78,16 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
         print(f'Reusing the {title} (seed {seed}, {iters} iters): {run_dir}', flush=True)
         with open(record_path) as f:
             return json.load(f)
-    if os.path.isdir(run_dir):
+    resume = os.path.isdir(run_dir) and any(name.startswith('iter_')
+                                            for name in os.listdir(run_dir))
+    if os.path.isdir(run_dir) and not resume:
         shutil.rmtree(run_dir)
-    print(f'Training the {title} (seed {seed}, {iters} iters, {setup.recipe})', flush=True)
+    print(f"{'Resuming' if resume else 'Training'} the {title} (seed {seed}, {iters} iters, "
+          f"{setup.recipe})", flush=True)
     teacher = None if teacher_weights is None else (setup.teacher_config, teacher_weights)
     seconds = train(run_dir, setup.student_config, iters, seed, data_opts(setup.data, setup.data),
-                    kind.split('_')[0], teacher=teacher, cpu_threads=setup.cpu_threads)
+                    kind.split('_')[0], teacher=teacher, cpu_threads=setup.cpu_threads,
+                    resume=resume)
     record = {'miou': best_miou(run_dir, setup.student_config, setup.data),
               'curve': val_curve(run_dir), 'seconds': seconds, 'run_dir': run_dir}
     with open(record_path, 'w') as f:
