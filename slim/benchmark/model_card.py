@@ -44,9 +44,11 @@ def model_card(setup, out_dir, teacher, result):
         print(f'  int8 skipped: {exc}', flush=True)
         measured = None
     size = setup.card_size
-    models = {'teacher': ('teacher', teacher['miou'])}
+    # Without an int8 model the fp32 student is still timed; its mIoU is then val.py's.
+    models = {'teacher': ('teacher', teacher['miou']),
+              'student_fp32': ('student', measured['float']['miou'] if measured
+                               else result['distilled'])}
     if measured:
-        models['student_fp32'] = ('student', measured['float']['miou'])
         models['student_int8'] = ('student_int8', measured['int8']['miou'])
     print(f'Timing {", ".join(models)} at {size}x{size} (CPU, one thread, back to back)',
           flush=True)
