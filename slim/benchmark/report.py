@@ -83,8 +83,9 @@ def write_report(setup, out_dir, teacher, results, card):
                          f"{card[name]['latency_ms']:.1f} | "
                          f"{'x%.2f' % speedup if speedup else '1'} |")
     if 'student_int8' not in card:
-        lines.append('| distilled student, int8 | not measured: PaddleSlim missing '
-                     '(`pip install --no-deps -r requirements-slim.txt`) | | | | |')
+        lines.append('| distilled student, int8 | not measured: tools/quantize.py failed '
+                     '(deploy/quantize.log says why; PaddleSlim missing: `pip install '
+                     '--no-deps -r requirements-slim.txt`) | | | | |')
     run_dirs = [os.path.join(out_dir, 'teacher')] * bool(teacher['curve']) + [
         r['run_dirs'][name] for r in results for name in ('student', 'distilled')]
     plot_runs(run_dirs, os.path.join(out_dir, 'runs.png'))
