@@ -617,3 +617,49 @@ def test_a_list_output_without_index_names_the_layer(tmp_path, err_dir, syntheti
     assert_user_error(result, f"{student}: distill_features[0].student: layer 'backbone' "
                       "returns a list of 4 tensors: pick one with {path: backbone, index: N}",
                       save_dir=err_dir)
+
+
+RELATION_TERMS = """
+_base_: '{base}'
+distill_loss:
+  types:
+    - {{type: DISTLoss, tau: 2}}
+    - {{type: PairwiseAffinityLoss, scale: 0.125}}
+  coef: [1, 1]
+distill_features:
+  - student: backbone.bb_2_1
+    teacher: backbone.bb_2_5
+    loss: {{type: DISTLoss}}
+    align: auto
+  - student: backbone.bb_2_1          # 256 channels against 1024: no connector needed
+    teacher: backbone.bb_2_5
+    loss: {{type: PairwiseAffinityLoss, scale: 0.5, pool: max}}
+"""
+
+
+def test_dist_and_pairwise_train_from_yaml_on_logits_and_features(tmp_path, synthetic_root,
+                                                                  teacher_weights):
+    path = write_yaml(tmp_path / 'relations.yml', RELATION_TERMS.format(base=STUDENT_CFG))
+    config = load_config(path, opts=data_opts(synthetic_root)[1:])
+    builder = SegBuilder(config)
+    model = distill_model_factory(TEACHER_CFG, path, teacher_weights)(config, builder)
+    trainer = Trainer(TrainOptions(save_dir=str(tmp_path / 'out')), config, builder, model)
+    # Only the DIST feature term has a connector (align: auto, 256 -> 1024 channels).
+    assert [list(p.shape) for n, p in model.connectors.named_parameters()
+            if n.endswith('conv.weight')] == [[1024, 256, 1, 1]]
+
+    optimizer = build_optimizer(builder, model)
+    before = {k: v.numpy().copy() for k, v in model.student.state_dict().items()}
+    model.train()
+    paddle.seed(0)
+    batch = {'img': paddle.randn([2, 3, 64, 64]),
+             'label': paddle.randint(0, 2, [2, 64, 64], dtype='int64')}
+    values, _ = trainer.step(model, optimizer, None, Progress(seed=0, iter=1), batch)
+
+    terms = ['DISTLoss(logits)', 'PairwiseAffinityLoss(logits)', 'DISTLoss(backbone.bb_2_1)',
+             'PairwiseAffinityLoss(backbone.bb_2_1)']
+    assert list(values) == ['CrossEntropyLoss', *terms, 'loss'], list(values)
+    for term in terms:
+        assert np.isfinite(values[term]) and values[term] > 0, (term, values[term])
+    assert any(not np.array_equal(v.numpy(), before[k])
+               for k, v in model.student.state_dict().items())

@@ -2,8 +2,8 @@ import numpy as np
 import paddle
 import pytest
 
-from slim.distill.losses import (ChannelWiseDistillLoss, FSPLoss, KLLoss,
-                                 L2Loss)
+from slim.distill.losses import (ChannelWiseDistillLoss, DISTLoss, FSPLoss, KLLoss,
+                                 L2Loss, PairwiseAffinityLoss)
 
 TOLERANCE = 1e-5
 SHAPE = (2, 3, 4, 6)
@@ -49,6 +49,46 @@ def _np_fsp(first, second):
     n, c1, h, w = first.shape
     return np.einsum('nip,njp->nij', first.reshape(n, c1, -1),
                      second.reshape(n, second.shape[1], -1)) / (h * w)
+
+
+def _np_pearson(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    return (a * b).sum() / (np.sqrt((a * a).sum()) * np.sqrt((b * b).sum()) + 1e-8)
+
+
+def _np_dist(student, teacher, tau=1.0, beta=1.0, gamma=1.0, label=None, ignore_index=255):
+    """DIST by its definition: loops over pixels (inter) and classes (intra)."""
+    c = teacher.shape[1]
+    rows = [np.exp(_np_log_softmax(x / tau, axis=1)).transpose(0, 2, 3, 1).reshape(-1, c)
+            for x in (student, teacher)]
+    if label is not None:
+        keep = (label != ignore_index).reshape(-1)
+        rows = [r[keep] for r in rows]
+    s_rows, t_rows = rows
+    inter = np.mean([1 - _np_pearson(s_rows[i], t_rows[i]) for i in range(len(s_rows))])
+    intra = np.mean([1 - _np_pearson(s_rows[:, j], t_rows[:, j]) for j in range(c)])
+    return tau**2 * (beta * inter + gamma * intra)
+
+
+def _np_pool(x, window, pool):
+    """Non-overlapping windows, the last ones partial (ceil mode), averaged or maxed."""
+    n, c, h, w = x.shape
+    out_h, out_w = -(-h // window[0]), -(-w // window[1])
+    out = np.zeros((n, c, out_h, out_w), dtype=x.dtype)
+    reduce = np.mean if pool == 'avg' else np.max
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[:, :, i * window[0]:(i + 1) * window[0], j * window[1]:(j + 1) * window[1]]
+            out[:, :, i, j] = reduce(patch, axis=(2, 3))
+    return out
+
+
+def _np_pairwise(student, teacher, window, pool='avg'):
+    def affinity(x):
+        flat = _np_pool(x, window, pool).reshape(x.shape[0], x.shape[1], -1)
+        unit = flat / (np.linalg.norm(flat, axis=1, keepdims=True) + 1e-8)
+        return np.einsum('ncp,ncq->npq', unit, unit)
+    return ((affinity(student) - affinity(teacher))**2).mean()
 
 
 def _np_bilinear_half_pixel(x, out_h, out_w):
@@ -139,6 +179,68 @@ def test_fsp_loss_resizes_second_map_to_first():
     np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize('kwargs', [{}, {'tau': 4.0}, {'tau': 2.0, 'beta': 0.5, 'gamma': 3.0}])
+def test_dist_loss_matches_numpy(kwargs):
+    student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
+    loss = DISTLoss(**kwargs)(_tensor(student), _tensor(teacher))
+    np.testing.assert_allclose(loss.numpy(), _np_dist(student, teacher, **kwargs),
+                               atol=TOLERANCE)
+
+
+def test_dist_loss_leaves_ignored_pixels_out_of_both_relations():
+    student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
+    n, _, h, w = SHAPE
+    label = np.random.RandomState(2).randint(0, 3, size=(n, h, w))
+    label[:, :2, :3] = 255
+    label[1, 3] = 255
+    loss = DISTLoss(tau=2.0)(_tensor(student), _tensor(teacher), _tensor(label.astype('int64')))
+    expected = _np_dist(student, teacher, tau=2.0, label=label)
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+    # Ignored pixels make a difference: without the label the value is another one.
+    assert abs(float(loss) - _np_dist(student, teacher, tau=2.0)) > 1e-3
+
+
+def test_dist_loss_resizes_the_label_to_a_feature_map_by_nearest():
+    student, teacher = _random((2, 3, 2, 3), 0), _random((2, 3, 2, 3), 1)
+    label = np.zeros((2, 4, 6), dtype='int64')
+    label[0, 0:2, 0:2] = 255  # covers the nearest source of feature pixel (0, 0, 0)
+    loss = DISTLoss()(_tensor(student), _tensor(teacher), _tensor(label))
+    expected = _np_dist(student, teacher, label=label[:, ::2, ::2])
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+def test_dist_loss_is_zero_when_the_student_is_the_teacher():
+    teacher = _random(SHAPE, 1)
+    assert abs(float(DISTLoss()(_tensor(teacher), _tensor(teacher)))) < 1e-5
+
+
+@pytest.mark.parametrize('student_shape, teacher_shape, scale, pool, window', [
+    ((2, 3, 4, 6), (2, 5, 4, 6), 0.5, 'avg', (2, 3)),      # channels differ
+    ((2, 4, 8, 8), (2, 4, 8, 8), 0.25, 'max', (2, 2)),
+    ((2, 3, 5, 7), (2, 6, 5, 7), 0.4, 'avg', (2, 3)),      # partial last windows
+    ((2, 2, 4, 4), (2, 2, 4, 4), 0.25, 'avg', (1, 1)),     # every pixel a node
+])
+def test_pairwise_affinity_loss_matches_numpy(student_shape, teacher_shape, scale, pool,
+                                              window):
+    student, teacher = _random(student_shape, 0), _random(teacher_shape, 1)
+    loss = PairwiseAffinityLoss(scale=scale, pool=pool)(_tensor(student), _tensor(teacher))
+    expected = _np_pairwise(student, teacher, window, pool)
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+def test_pairwise_affinity_loss_resizes_the_student():
+    student, teacher = _random((2, 3, 2, 3), 0), _random((2, 8, 4, 6), 1)
+    loss = PairwiseAffinityLoss(scale=0.5)(_tensor(student), _tensor(teacher))
+    expected = _np_pairwise(_np_bilinear_half_pixel(student, 4, 6), teacher, (2, 3))
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize('kwargs', [{'scale': 0}, {'scale': 1.5}, {'pool': 'median'}])
+def test_pairwise_affinity_loss_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match='PairwiseAffinityLoss'):
+        PairwiseAffinityLoss(**kwargs)
+
+
 # ---- resize path: student half the teacher's spatial size ----
 
 
@@ -147,6 +249,7 @@ def test_fsp_loss_resizes_second_map_to_first():
     (ChannelWiseDistillLoss(tau=4.0),
      lambda s, t: _np_channel_wise(s, t, 4.0)),
     (L2Loss(), lambda s, t: ((s - t)**2).mean()),
+    (DISTLoss(tau=2.0), lambda s, t: _np_dist(s, t, tau=2.0)),
 ])
 def test_student_is_resized_to_teacher(loss_layer, reference):
     n, c, h, w = SHAPE
@@ -160,7 +263,7 @@ def test_student_is_resized_to_teacher(loss_layer, reference):
 
 
 @pytest.mark.parametrize('loss_layer', [KLLoss(), ChannelWiseDistillLoss(),
-                                        L2Loss()])
+                                        L2Loss(), DISTLoss()])
 def test_channel_mismatch_raises(loss_layer):
     student_shape, teacher_shape = [2, 3, 4, 6], [2, 5, 4, 6]
     with pytest.raises(ValueError) as error:
@@ -199,6 +302,8 @@ def _fsp_inputs(requires_grad):
     (ChannelWiseDistillLoss(tau=4.0), _pair_inputs),
     (L2Loss(), _pair_inputs),
     (FSPLoss(), _fsp_inputs),
+    (DISTLoss(tau=2.0), _pair_inputs),
+    (PairwiseAffinityLoss(scale=0.5), _pair_inputs),
 ])
 def test_gradient_reaches_student_only(loss_layer, make_inputs):
     student, teacher = make_inputs(requires_grad=True)
@@ -213,5 +318,6 @@ def test_gradient_reaches_student_only(loss_layer, make_inputs):
 def test_registry_kl_loss_is_ours():
     from paddleseg.cvlibs import manager
     assert manager.LOSSES['KLLoss'] is KLLoss
-    for loss_class in (ChannelWiseDistillLoss, L2Loss, FSPLoss):
+    for loss_class in (ChannelWiseDistillLoss, L2Loss, FSPLoss, DISTLoss,
+                       PairwiseAffinityLoss):
         assert manager.LOSSES[loss_class.__name__] is loss_class

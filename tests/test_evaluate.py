@@ -121,3 +121,17 @@ def test_logs_paddleseg_summary(dataset, capsys):
 def test_rejects_unknown_precision(dataset):
     with pytest.raises(ValueError, match='precision'):
         evaluate(ChannelMeanModel(), dataset, precision='int8')
+
+
+@pytest.mark.parametrize('class_id', [0, 1])
+def test_constant_prediction_scores_one_class_everywhere(dataset, class_id):
+    from paddleseg_ext.evaluation.evaluate import constant_prediction_metrics
+    labels = [cv2.imread(str(dataset.file_list[i][1]), cv2.IMREAD_GRAYSCALE)
+              for i in range(len(IMAGE_SIZES))]
+    valid = np.concatenate([label[label != 255] for label in labels])
+    # Predicting class_id everywhere: its IoU is its share of the valid pixels, the other's 0.
+    share = np.mean(valid == class_id)
+    metrics = constant_prediction_metrics(dataset, class_id)
+    expected_iou = [share if c == class_id else 0.0 for c in range(NUM_CLASSES)]
+    np.testing.assert_allclose(metrics['class_iou'], expected_iou, atol=1e-7)
+    np.testing.assert_allclose(metrics['miou'], share / NUM_CLASSES, atol=1e-7)

@@ -4,6 +4,8 @@ reports; tools/benchmark_speed.py times every mode through the real loop."""
 import json
 import os
 
+import pytest
+
 from conftest import TEST_CONFIGS, run_cli
 
 
@@ -14,7 +16,7 @@ def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
                      '--student_config', os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
                      '--data', synthetic_root, '--teacher_data', synthetic_root,
                      '--teacher_iters', '2', '--student_iters', '2', '--seeds', '0',
-                     '--out', str(out), timeout=600)
+                     '--card_size', '96', '--out', str(out), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(out / 'report.json') as f:
         report = json.load(f)
@@ -23,7 +25,13 @@ def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
     assert abs(report['gain'] - (report['distilled'] - report['student'])) < 1e-9
     card = report['model_card']
     assert set(card) == {'teacher', 'student_fp32', 'student_int8'}
-    assert all(card[name]['latency_ms'] > 0 for name in card)
+    assert all(card[name]['latency_ms'] > 0 and card[name]['input_size'] == 96 for name in card)
+    for name in ('student_fp32', 'student_int8'):
+        assert abs(card[name]['speedup_vs_teacher'] - card['teacher']['latency_ms'] /
+                   card[name]['latency_ms']) < 1e-9
+    assert card['teacher']['params'] == report['params']['teacher']
+    assert card['student_fp32']['params'] == report['params']['student']
+    assert 0.0 < report['background_only'] < 0.5  # two classes, class 1 scores 0
     markdown = (out / 'report.md').read_text()
     assert '| distilled student, int8 |' in markdown and 'gap closed' in markdown
     for picture in ('report.png', 'runs.png'):
@@ -53,3 +61,54 @@ def test_benchmark_speed_measures_every_mode(tmp_path, synthetic_root):
     assert ratios['cache_build_s'] == max(cached['first_epoch_s'] - online['first_epoch_s'], 0)
     assert cached['first_epoch_s'] > 0 and online['first_epoch_s'] > 0
     assert '| online |' in result.stdout and 'online / anchor ips' in result.stdout
+
+
+def test_student_runs_are_keyed_shared_by_recipes_and_reused(tmp_path, monkeypatch):
+    from slim.benchmark import compare
+    from slim.benchmark.recipes import Setup
+    base = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
+    with_features = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
+    teacher_config = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
+    weights = tmp_path / 'teacher.pdparams'
+    weights.write_bytes(b'weights')
+
+    def setup(config, data='data/a'):
+        return Setup(recipe='r', teacher_config=teacher_config, student_config=config,
+                     data=data, teacher_data='data/t')
+
+    key = compare.run_key(setup(base), 0, 10)
+    # Only the distill terms differ between these two configs: one student-alone run.
+    assert compare.run_key(setup(with_features), 0, 10) == key
+    assert compare.run_key(setup(base), 1, 10) != key
+    assert compare.run_key(setup(base), 0, 20) != key
+    assert compare.run_key(setup(base, data='data/b'), 0, 10) != key
+    # Distilled runs depend on the distill terms and the teacher's weights.
+    distilled = compare.run_key(setup(base), 0, 10, str(weights))
+    assert distilled != key
+    assert compare.run_key(setup(with_features), 0, 10, str(weights)) != distilled
+    weights.write_bytes(b'other weights')
+    assert compare.run_key(setup(base), 0, 10, str(weights)) != distilled
+
+    run_dir = tmp_path / f'student_seed0_{key}'
+    run_dir.mkdir()
+    record = {'miou': 0.5, 'curve': [[10, 0.5]], 'seconds': 1.0, 'run_dir': str(run_dir)}
+    (run_dir / 'record.json').write_text(json.dumps(record))
+    monkeypatch.setattr(compare, 'train', lambda *a, **k: pytest.fail('trained again'))
+    assert compare.student_run(setup(with_features), str(tmp_path), 0, 10) == record
+
+
+def test_an_interrupted_student_run_resumes(tmp_path, monkeypatch):
+    from slim.benchmark import compare
+    from slim.benchmark.recipes import Setup
+    setup = Setup(recipe='r', teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+                  student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'), data='data/a',
+                  teacher_data='data/t')
+    run_dir = tmp_path / f'student_seed0_{compare.run_key(setup, 0, 10)}'
+    (run_dir / 'iter_5').mkdir(parents=True)
+    calls = []
+    monkeypatch.setattr(compare, 'train', lambda *a, **k: calls.append(k['resume']) or 1.0)
+    monkeypatch.setattr(compare, 'best_miou', lambda *a: 0.5)
+    monkeypatch.setattr(compare, 'val_curve', lambda run: [])
+    record = compare.student_run(setup, str(tmp_path), 0, 10)
+    assert calls == [True] and (run_dir / 'iter_5').is_dir()
+    assert json.loads((run_dir / 'record.json').read_text()) == record

@@ -28,13 +28,18 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='output/benchmark_quality')
     parser.add_argument('--teacher_weights', default=None,
                         help='Reuse a trained teacher (its best_model/model.pdparams).')
+    parser.add_argument('--student_runs', default=None,
+                        help='Folder of student-alone runs, reused when the student config '
+                             '(without its distill terms), seed, iterations and data match: '
+                             'give every recipe the same folder to train each seed once '
+                             '(default: --out).')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    run(Setup.from_args(args), args.out, args.seeds, args.teacher_iters,
-                  args.student_iters, args.teacher_weights)
+    run(Setup.from_args(args), args.out, args.seeds, args.teacher_iters, args.student_iters,
+        args.teacher_weights, args.student_runs)
 
 
 if __name__ == '__main__':

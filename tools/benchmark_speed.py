@@ -7,7 +7,7 @@ slim/benchmark/speed.py says what each mode measures and how.
 import argparse
 import os
 
-from slim.benchmark.recipes import CPU_CONFIGS, STUDENT_PREFIX
+from slim.benchmark.recipes import CPU_CONFIGS
 from slim.benchmark.speed import MODES, measure, run_mode
 
 
@@ -15,7 +15,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--student_config',
-                        default=STUDENT_PREFIX + '_kl_feature_cwd.yml')
+                        default=os.path.join(
+                            CPU_CONFIGS,
+                            'deeplabv3p_resnet18_os16_optic_disc_64x64_student_kl_feature_cwd.yml'))
     # The card's teacher architecture (ResNet50_vd), sized for CPU: speed needs no training.
     parser.add_argument('--teacher_config', default=os.path.join(
         CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml'))

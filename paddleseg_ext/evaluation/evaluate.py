@@ -231,3 +231,13 @@ def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True)
     if print_detail and rank == 0:
         _log_summary(results)
     return results
+
+
+def constant_prediction_metrics(dataset, class_id=0):
+    """The metrics of predicting `class_id` at every pixel (e.g. background only): the
+    floor a trained model has to clear on this val set."""
+    def predict_ids(image, trans_info):
+        constant = paddle.full([1, 1, *image.shape[2:]], float(class_id))
+        return reverse_transform(constant, trans_info, mode='nearest').numpy()[0, 0].astype(
+            np.int64)
+    return evaluate_predictions(predict_ids, dataset, print_detail=False)

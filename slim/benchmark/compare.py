@@ -2,7 +2,10 @@
 
 Shared by tools/demo.py (one seed, a report) and tools/benchmark_quality.py (K seeds).
 """
+import hashlib
+import json
 import os
+import shutil
 import time
 
 from paddleseg_ext.datasets.digits import write_digits
@@ -37,7 +40,7 @@ def train_teacher(setup, out_dir, iters, seed):
     print(f'Training the teacher ({setup.teacher_config}, {iters} iters)', flush=True)
     seconds = train(run_dir, setup.teacher_config, iters, seed,
                     data_opts(setup.teacher_data, setup.data), 'teacher',
-                    evaluations=setup.evaluations)
+                    evaluations=setup.evaluations, cpu_threads=setup.cpu_threads)
     return {'weights': os.path.join(run_dir, 'best_model', 'model.pdparams'),
             'score': best_score(run_dir, setup.teacher_config, setup.data, task,
                                 setup.score_with_val_py),
@@ -52,38 +55,90 @@ def score_teacher(setup, weights):
             'curve': [], 'seconds': 0.0}
 
 
-def compare_students(setup, out_dir, seed, iters, teacher):
-    """Student alone and distilled student, same seed and iteration budget."""
+def run_key(setup, seed, iters, teacher_weights=None):
+    """A digest of what a student run depends on: the student config, the seed, the
+    iterations, the data and, distilled, the teacher (config and weights file). The
+    student alone leaves out the distill terms (train.py ignores them), so the recipes of
+    one student share their student-alone runs."""
+    import paddleseg_ext  # noqa: F401  (before paddle)
+    from paddleseg_ext.config import load_config
+    config = load_config(setup.student_config).dic
+    payload = {'seed': seed, 'iters': iters, 'data': os.path.abspath(setup.data)}
+    if teacher_weights is None:
+        payload['config'] = {key: value for key, value in config.items()
+                             if key not in ('distill_loss', 'distill_features')}
+    else:
+        weights = os.path.abspath(teacher_weights)
+        payload.update(config=config, teacher=load_config(setup.teacher_config).dic['model'],
+                       teacher_weights=[weights, os.path.getsize(weights),
+                                        os.path.getmtime(weights)])
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
+    """The student alone (teacher_weights None) or distilled: {'score', 'curve', 'seconds',
+    'run_dir'}. A finished run with the same run_key in runs_dir is reused (its
+    record.json holds the figures); an interrupted one resumes from its newest checkpoint
+    (with the same weights as an uninterrupted run)."""
+    kind = 'student' if teacher_weights is None else f'distilled_{setup.recipe}'
+    run_dir = os.path.join(runs_dir, f'{kind}_seed{seed}_'
+                                     f'{run_key(setup, seed, iters, teacher_weights)}')
+    record_path = os.path.join(run_dir, 'record.json')
+    title = 'student alone' if teacher_weights is None else 'distilled student'
+    if os.path.isfile(record_path):
+        print(f'Reusing the {title} (seed {seed}, {iters} iters): {run_dir}', flush=True)
+        with open(record_path) as f:
+            return json.load(f)
+    resume = os.path.isdir(run_dir) and any(name.startswith('iter_')
+                                            for name in os.listdir(run_dir))
+    if os.path.isdir(run_dir) and not resume:
+        shutil.rmtree(run_dir)
+    print(f"{'Resuming' if resume else 'Training'} the {title} (seed {seed}, {iters} iters, "
+          f"{setup.recipe})", flush=True)
+    teacher = None if teacher_weights is None else (setup.teacher_config, teacher_weights)
+    seconds = train(run_dir, setup.student_config, iters, seed, data_opts(setup.data, setup.data),
+                    kind.split('_')[0], teacher=teacher, evaluations=setup.evaluations,
+                    cpu_threads=setup.cpu_threads, resume=resume)
     task = TASKS[setup.task]
-    runs = {'student': (os.path.join(out_dir, f'student_seed{seed}'), None),
-            'distilled': (os.path.join(out_dir, f'distilled_{setup.recipe}_seed{seed}'),
-                          (setup.teacher_config, teacher['weights']))}
-    result = {'seed': seed, 'teacher': teacher['score'], 'curves': {}, 'seconds': {}}
-    for name, (run_dir, teacher_arg) in runs.items():
-        title = 'student alone' if name == 'student' else 'distilled student'
-        print(f'Training the {title} (seed {seed}, {iters} iters, {setup.recipe})', flush=True)
-        result['seconds'][name] = train(run_dir, setup.student_config, iters, seed,
-                                        data_opts(setup.data, setup.data), name,
-                                        teacher=teacher_arg, evaluations=setup.evaluations)
-        result[name] = best_score(run_dir, setup.student_config, setup.data, task,
-                                  setup.score_with_val_py)
-        result['curves'][name] = val_curve(run_dir, task)
+    record = {'score': best_score(run_dir, setup.student_config, setup.data, task,
+                                  setup.score_with_val_py),
+              'curve': val_curve(run_dir, task), 'seconds': seconds, 'run_dir': run_dir}
+    with open(record_path, 'w') as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def compare_students(setup, out_dir, seed, iters, teacher, student_runs=None):
+    """Student alone and distilled student, same seed and iteration budget. The student
+    alone is looked up in (or trained into) student_runs, out_dir by default; the
+    distilled student in out_dir."""
+    alone = student_run(setup, student_runs or out_dir, seed, iters)
+    distilled = student_run(setup, out_dir, seed, iters, teacher['weights'])
+    result = {'seed': seed, 'teacher': teacher['score'], 'student': alone['score'],
+              'distilled': distilled['score'],
+              'curves': {'student': alone['curve'], 'distilled': distilled['curve']},
+              'seconds': {'student': alone['seconds'], 'distilled': distilled['seconds']},
+              'run_dirs': {'student': alone['run_dir'], 'distilled': distilled['run_dir']}}
     result['gain'] = result['distilled'] - result['student']
     result['gap_closed'] = gap_closed(result['teacher'], result['student'], result['distilled'])
     return result
 
 
-def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=None):
+def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=None,
+        student_runs=None):
     """Data if missing, the teacher (trained once, or given), the students per seed, the
-    report; prints the table. The model card (export, int8, latency) is for segmentation:
-    the deploy tools take segmentation models."""
+    report; prints the table. student_runs: where student-alone runs are kept and reused
+    (out_dir by default). The model card (export, int8, latency) is for segmentation: the
+    deploy tools take segmentation models."""
     start = time.time()
     ensure_data(setup)
     if teacher_weights:
         teacher = score_teacher(setup, teacher_weights)
     else:
         teacher = train_teacher(setup, out_dir, teacher_iters, seeds[0])
-    results = [compare_students(setup, out_dir, seed, student_iters, teacher) for seed in seeds]
+    results = [compare_students(setup, out_dir, seed, student_iters, teacher, student_runs)
+               for seed in seeds]
     card = model_card(setup, out_dir, teacher, results[0]) if setup.task == 'segmentation' \
         else {}
     print(write_report(setup, out_dir, teacher, results, card))

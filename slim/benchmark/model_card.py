@@ -1,68 +1,65 @@
 """The model card: parameters, FLOPs, exported fp32 and int8 latency on the CPU."""
-import contextlib
-import io
 import json
 import os
 
 from slim.benchmark.runs import data_opts, run_logged
 
 
-def model_stats(config, input_size=64):
-    """(parameters, FLOPs at 1xCxSxS, C) of a config's model; C its input channels
-    (classifiers say theirs, paddleseg's models take 3)."""
+def card_latencies_ms(inference_dirs, size, rounds=3, runs=5):
+    """Median CPU latency (ms, one thread) of each exported model on one 1x3xSxS image,
+    the models timed back to back round after round (paddleseg_ext.deploy.measure)."""
     import paddleseg_ext  # noqa: F401  (before paddle)
-    import paddle
-    from paddleseg_ext.config import build_model_without_weights
-    from paddleseg_ext.config import load_config
-    model, _ = build_model_without_weights(load_config(config, required=('model',)))
-    params = sum(int(p.numel()) for p in model.parameters())
-    with contextlib.redirect_stdout(io.StringIO()):  # paddle.flops prints a line per layer
-        channels = getattr(model, 'in_channels', 3)
-        flops = paddle.flops(model, [1, channels, input_size, input_size], print_detail=False)
-    return params, int(flops), channels
-
-
-def latency_ms(inference_dir, input_size, runs=20):
-    """Median CPU latency (ms, one thread) of an exported model on one image."""
-    import paddleseg_ext  # noqa: F401  (before paddle)
-    import numpy as np
-    from paddleseg_ext.deploy.inference import InferenceModel, median_latency
-    model = InferenceModel(inference_dir, cpu_threads=1, use_mkldnn=True)
-    image = np.zeros((1, 3, input_size, input_size), dtype='float32')
-    return 1000 * median_latency(model, image, runs=runs)
+    import statistics
+    from paddleseg_ext.deploy.measure import latencies_ms
+    return [statistics.median(times) for times in latencies_ms(inference_dirs, size, rounds,
+                                                                runs)]
 
 
 def model_card(setup, out_dir, teacher, result):
     """Exports the teacher and the distilled student, quantizes the student to int8
-    (PaddleSlim), and measures CPU latency: {'teacher', 'student_fp32', 'student_int8'}."""
+    (PaddleSlim; val mIoU of each through Paddle Inference), and times the three at
+    setup.card_size: {'teacher', 'student_fp32', 'student_int8'}, each {'miou',
+    'latency_ms', 'input_size'}, the students with 'speedup_vs_teacher'."""
     deploy_dir = os.path.join(out_dir, 'deploy')
-    student_run = os.path.join(out_dir, f"distilled_{setup.recipe}_seed{result['seed']}")
     val_opts = data_opts(setup.data, setup.data)
-    card = {}
     for name, config, weights in (
             ('teacher', setup.teacher_config, teacher['weights']),
             ('student', setup.student_config,
-             os.path.join(student_run, 'best_model', 'model.pdparams'))):
+             os.path.join(result['run_dirs']['distilled'], 'best_model', 'model.pdparams'))):
         print(f'Exporting the {name} for Paddle Inference', flush=True)
         # paddle 2's program format, on either paddle: PaddleSlim quantizes only that
         run_logged(['tools/export.py', '--config', config, '--model_path', weights,
                     '--save_dir', os.path.join(deploy_dir, name), '--output_op', 'none',
                     '--program_format', 'pdmodel', *val_opts],
                    os.path.join(deploy_dir, f'export_{name}.log'), 'export')
-    card['teacher'] = {'miou': teacher['score'], 'latency_ms': latency_ms(
-        os.path.join(deploy_dir, 'teacher'), setup.input_size)}
     print('Quantizing the distilled student to int8 (PaddleSlim)', flush=True)
     comparison = os.path.join(deploy_dir, 'int8_comparison.json')
     try:
         run_logged(['tools/quantize.py', '--config', setup.student_config, '--inference_dir',
                     os.path.join(deploy_dir, 'student'), '--save_dir',
                     os.path.join(deploy_dir, 'student_int8'), '--json', comparison,
-                    *val_opts], os.path.join(deploy_dir, 'quantize.log'), 'quantize')
+                    '--runs', '1', *val_opts], os.path.join(deploy_dir, 'quantize.log'),
+                   'quantize')
+        with open(comparison) as f:
+            measured = json.load(f)
     except RuntimeError as exc:  # e.g. PaddleSlim not installed: the card says so
         print(f'  int8 skipped: {exc}', flush=True)
-        return card
-    with open(comparison) as f:
-        measured = json.load(f)
-    card['student_fp32'] = {k: measured['float'][k] for k in ('miou', 'latency_ms')}
-    card['student_int8'] = {k: measured['int8'][k] for k in ('miou', 'latency_ms')}
+        measured = None
+    size = setup.card_size
+    # Without an int8 model the fp32 student is still timed; its mIoU is then val.py's.
+    models = {'teacher': ('teacher', teacher['score']),
+              'student_fp32': ('student', measured['float']['miou'] if measured
+                               else result['distilled'])}
+    if measured:
+        models['student_int8'] = ('student_int8', measured['int8']['miou'])
+    print(f'Timing {", ".join(models)} at {size}x{size} (CPU, one thread, back to back)',
+          flush=True)
+    times = card_latencies_ms([os.path.join(deploy_dir, models[name][0]) for name in models],
+                              size)
+    card = {name: {'miou': miou, 'latency_ms': ms, 'input_size': size}
+            for (name, (_, miou)), ms in zip(models.items(), times)}
+    for name in ('student_fp32', 'student_int8'):
+        if name in card:
+            card[name]['speedup_vs_teacher'] = card['teacher']['latency_ms'] / card[name][
+                'latency_ms']
     return card

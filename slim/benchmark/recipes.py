@@ -2,19 +2,25 @@
 data and the budgets."""
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 CPU_CONFIGS = os.path.join('configs', 'cpu')
 TEACHER_CONFIG = os.path.join(
     CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_moredata.yml')
-STUDENT_PREFIX = os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_student')
-CLASSIFICATION_CONFIGS = os.path.join('configs', 'classification')
+# The compressed pair: DeepLabV3P ResNet18_vd (teacher) -> MobileSeg MobileNetV3_large.
+STUDENT_CONFIG = os.path.join(CPU_CONFIGS, 'mobileseg_mobilenetv3_large_optic_disc_64x64_student.yml')
+PAIR_PREFIX = os.path.join(CPU_CONFIGS, 'r18_to_mobileseg_mv3large_64x64_')
 
 # Distillation recipes: name -> student config (its distill_loss / distill_features).
-RECIPES = {
-    'kl': STUDENT_PREFIX + '.yml',                              # PaddleSeg's: KLLoss coef 3
-    'cwd_logits': STUDENT_PREFIX + '_cwd_logits.yml',           # MMRazor's CWD on logits
-    'cwd_logits_features': STUDENT_PREFIX + '_cwd_logits_features.yml',  # + CWD on a stage
-}
+RECIPES = {name: PAIR_PREFIX + name + '.yml' for name in (
+    'kl',                               # PaddleSeg's tutorial: KLLoss coef 3
+    'cwd_logits',                       # channel-wise (CWD) on the logits
+    'dist',                             # DIST on the logits
+    'pairwise',                         # pair-wise affinity of the logits
+    'pairwise_features',                # pair-wise affinity of decoder features
+    'cwd_logits_pairwise_features',     # the two above together
+)}
+CLASSIFICATION_CONFIGS = os.path.join('configs', 'classification')
 CLASSIFICATION_RECIPES = {
     'kl': os.path.join(CLASSIFICATION_CONFIGS, 'mobilenetv1_digits_student.yml'),
 }
@@ -58,6 +64,8 @@ class Setup:
     task: str = 'segmentation'
     evaluations: int = 6
     score_with_val_py: bool = True
+    card_size: int = 512
+    cpu_threads: Optional[int] = None
 
     @classmethod
     def from_args(cls, args):
@@ -78,7 +86,8 @@ class Setup:
                    data=args.data, teacher_data=args.teacher_data,
                    input_size=args.input_size, task=args.task,
                    evaluations=2 if classification else 6,
-                   score_with_val_py=not classification)
+                   score_with_val_py=not classification, card_size=args.card_size,
+                   cpu_threads=args.cpu_threads)
 
 
 def add_setup_arguments(parser):
@@ -104,4 +113,10 @@ def add_setup_arguments(parser):
         help='Override the student config (its distill terms are the recipe).')
     add('--input_size', type=int, default=None,
         help='Input size for the FLOPs column (default 64, or 32 for classification).')
+    add('--card_size', type=int, default=512,
+        help='Input side for the model card: FLOPs and CPU latency of 1x3xSxS (default 512, '
+             'the size users deploy at).')
+    add('--cpu_threads', type=int, default=None,
+        help='CPU threads of each training run (default: the cores; 1 runs better on a '
+             'machine shared with other jobs).')
     return parser

@@ -3,7 +3,6 @@ import json
 import os
 
 from paddleseg_ext.evaluation.task import TASKS
-from slim.benchmark.model_card import model_stats
 from slim.benchmark.runs import run_logged
 
 
@@ -12,14 +11,32 @@ def gap_closed(teacher, student, distilled):
     return (distilled - student) / gap if gap > 0 else float('nan')
 
 
+def background_only_miou(setup):
+    """val mIoU of predicting class 0 (background) at every pixel: the floor."""
+    from paddleseg.cvlibs import SegBuilder
+    from paddleseg_ext.config import build, load_config
+    from paddleseg_ext.evaluation.evaluate import constant_prediction_metrics
+    config = load_config(setup.student_config, opts=[f'val_dataset.dataset_root={setup.data}'],
+                         required=('val_dataset',))
+    return constant_prediction_metrics(build(SegBuilder(config), 'val_dataset'), 0)['miou']
+
+
 def write_report(setup, out_dir, teacher, results, card):
     """report.md, report.json and report.png in out_dir; returns the markdown."""
     import numpy as np
+    import paddleseg_ext  # noqa: F401  (before paddle)
+    from paddleseg_ext.deploy.measure import params_and_flops
     os.makedirs(out_dir, exist_ok=True)
-    recipe, size = setup.recipe, setup.input_size
+    recipe, size, card_size = setup.recipe, setup.input_size, setup.card_size
     metric = TASKS[setup.task].primary_label
-    stats = {name: model_stats(config, size) for name, config in
-             (('teacher', setup.teacher_config), ('student', setup.student_config))}
+    configs = (('teacher', setup.teacher_config), ('student', setup.student_config))
+    stats = {name: params_and_flops(config, size) for name, config in configs}
+    card_flops = {name: params_and_flops(config, card_size)[1] for name, config in configs}
+    for name, model in (('teacher', 'teacher'), ('student_fp32', 'student'),
+                        ('student_int8', 'student')):
+        if name in card:
+            card[name].update(params=stats[model][0], flops=card_flops[model])
+    floor = background_only_miou(setup) if setup.task == 'segmentation' else None
     mean = {key: float(np.mean([r[key] for r in results]))
             for key in ('student', 'distilled', 'gain')}
     std = {key: float(np.std([r[key] for r in results])) for key in ('student', 'distilled',
@@ -33,13 +50,14 @@ def write_report(setup, out_dir, teacher, results, card):
                'flops': {k: v[1] for k, v in stats.items()},
                'per_seed': [{k: r[k] for k in ('seed', 'student', 'distilled', 'gain',
                                                'gap_closed', 'seconds')} for r in results],
-               'teacher_seconds': teacher['seconds'], 'model_card': card}
+               'teacher_seconds': teacher['seconds'], 'background_only': floor,
+               'model_card': card}
     pm = lambda key: (f"{100 * mean[key]:.2f} ± {100 * std[key]:.2f}" if len(results) > 1
                       else f"{100 * mean[key]:.2f}")
     lines = [
         f"# Distillation, recipe `{recipe}`, {len(results)} seed(s)", '',
         f"Teacher `{setup.teacher_config}`, student `{setup.student_config}`.", '',
-        f"| model | params | FLOPs (1x{stats['student'][2]}x{size}x{size}) | val {metric} (%) |",
+        f"| model | params | FLOPs ({size}x{size} input) | val {metric} (%) |",
         '|---|---|---|---|',
         f"| teacher | {stats['teacher'][0] / 1e6:.1f} M | "
         f"{stats['teacher'][1] / 1e9:.2f} G | {100 * teacher['score']:.2f} |",
@@ -48,19 +66,20 @@ def write_report(setup, out_dir, teacher, results, card):
         f"| distilled student | {stats['student'][0] / 1e6:.1f} M | "
         f"{stats['student'][1] / 1e9:.2f} G | {pm('distilled')} |", '',
         f"Gain: {pm('gain')} {metric} points; gap closed: {100 * summary['gap_closed']:.0f}% "
-        f"(= (distilled - student) / (teacher - student)).", '',
+        f"(= (distilled - student) / (teacher - student))." + (
+            f" Predicting background everywhere scores {100 * floor:.2f} on this val set."
+            if floor is not None else ''), '',
         'Per seed: ' + ', '.join(f"seed {r['seed']}: {100 * r['student']:.2f} -> "
                                  f"{100 * r['distilled']:.2f} ({100 * r['gain']:+.2f})"
                                  for r in results), '']
     if not card:
         lines.append('Model card (export, int8, latency): segmentation configs only.')
     else:
-        lines += _card_lines(card, stats, size)
+        lines += _card_lines(card, stats, card_flops, card_size)
     pictures = ['\n![scores and validation curves](report.png)\n']
     if setup.task == 'segmentation':  # tools/plot_run.py plots mIoU
         run_dirs = [os.path.join(out_dir, 'teacher')] * bool(teacher['curve']) + [
-            os.path.join(out_dir, f"{prefix}_seed{r['seed']}") for r in results
-            for prefix in ('student', f'distilled_{recipe}')]
+            r['run_dirs'][name] for r in results for name in ('student', 'distilled')]
         plot_runs(run_dirs, os.path.join(out_dir, 'runs.png'))
         pictures.append('![loss terms and val mIoU per run (tools/plot_run.py)](runs.png)\n')
     markdown = '\n'.join(lines)
@@ -72,19 +91,25 @@ def write_report(setup, out_dir, teacher, results, card):
     return markdown
 
 
-def _card_lines(card, stats, size):
-    lines = ['## Model card (CPU, one thread, one 1x3x{0}x{0} image)'.format(size), '',
-              '| model | params | FLOPs | val mIoU (%) | latency (ms) |', '|---|---|---|---|---|']
+def _card_lines(card, stats, card_flops, card_size):
+    lines = [f'## Model card (CPU, one thread, one 1x3x{card_size}x{card_size} image)', '',
+             'Latencies measured back to back in one run (Paddle Inference, oneDNN); the '
+             'speed-up is the teacher\'s latency over the model\'s.', '',
+             f'| model | params | FLOPs ({card_size}x{card_size}) | val mIoU (%) | '
+             f'latency (ms) | speed-up |', '|---|---|---|---|---|---|']
     for name, label, stat in (('teacher', 'teacher', 'teacher'),
                               ('student_fp32', 'distilled student, fp32', 'student'),
                               ('student_int8', 'distilled student, int8', 'student')):
         if name in card:
-            lines.append(f"| {label} | {stats[stat][0] / 1e6:.1f} M | "
-                         f"{stats[stat][1] / 1e9:.2f} G | {100 * card[name]['miou']:.2f} | "
-                         f"{card[name]['latency_ms']:.2f} |")
+            speedup = card[name].get('speedup_vs_teacher')
+            lines.append(f"| {label} | {stats[stat][0] / 1e6:.2f} M | "
+                         f"{card_flops[stat] / 1e9:.2f} G | {100 * card[name]['miou']:.2f} | "
+                         f"{card[name]['latency_ms']:.1f} | "
+                         f"{'x%.2f' % speedup if speedup else '1'} |")
     if 'student_int8' not in card:
-        lines.append('| distilled student, int8 | not measured: PaddleSlim missing '
-                     '(`pip install --no-deps -r requirements-slim.txt`) | | | |')
+        lines.append('| distilled student, int8 | not measured: tools/quantize.py failed '
+                     '(deploy/quantize.log says why; PaddleSlim missing: `pip install '
+                     '--no-deps -r requirements-slim.txt`) | | | | |')
     return lines
 
 

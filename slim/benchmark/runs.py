@@ -14,7 +14,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 PROGRESS_SECONDS = 30
 
 
-def run_logged(args, log_path, label):
+def run_logged(args, log_path, label, append=False):
     """Runs `python args...` from the repo root, output to log_path; progress on stdout.
 
     Prints the newest [TRAIN]/[EVAL] line at most every PROGRESS_SECONDS, and a heartbeat
@@ -23,7 +23,7 @@ def run_logged(args, log_path, label):
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     start = time.time()
     latest = {'line': '', 'shown': ''}
-    with open(log_path, 'w') as log:
+    with open(log_path, 'a' if append else 'w') as log:
         proc = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
 
@@ -55,20 +55,24 @@ def data_opts(train_root, val_root):
             f'val_dataset.dataset_root={val_root}']
 
 
-def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6):
+def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6,
+          cpu_threads=None, resume=False):
     """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds.
+    resume: continue from run_dir's newest checkpoint (`--resume_model auto`).
 
     Evaluates `evaluations` times per run (for the curves); best_model is the best of
     those."""
+    extra = ['--cpu_threads', str(cpu_threads)] if cpu_threads else []
+    extra += ['--resume_model', 'auto'] if resume else []
     common = ['--iters', str(iters), '--seed', str(seed), '--do_eval', '--save_interval',
               str(max(iters // evaluations, 1)), '--log_iters', '10', '--keep_checkpoint_max',
-              '1', '--save_dir', run_dir, *opts]
+              '1', *extra, '--save_dir', run_dir, *opts]
     if teacher is None:
         args = ['train.py', '--config', config, *common]
     else:
         args = ['distill_train.py', '--teather_config', teacher[0], '--teacher_model_path',
                 teacher[1], '--student_config', config, *common]
-    return run_logged(args, os.path.join(run_dir, 'run.log'), label)
+    return run_logged(args, os.path.join(run_dir, 'run.log'), label, append=resume)
 
 
 def val_score(config, weights, out_json, data_root, task):

@@ -83,7 +83,9 @@ def connect(terms, student, teacher, student_name, teacher_name):
         for position, (s_ref, t_ref) in enumerate(pairs):
             s_shape, t_shape = s_shapes[s_ref], t_shapes[t_ref]
             if term.connector is None or (term.connector == 'auto' and s_shape[1] == t_shape[1]):
-                if s_shape[1] != t_shape[1]:
+                # A loss that compares pixels with pixels (e.g. affinities) says so.
+                if (s_shape[1] != t_shape[1]
+                        and not getattr(term.loss, 'channels_may_differ', False)):
                     raise UserInputError(
                         f"distill_features: student {s_ref} has {s_shape[1]} channels "
                         f"{s_shape}, teacher {t_ref} has {t_shape[1]} {t_shape}: add "

@@ -1,7 +1,10 @@
 """Distillation losses; importing this package registers them in ``manager.LOSSES``."""
 from .channel_wise_loss import ChannelWiseDistillLoss
+from .dist_loss import DISTLoss
 from .fsp_loss import FSPLoss
 from .kl_loss import KLLoss
 from .l2_loss import L2Loss
+from .pairwise_loss import PairwiseAffinityLoss
 
-__all__ = ['KLLoss', 'ChannelWiseDistillLoss', 'L2Loss', 'FSPLoss']
+__all__ = ['KLLoss', 'ChannelWiseDistillLoss', 'L2Loss', 'FSPLoss', 'DISTLoss',
+           'PairwiseAffinityLoss']

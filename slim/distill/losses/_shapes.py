@@ -23,3 +23,14 @@ def student_and_constant_teacher(student, teacher):
             'Student and teacher channel counts differ: student shape {}, '
             'teacher shape {}'.format(student.shape, teacher.shape))
     return resize_spatial(student, teacher.shape[2:]), teacher.detach()
+
+
+def label_like(label, feature):
+    """An (N, H', W') integer label at the (H, W) of an NCHW feature map, by nearest
+    neighbour (a label has no values between its classes)."""
+    label = label.reshape([label.shape[0], -1, *label.shape[-2:]])[:, 0]  # (N, 1, H, W) too
+    if list(label.shape[1:]) == list(feature.shape[2:]):
+        return label
+    resized = F.interpolate(label.unsqueeze(1).astype('float32'), size=feature.shape[2:],
+                            mode='nearest')
+    return resized.squeeze(1).astype(label.dtype)

@@ -1,0 +1,90 @@
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddleseg.cvlibs import manager
+
+from ._shapes import label_like, student_and_constant_teacher
+
+_EPS = 1e-8
+
+
+def _mean_pearson(first, second, weight, axis):
+    """Pearson correlations of `first` and `second` (P pixels x C classes) along `axis`,
+    averaged: axis=1 gives one per pixel (mean over the kept pixels), axis=0 one per
+    class (over the kept pixels only; mean over classes). weight (P, 1): 1 keeps a pixel,
+    0 drops it."""
+    weight = paddle.expand_as(weight, first)
+    count = paddle.sum(weight, axis=axis, keepdim=True)
+    safe_count = paddle.clip(count, min=1.0)
+    centred = []
+    for values in (first, second):
+        mean = paddle.sum(values * weight, axis=axis, keepdim=True) / safe_count
+        centred.append((values - mean) * weight)
+    covariance = paddle.sum(centred[0] * centred[1], axis=axis)
+    norms = (paddle.sqrt(paddle.sum(paddle.square(centred[0]), axis=axis)) *
+             paddle.sqrt(paddle.sum(paddle.square(centred[1]), axis=axis)))
+    correlation = covariance / (norms + _EPS)
+    if axis == 0:  # one correlation per class: every class counts
+        return paddle.mean(correlation)
+    row_weight = weight[:, 0]
+    return paddle.sum(correlation * row_weight) / paddle.clip(paddle.sum(row_weight), min=1.0)
+
+
+@manager.LOSSES.add_component
+class DISTLoss(nn.Layer):
+    """DIST: distillation by relations between class probabilities.
+
+    Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022, in its
+    segmentation form. Both maps become per-pixel class probabilities softmax(x / tau);
+    the N*H*W pixels are the rows of an (N*H*W, C) matrix. Instead of matching the
+    probabilities exactly (KL), the student matches their relations, which tolerates a
+    teacher far stronger than the student:
+
+    - inter-class: for each pixel, 1 - Pearson(student row, teacher row): the ranking of
+      the classes at that pixel; mean over pixels;
+    - intra-class: for each class, 1 - Pearson(student column, teacher column): where,
+      over the batch's pixels, that class is more or less likely; mean over classes.
+
+    loss = tau^2 * (beta * inter + gamma * intra). With two classes a pixel's row holds
+    (p, 1 - p), whose Pearson correlation is only the sign agreement, so the inter-class
+    term is nearly constant there and the intra-class term carries the signal.
+
+    Pixels whose label is ignore_index (when the term is given the label) are left out
+    of both relations: they are not rows of the inter-class mean and do not enter the
+    intra-class columns (means and correlations are over the kept pixels only). The
+    label is resized to the maps' size by nearest neighbour. The student map is resized
+    to the teacher's spatial size; channel counts must match.
+
+    Args:
+        tau (float): Softmax temperature.
+        beta (float): Weight of the inter-class relation.
+        gamma (float): Weight of the intra-class relation.
+        ignore_index (int): Label value whose pixels are left out.
+    """
+
+    def __init__(self, tau=1.0, beta=1.0, gamma=1.0, ignore_index=255):
+        super().__init__()
+        self.tau = tau
+        self.beta = beta
+        self.gamma = gamma
+        self.ignore_index = ignore_index
+
+    def forward(self, student, teacher, label=None):
+        """student, teacher: logits or feature maps (N, C, H, W); label (optional): (N, H', W')
+        integer labels."""
+        student_map, teacher_map = student_and_constant_teacher(student, teacher)
+        channels = teacher_map.shape[1]
+
+        def pixel_rows(feature):  # (N, C, H, W) -> (N*H*W, C) probabilities
+            probs = F.softmax(feature / self.tau, axis=1)
+            return probs.transpose([0, 2, 3, 1]).reshape([-1, channels])
+
+        student_probs, teacher_probs = pixel_rows(student_map), pixel_rows(teacher_map)
+        if label is None:
+            weight = paddle.ones([student_probs.shape[0], 1], dtype=student_probs.dtype)
+        else:
+            label = label_like(label, teacher_map)
+            weight = (label != self.ignore_index).astype(student_probs.dtype).reshape([-1, 1])
+        inter = 1 - _mean_pearson(student_probs, teacher_probs, weight, axis=1)
+        intra = 1 - _mean_pearson(student_probs, teacher_probs, weight, axis=0)
+        return self.tau**2 * (self.beta * inter + self.gamma * intra)
