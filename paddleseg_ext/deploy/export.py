@@ -126,12 +126,14 @@ def export_model(config_path, model_path, save_dir, input_shape=None, output_op=
     load_weights(model, model_path)
     make_save_dir(save_dir)
 
-    return save_for_inference(model, config, save_dir, shape, output_op)
+    return save_for_inference(model, config, save_dir, shape, output_op, program_format)
 
 
-def save_for_inference(model, config, save_dir, shape, output_op):
-    """model.pdmodel, model.pdiparams and deploy.yaml of a built model in save_dir (which
-    exists); shape as check_input_shape returns it. Returns the deploy.yaml contents."""
+def save_for_inference(model, config, save_dir, shape, output_op, program_format=None):
+    """The program (program_format, None: this paddle's own), model.pdiparams and
+    deploy.yaml of a built model in save_dir (which exists); shape as check_input_shape
+    returns it. Returns the deploy.yaml contents."""
+    program_format = program_format or PROGRAM_SUFFIX[1:]
     model.eval()
     net = SavedSegmentationNet(model, output_op) if output_op != 'none' else model
     net.eval()
