@@ -21,8 +21,8 @@ from paddleseg.utils import logger
 
 from paddleseg_ext.compat import legacy_static_ir
 from paddleseg_ext.config import build, load_config
-from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_PREFIX, PARAMS_FILENAME, \
-    make_save_dir, write_deploy_yaml
+from paddleseg_ext.deploy.export import MODEL_PREFIX, PARAMS_FILENAME, make_save_dir, \
+    write_deploy_yaml
 from paddleseg_ext.deploy.inference import InferenceModel, evaluate_inference, \
     median_latency, model_files, read_deploy_yaml
 from paddleseg_ext.errors import UserInputError
