@@ -329,6 +329,18 @@ distill_features:
     assert fsp.teacher_refs == [FeatureRef('backbone.bb_1_3'), FeatureRef('backbone.bb_2_5')]
 
 
+def test_null_distill_loss_drops_the_base_configs_logit_terms(tmp_path, synthetic_root):
+    path = write_yaml(tmp_path / 'features_only.yml', f"""
+_base_: '{STUDENT_CFG}'
+distill_loss: null
+distill_features:
+  - {{student: backbone.bb_2_1, teacher: backbone.bb_2_5, loss: {{type: L2Loss}}, align: auto}}
+""")
+    config = load_config(path, opts=data_opts(synthetic_root)[1:])
+    terms = parse_terms(config, SegBuilder(config).build_component)
+    assert [t.name for t in terms] == ['L2Loss(backbone.bb_2_1)']
+
+
 def test_recorder_takes_inputs_and_list_elements():
     class Net(paddle.nn.Layer):
         def __init__(self):

@@ -134,8 +134,13 @@ def parse_terms(config, build_component, config_path=''):
     prefix = f"{config_path}: " if config_path else ''
     taken = set()
     terms = []
-    if config.distill_loss_cfg:
-        terms += _logit_terms(config.distill_loss_cfg, prefix, build_component, taken)
+    # `distill_loss: null` (e.g. to drop a base config's logit terms) means none.
+    logit_terms = config.dic.get('distill_loss') or {}
+    if not isinstance(logit_terms, dict):
+        raise UserInputError(f"{prefix}distill_loss: expected a mapping with `types` and "
+                             f"`coef`, got {logit_terms!r}")
+    if logit_terms:
+        terms += _logit_terms(dict(logit_terms), prefix, build_component, taken)
     features = config.dic.get('distill_features') or []
     if not isinstance(features, list):
         raise UserInputError(f"{prefix}distill_features: expected a list of terms, got "
