@@ -159,6 +159,7 @@ def measure(args, script):
     results = {mode: merge_rounds(rounds) for mode, rounds in per_round.items()}
     print(report(results))
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w') as f:
             json.dump({'ips': {m: results[m]['ips'] for m in MODES}, 'modes': results,
                        'ratios': ratios(results)}, f, indent=2)
