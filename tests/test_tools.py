@@ -107,8 +107,8 @@ def test_an_interrupted_student_run_resumes(tmp_path, monkeypatch):
     (run_dir / 'iter_5').mkdir(parents=True)
     calls = []
     monkeypatch.setattr(compare, 'train', lambda *a, **k: calls.append(k['resume']) or 1.0)
-    monkeypatch.setattr(compare, 'best_miou', lambda *a: 0.5)
-    monkeypatch.setattr(compare, 'val_curve', lambda run: [])
+    monkeypatch.setattr(compare, 'best_score', lambda *a: 0.5)
+    monkeypatch.setattr(compare, 'val_curve', lambda run, task: [])
     record = compare.student_run(setup, str(tmp_path), 0, 10)
     assert calls == [True] and (run_dir / 'iter_5').is_dir()
     assert json.loads((run_dir / 'record.json').read_text()) == record
