@@ -1,13 +1,12 @@
 """Image classification data in PaddleClas's list format: one `image_path label` per line."""
 import os
 
-import cv2
 import numpy as np
 import paddle
 from paddleseg.cvlibs import manager
 from paddleseg.transforms import Compose
 
-from paddleseg_ext.datasets.dataset import image_size
+from paddleseg_ext.datasets.dataset import image_size, read_image
 from paddleseg_ext.errors import UserInputError
 
 
@@ -88,11 +87,7 @@ class ClassificationDataset(paddle.io.Dataset):
 
     def __getitem__(self, idx):
         path, label = self.file_list[idx]
-        flag = cv2.IMREAD_GRAYSCALE if self.img_channels == 1 else cv2.IMREAD_COLOR
-        image = cv2.imread(path, flag)
-        if image is None:
-            raise UserInputError(f"image '{path}' cannot be read: the file is missing, empty "
-                                 f"or not an image; replace it or remove its list line")
+        image = read_image(path, self.img_channels)
         data = self.transforms({'img': image.astype('float32'), 'trans_info': [],
                                 'gt_fields': []})
         if data['img'].shape[0] != self.img_channels:

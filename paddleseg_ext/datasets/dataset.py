@@ -59,6 +59,20 @@ def image_size(path, list_path, line_no):
                              f"the file is empty or damaged; replace it or remove its line") from None
 
 
+def read_image(path, img_channels):
+    """The image at path as cv2 reads it (uint8, HWC BGR or HW grey); one clear error for a
+    missing, unreadable or truncated file."""
+    flag = cv2.IMREAD_GRAYSCALE if img_channels == 1 else cv2.IMREAD_COLOR
+    image = cv2.imread(path, flag)
+    if image is None:
+        raise UserInputError(f"image '{path}' cannot be read: the file is missing, empty or "
+                             f"not an image; replace it or remove its list line")
+    if _is_truncated_jpeg(path):
+        raise UserInputError(f"image '{path}' is truncated (a JPEG without its end marker): "
+                             f"replace it or remove its list line")
+    return image
+
+
 def _is_truncated_jpeg(path):
     """cv2 decodes a cut-off JPEG without an error, filling the rest with grey; a complete
     one ends with the EOI marker (possibly followed by a little padding)."""
@@ -110,14 +124,7 @@ class Dataset(PaddleSegDataset):
     def read_sample(self, idx):
         """Returns (image float32 HWC in BGR as cv2 reads it, label uint8 HW or None)."""
         image_path, label_path = self.file_list[idx]
-        flag = cv2.IMREAD_GRAYSCALE if self.img_channels == 1 else cv2.IMREAD_COLOR
-        image = cv2.imread(image_path, flag)
-        if image is None:
-            raise UserInputError(f"image '{image_path}' cannot be read: the file is missing, "
-                                 f"empty or not an image; replace it or remove its list line")
-        if _is_truncated_jpeg(image_path):
-            raise UserInputError(f"image '{image_path}' is truncated (a JPEG without its end "
-                                 f"marker): replace it or remove its list line")
+        image = read_image(image_path, self.img_channels)
         if label_path is None:
             return image.astype('float32'), None
         try:

@@ -15,6 +15,8 @@ import numpy as np
 import paddle
 from paddleseg.utils import logger
 
+from paddleseg_ext.weights import sha256
+
 # Transforms that map an image to the same tensor every time; RandomHorizontalFlip is the
 # one random transform the cache handles: it makes at most two inputs of an image.
 DETERMINISTIC_TRANSFORMS = ('Resize', 'ResizeByLong', 'ResizeByShort', 'LimitLong',
@@ -31,19 +33,11 @@ def cache_blocker(train_transforms_cfg):
     return None
 
 
-def _file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_key(teacher_weights, teacher_model_cfg, train_dataset_cfg, file_list, refs,
               precision):
     """Hash of everything the cached outputs depend on."""
     parts = {
-        'teacher_weights': _file_digest(teacher_weights),
+        'teacher_weights': sha256(teacher_weights),
         'teacher_model': teacher_model_cfg,
         'transforms': train_dataset_cfg.get('transforms', []),
         'files': [[p, os.path.getsize(p), os.path.getmtime(p)] for p, _ in file_list],
