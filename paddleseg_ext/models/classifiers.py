@@ -2,7 +2,9 @@
 `in_channels` from YAML, outputs in paddleseg's form (a list whose first element is the
 main logits, here [N, num_classes]), so the engine, evaluation, teacher and distillation
 terms take them as they take a segmentation model."""
+import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 from paddle.vision.models import MobileNetV1 as VisionMobileNetV1
 from paddle.vision.models import ResNet as VisionResNet
 from paddle.vision.models.mobilenetv1 import ConvNormActivation
@@ -86,6 +88,40 @@ class ResNet18(_Classifier):
         super().__init__(_ResNet(18, num_classes, in_channels, width), in_channels, pretrained)
 
 
+class _DepthwiseConv2D(nn.Conv2D):
+    """A depthwise convolution (groups == channels, no bias): on CPU computed as an unfold and
+    a per-channel weighted sum, the same arithmetic as paddle's grouped convolution, whose
+    CPU kernel loops over samples x channels and dominates MobileNetV1's step time on the
+    wide, small maps of its deep layers. Same parameters, so checkpoints are unchanged."""
+
+    def forward(self, x):
+        padding = self._padding
+        if isinstance(padding, int):
+            padding = [padding, padding]
+        if (not paddle.get_device().startswith('cpu') or self._data_format != 'NCHW'
+                or self._padding_mode != 'zeros' or len(padding) != 2):
+            return super().forward(x)
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = (self._kernel_size, self._stride,
+                                                  self._dilation, padding)
+        out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        columns = F.unfold(x, [kh, kw], strides=[sh, sw], paddings=[ph, pw],
+                           dilations=[dh, dw]).reshape([n, c, kh * kw, out_h * out_w])
+        out = (columns * self.weight.reshape([1, c, kh * kw, 1])).sum(axis=2)
+        return out.reshape([n, c, out_h, out_w])
+
+
+def _use_depthwise_kernel(net):
+    """Swaps each depthwise nn.Conv2D (groups == in == out channels, no bias) of net for
+    _DepthwiseConv2D, keeping its parameters."""
+    for layer in net.sublayers():
+        if (type(layer) is nn.Conv2D and layer._groups > 1
+                and layer._groups == layer._in_channels == layer._out_channels
+                and layer.bias is None):
+            layer.__class__ = _DepthwiseConv2D
+
+
 @manager.MODELS.add_component
 class MobileNetV1(_Classifier):
     """paddle.vision's mobilenet_v1; scale: the width multiplier (1.0 as published)."""
@@ -96,4 +132,5 @@ class MobileNetV1(_Classifier):
         if in_channels != 3:
             net.conv1 = ConvNormActivation(in_channels, int(32 * scale), kernel_size=3,
                                            stride=2, padding=1)
+        _use_depthwise_kernel(net)
         super().__init__(net, in_channels, pretrained)
