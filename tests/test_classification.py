@@ -207,3 +207,40 @@ def test_kl_and_l2_on_classification_logits_match_numpy():
     assert float(kl) == pytest.approx(per_sample[label != 255].mean() * 8, rel=1e-5)
     l2 = L2Loss()(paddle.to_tensor(student, 'float32'), paddle.to_tensor(teacher, 'float32'))
     assert float(l2) == pytest.approx(((student - teacher) ** 2).mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_mobilenetv1_depthwise_convolution_matches_numpy_and_keeps_its_parameters(stride):
+    import paddle
+    from paddleseg_ext.models.classifiers import MobileNetV1
+    model = MobileNetV1(num_classes=10, in_channels=1, scale=0.25)
+    depthwise = [layer for layer in model.sublayers() if isinstance(layer, paddle.nn.Conv2D)
+                 and layer._groups > 1]
+    assert len(depthwise) == 13 and all(type(layer) is not paddle.nn.Conv2D
+                                        for layer in depthwise)
+    layer = next(layer for layer in depthwise if layer._stride == [stride, stride])
+    rng = np.random.default_rng(0)
+    channels = layer._in_channels
+    x = rng.normal(size=(2, channels, 5, 6)).astype('float32')
+    weight = layer.weight.numpy()
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out_h, out_w = (5 - 1) // stride + 1, (6 - 1) // stride + 1
+    expected = np.zeros((2, channels, out_h, out_w), 'float32')
+    for i in range(out_h):
+        for j in range(out_w):
+            window = padded[:, :, i * stride:i * stride + 3, j * stride:j * stride + 3]
+            expected[:, :, i, j] = (window * weight[None, :, 0]).sum(axis=(2, 3))
+    x_tensor = paddle.to_tensor(x, stop_gradient=False)
+    out = layer(x_tensor)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
+    # gradients as paddle's grouped convolution's, with the layer's own parameter
+    out.sum().backward()
+    reference_x = paddle.to_tensor(x, stop_gradient=False)
+    reference_w = paddle.to_tensor(weight, stop_gradient=False)
+    paddle.nn.functional.conv2d(reference_x, reference_w, stride=stride, padding=1,
+                                groups=channels).sum().backward()
+    np.testing.assert_allclose(x_tensor.grad.numpy(), reference_x.grad.numpy(), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(layer.weight.grad.numpy(), reference_w.grad.numpy(), rtol=1e-4,
+                               atol=1e-4)
+    assert 'net.conv2_1._depthwise_conv.0.weight' in model.state_dict()
