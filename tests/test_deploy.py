@@ -360,3 +360,23 @@ def test_quantize_int8(trained, image_folder, synthetic_root, tmp_path):
     written = predict(TINY_STUDENT, image_folder, str(tmp_path / 'pred'), inference_dir=save_dir,
                       opts=data_opts(synthetic_root)[1:])
     assert len(written) == 2 and all(os.path.isfile(mask) for mask, _ in written)
+
+
+def test_quantized_mobileseg_runs_on_small_images(synthetic_root, tmp_path):
+    """MobileSeg's context module pools a 64x64 image's 2x2 map into 4x4 bins: oneDNN has no
+    int8 kernel for that pooling, so only convolutions and matmuls run in int8."""
+    pytest.importorskip('paddleslim.quant', reason='PaddleSlim not installed '
+                        '(pip install --no-deps -r requirements-slim.txt)')
+    from paddleseg_ext.deploy.quantize import quantize
+    config = os.path.join(REPO_ROOT, 'configs', 'cpu',
+                          'mobileseg_mobilenetv3_large_optic_disc_64x64_student.yml')
+    opts = data_opts(synthetic_root)[1:]
+    model, _ = build_model_without_weights(load_config(config, opts=opts))
+    weights = str(tmp_path / 'init.pdparams')
+    paddle.save(model.state_dict(), weights)
+    float_dir = str(tmp_path / 'float')
+    export_model(config, weights, float_dir, output_op='none', opts=opts,
+                 program_format='pdmodel')
+    results = quantize(config, float_dir, str(tmp_path / 'int8'), batch_nums=2, runs=2,
+                       opts=opts)
+    assert 0.0 <= results['int8']['miou'] <= 1.0 and results['int8']['latency_ms'] > 0

@@ -90,6 +90,10 @@ def is_quantized(model_file):
 # oneDNN keeps compiled kernels per input shape; inputs of ever new sizes (random-scale
 # transforms, images of any size) would grow that cache without end.
 ONEDNN_SHAPES_KEPT = 16
+# The operators oneDNN runs in int8: where the time goes. Left to its default list, it also
+# quantizes pool2d, and adaptive pooling to more bins than the input has (MobileSeg's
+# context module on a small image) then has no int8 kernel at all.
+INT8_OPS = {'conv2d', 'depthwise_conv2d', 'fc', 'matmul', 'matmul_v2'}
 _GPU_PRECISIONS = {'fp32': 'Float32', 'fp16': 'Half', 'bf16': 'Bfloat16'}
 
 
@@ -116,7 +120,7 @@ def inference_config(model_file, params_file, cpu_threads=None, use_mkldnn=None,
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(ONEDNN_SHAPES_KEPT)
             if int8:
-                config.enable_mkldnn_int8()
+                config.enable_mkldnn_int8(INT8_OPS)
         if use_mkldnn is not False:  # paddle 3 uses oneDNN on CPU by default
             repair_onednn_config(config)
     config.disable_glog_info()
