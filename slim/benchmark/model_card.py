@@ -22,21 +22,28 @@ def model_card(setup, out_dir, teacher, result):
     'latency_ms', 'input_size'}, the students with 'speedup_vs_teacher'."""
     deploy_dir = os.path.join(out_dir, 'deploy')
     val_opts = data_opts(setup.data, setup.data)
-    for name, config, weights in (
-            ('teacher', setup.teacher_config, teacher['weights']),
-            ('student', setup.student_config,
-             os.path.join(result['run_dirs']['distilled'], 'best_model', 'model.pdparams'))):
-        print(f'Exporting the {name} for Paddle Inference', flush=True)
-        # paddle 2's program format, on either paddle: PaddleSlim quantizes only that
+
+    def export(config, weights, save_name, *format_args):
         run_logged(['tools/export.py', '--config', config, '--model_path', weights,
-                    '--save_dir', os.path.join(deploy_dir, name), '--output_op', 'none',
-                    '--program_format', 'pdmodel', *val_opts],
-                   os.path.join(deploy_dir, f'export_{name}.log'), 'export')
+                    '--save_dir', os.path.join(deploy_dir, save_name), '--output_op', 'none',
+                    *format_args, *val_opts], os.path.join(deploy_dir, f'export_{save_name}.log'),
+                   'export')
+
+    student_weights = os.path.join(result['run_dirs']['distilled'], 'best_model',
+                                   'model.pdparams')
+    for name, config, weights in (('teacher', setup.teacher_config, teacher['weights']),
+                                  ('student', setup.student_config, student_weights)):
+        print(f'Exporting the {name} for Paddle Inference', flush=True)
+        export(config, weights, name)
     print('Quantizing the distilled student to int8 (PaddleSlim)', flush=True)
     comparison = os.path.join(deploy_dir, 'int8_comparison.json')
     try:
+        # PaddleSlim quantizes paddle 2's program format only; paddle 3 exports it apart
+        # (in its old IR, which some models do not trace into: the card then goes on).
+        export(setup.student_config, student_weights, 'student_pdmodel',
+               '--program_format', 'pdmodel')
         run_logged(['tools/quantize.py', '--config', setup.student_config, '--inference_dir',
-                    os.path.join(deploy_dir, 'student'), '--save_dir',
+                    os.path.join(deploy_dir, 'student_pdmodel'), '--save_dir',
                     os.path.join(deploy_dir, 'student_int8'), '--json', comparison,
                     '--runs', '1', *val_opts], os.path.join(deploy_dir, 'quantize.log'),
                    'quantize')

@@ -107,9 +107,10 @@ def _card_lines(card, stats, card_flops, card_size):
                          f"{card[name]['latency_ms']:.1f} | "
                          f"{'x%.2f' % speedup if speedup else '1'} |")
     if 'student_int8' not in card:
-        lines.append('| distilled student, int8 | not measured: tools/quantize.py failed '
-                     '(deploy/quantize.log says why; PaddleSlim missing: `pip install '
-                     '--no-deps -r requirements-slim.txt`) | | | | |')
+        lines.append('| distilled student, int8 | not measured: the int8 step failed '
+                     '(deploy/export_student_pdmodel.log or deploy/quantize.log says why; '
+                     'PaddleSlim missing: `pip install --no-deps -r requirements-slim.txt`) '
+                     '| | | | |')
     return lines
 
 
