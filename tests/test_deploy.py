@@ -364,7 +364,8 @@ def test_quantize_int8(trained, image_folder, synthetic_root, tmp_path):
 
 def test_quantized_mobileseg_runs_on_small_images(synthetic_root, tmp_path):
     """MobileSeg's context module pools a 64x64 image's 2x2 map into 4x4 bins: oneDNN has no
-    int8 kernel for that pooling, so only convolutions and matmuls run in int8."""
+    int8 kernel for that pooling, so only convolutions and matmuls run in int8. On paddle 3
+    the export for PaddleSlim stops with one line instead (paddle 3.3's old IR)."""
     pytest.importorskip('paddleslim.quant', reason='PaddleSlim not installed '
                         '(pip install --no-deps -r requirements-slim.txt)')
     from paddleseg_ext.deploy.quantize import quantize
@@ -375,6 +376,11 @@ def test_quantized_mobileseg_runs_on_small_images(synthetic_root, tmp_path):
     weights = str(tmp_path / 'init.pdparams')
     paddle.save(model.state_dict(), weights)
     float_dir = str(tmp_path / 'float')
+    if PADDLE_3:  # its old IR cannot trace MobileNetV3: one line says so (README)
+        with pytest.raises(UserInputError, match='cannot trace this model'):
+            export_model(config, weights, float_dir, output_op='none', opts=opts,
+                         program_format='pdmodel')
+        return
     export_model(config, weights, float_dir, output_op='none', opts=opts,
                  program_format='pdmodel')
     results = quantize(config, float_dir, str(tmp_path / 'int8'), batch_nums=2, runs=2,

@@ -141,7 +141,17 @@ def save_for_inference(model, config, save_dir, shape, output_op, program_format
     legacy = program_format == 'pdmodel' and PADDLE_3
     with export_stage(), legacy_static_ir() if legacy else contextlib.nullcontext():
         # With input_spec, jit.save converts the whole forward to one static graph.
-        paddle.jit.save(net, os.path.join(save_dir, MODEL_PREFIX), input_spec=input_spec)
+        try:
+            paddle.jit.save(net, os.path.join(save_dir, MODEL_PREFIX), input_spec=input_spec)
+        except TypeError as exc:
+            # paddle 3.3 binds paddle.multiply, logical_and and others to PIR-only kernels
+            if not (legacy and 'must be Value, but got Variable' in str(exc)):
+                raise
+            raise UserInputError(
+                f"--program_format pdmodel: paddle {paddle.__version__} cannot trace this "
+                f"model into paddle 2's program format (one of its operations exists for "
+                f"PIR only): export it as json (no int8), or export and quantize it on the paddle 2.6 "
+                f"stack (`make setup STACK=paddle2`)") from None
     # deploy.yaml writes dynamic sizes as -1, as PaddleSeg's export does.
     info = deploy_info(config, [-1 if dim is None else dim for dim in shape], output_op,
                        f'{MODEL_PREFIX}.{program_format}')
