@@ -150,8 +150,8 @@ def save_for_inference(model, config, save_dir, shape, output_op, program_format
             raise UserInputError(
                 f"--program_format pdmodel: paddle {paddle.__version__} cannot trace this "
                 f"model into paddle 2's program format (one of its operations exists for "
-                f"PIR only): export it as json (no int8), or export and quantize it on the paddle 2.6 "
-                f"stack (`make setup STACK=paddle2`)") from None
+                f"PIR only): export it as json (no int8), or export and quantize it on "
+                f"the paddle 2.6 stack (`make setup STACK=paddle2`)") from None
     # deploy.yaml writes dynamic sizes as -1, as PaddleSeg's export does.
     info = deploy_info(config, [-1 if dim is None else dim for dim in shape], output_op,
                        f'{MODEL_PREFIX}.{program_format}')
