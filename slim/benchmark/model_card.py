@@ -38,12 +38,16 @@ def model_card(setup, out_dir, teacher, result):
     print('Quantizing the distilled student to int8 (PaddleSlim)', flush=True)
     comparison = os.path.join(deploy_dir, 'int8_comparison.json')
     try:
-        # PaddleSlim quantizes paddle 2's program format only; paddle 3 exports it apart
-        # (in its old IR, which some models do not trace into: the card then goes on).
-        export(setup.student_config, student_weights, 'student_pdmodel',
-               '--program_format', 'pdmodel')
+        # PaddleSlim quantizes paddle 2's program format only: paddle 2 exported the
+        # student so already; paddle 3 exports it apart (in its old IR, which some models
+        # do not trace into: the card then goes on).
+        float_dir = os.path.join(deploy_dir, 'student')
+        if not os.path.isfile(os.path.join(float_dir, 'model.pdmodel')):
+            float_dir = os.path.join(deploy_dir, 'student_pdmodel')
+            export(setup.student_config, student_weights, 'student_pdmodel',
+                   '--program_format', 'pdmodel')
         run_logged(['tools/quantize.py', '--config', setup.student_config, '--inference_dir',
-                    os.path.join(deploy_dir, 'student_pdmodel'), '--save_dir',
+                    float_dir, '--save_dir',
                     os.path.join(deploy_dir, 'student_int8'), '--json', comparison,
                     '--runs', '1', *val_opts], os.path.join(deploy_dir, 'quantize.log'),
                    'quantize')
