@@ -97,6 +97,39 @@ def test_student_runs_are_keyed_shared_by_recipes_and_reused(tmp_path, monkeypat
     assert compare.student_run(setup(with_features), str(tmp_path), 0, 10) == record
 
 
+def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monkeypatch):
+    import threading
+    from slim.benchmark import compare
+    from slim.benchmark.recipes import Setup
+    setup = Setup(recipe='r', teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+                  student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'), data='data/a',
+                  teacher_data='data/t', jobs=2)
+    weights = tmp_path / 'teacher.pdparams'
+    weights.write_bytes(b'weights')
+    # Each run waits for a second one to start: runs one after the other would time out.
+    both_running = threading.Barrier(2, timeout=10)
+    threads = []
+
+    def fake_train(run_dir, config, iters, seed, opts, label, teacher=None, **kwargs):
+        threads.append(kwargs['cpu_threads'])
+        both_running.wait()
+        os.makedirs(run_dir, exist_ok=True)
+        return 1.0
+
+    monkeypatch.setattr(os, 'cpu_count', lambda: 4)
+    monkeypatch.setattr(compare, 'train', fake_train)
+    monkeypatch.setattr(compare, 'best_score',
+                        lambda run_dir, *a: (0.6 if 'distilled' in run_dir else 0.5) + int(
+                            run_dir.split('_seed')[1][0]))
+    monkeypatch.setattr(compare, 'val_curve', lambda run, task: [])
+    teacher = {'weights': str(weights), 'score': 9.0}
+    results = compare.compare_students(setup, str(tmp_path), [0, 1], 10, teacher)
+    assert threads == [2, 2, 2, 2]
+    assert [(r['seed'], r['student'], r['distilled']) for r in results] == [(0, 0.5, 0.6),
+                                                                           (1, 1.5, 1.6)]
+    assert all(abs(r['gain'] - 0.1) < 1e-9 for r in results)
+
+
 def test_an_interrupted_student_run_resumes(tmp_path, monkeypatch):
     from slim.benchmark import compare
     from slim.benchmark.recipes import Setup

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from paddleseg_ext.datasets.digits import write_digits
 from paddleseg_ext.datasets.synthetic import make_synthetic
@@ -98,8 +99,8 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
           f"{setup.recipe})", flush=True)
     teacher = None if teacher_weights is None else (setup.teacher_config, teacher_weights)
     seconds = train(run_dir, setup.student_config, iters, seed, data_opts(setup.data, setup.data),
-                    kind.split('_')[0], teacher=teacher, evaluations=setup.evaluations,
-                    cpu_threads=setup.cpu_threads, resume=resume)
+                    f"{kind.split('_')[0]} s{seed}", teacher=teacher, evaluations=setup.evaluations,
+                    cpu_threads=setup.run_threads(), resume=resume)
     task = TASKS[setup.task]
     record = {'score': best_score(run_dir, setup.student_config, setup.data, task,
                                   setup.score_with_val_py),
@@ -109,12 +110,28 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     return record
 
 
-def compare_students(setup, out_dir, seed, iters, teacher, student_runs=None):
-    """Student alone and distilled student, same seed and iteration budget. The student
-    alone is looked up in (or trained into) student_runs, out_dir by default; the
-    distilled student in out_dir."""
-    alone = student_run(setup, student_runs or out_dir, seed, iters)
-    distilled = student_run(setup, out_dir, seed, iters, teacher['weights'])
+def compare_students(setup, out_dir, seeds, iters, teacher, student_runs=None):
+    """Each seed's student alone and distilled student, same seed and iteration budget. The
+    student alone is looked up in (or trained into) student_runs, out_dir by default; the
+    distilled student in out_dir.
+
+    The runs are independent, so setup.jobs of them train side by side, each on its share
+    of the CPU cores: a small model keeps a second thread of its own poorly busy, so two
+    single-thread runs finish well before the same two runs one after the other."""
+    runs = [(seed, weights) for seed in seeds for weights in (None, teacher['weights'])]
+
+    def train_one(run):
+        seed, weights = run
+        where = out_dir if weights else (student_runs or out_dir)
+        return student_run(setup, where, seed, iters, weights)
+
+    with ThreadPoolExecutor(max_workers=setup.jobs) as pool:
+        records = list(pool.map(train_one, runs))
+    return [_compare(teacher, seed, alone, distilled)
+            for seed, alone, distilled in zip(seeds, records[0::2], records[1::2])]
+
+
+def _compare(teacher, seed, alone, distilled):
     result = {'seed': seed, 'teacher': teacher['score'], 'student': alone['score'],
               'distilled': distilled['score'],
               'curves': {'student': alone['curve'], 'distilled': distilled['curve']},
@@ -137,8 +154,7 @@ def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=Non
         teacher = score_teacher(setup, teacher_weights)
     else:
         teacher = train_teacher(setup, out_dir, teacher_iters, seeds[0])
-    results = [compare_students(setup, out_dir, seed, student_iters, teacher, student_runs)
-               for seed in seeds]
+    results = compare_students(setup, out_dir, seeds, student_iters, teacher, student_runs)
     card = model_card(setup, out_dir, teacher, results[0]) if setup.task == 'segmentation' \
         else {}
     print(write_report(setup, out_dir, teacher, results, card))

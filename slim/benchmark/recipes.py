@@ -27,7 +27,7 @@ CLASSIFICATION_RECIPES = {
 DEFAULT_RECIPE = 'cwd_logits'
 STUDENT_DATA = 'data/optic_disc_seg'
 TEACHER_DATA = 'data/optic_disc_seg_teacher'
-TEACHER_ITERS = 600
+TEACHER_ITERS = 300
 STUDENT_ITERS = 150
 
 # Per task: what the flags left unset default to, and how runs are scored.
@@ -66,6 +66,14 @@ class Setup:
     score_with_val_py: bool = True
     card_size: int = 512
     cpu_threads: Optional[int] = None
+    jobs: int = 1
+
+    def run_threads(self):
+        """CPU threads of each student run: --cpu_threads, else the cores shared among the
+        runs that train side by side (None: all of them, the training CLIs' default)."""
+        if self.cpu_threads or self.jobs == 1:
+            return self.cpu_threads
+        return max(1, (os.cpu_count() or 1) // self.jobs)
 
     @classmethod
     def from_args(cls, args):
@@ -79,6 +87,9 @@ class Setup:
         if not args.student_config and recipe not in defaults['recipes']:
             raise SystemExit(f"--recipe {recipe}: the {args.task} recipes are "
                              f"{', '.join(sorted(defaults['recipes']))}")
+        if args.jobs is not None and args.jobs < 1:
+            raise SystemExit(f"--jobs {args.jobs}: the number of runs side by side must be "
+                             f"1 or more")
         classification = args.task == 'classification'
         return cls(recipe=recipe if not args.student_config else 'custom',
                    teacher_config=args.teacher_config or defaults['teacher_config'],
@@ -87,7 +98,18 @@ class Setup:
                    input_size=args.input_size, task=args.task,
                    evaluations=2 if classification else 6,
                    score_with_val_py=not classification, card_size=args.card_size,
-                   cpu_threads=args.cpu_threads)
+                   cpu_threads=args.cpu_threads,
+                   jobs=args.jobs if args.jobs is not None else default_jobs())
+
+
+def default_jobs():
+    """Student runs side by side: two on a CPU with two cores or more, else one (a GPU
+    runs one at a time at full speed)."""
+    import paddleseg_ext  # noqa: F401  (before paddle)
+    import paddle
+    if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        return 1
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 def add_setup_arguments(parser):
@@ -119,4 +141,7 @@ def add_setup_arguments(parser):
     add('--cpu_threads', type=int, default=None,
         help='CPU threads of each training run (default: the cores; 1 runs better on a '
              'machine shared with other jobs).')
+    add('--jobs', type=int, default=None,
+        help='Student runs (alone and distilled, all seeds) trained side by side, the CPU '
+             'cores shared among them (default: 2 on a CPU with 2 cores or more, 1 on a GPU).')
     return parser
