@@ -14,7 +14,7 @@ from paddleseg_ext.datasets.synthetic import make_synthetic
 from paddleseg_ext.evaluation.task import TASKS
 from slim.benchmark.model_card import model_card
 from slim.benchmark.report import gap_closed, write_report
-from slim.benchmark.runs import best_score, data_opts, train, val_curve, val_score
+from slim.benchmark.runs import best_score, data_opts, say, train, val_curve, val_score
 
 
 def ensure_data(setup):
@@ -88,15 +88,15 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     record_path = os.path.join(run_dir, 'record.json')
     title = 'student alone' if teacher_weights is None else 'distilled student'
     if os.path.isfile(record_path):
-        print(f'Reusing the {title} (seed {seed}, {iters} iters): {run_dir}', flush=True)
+        say(f'Reusing the {title} (seed {seed}, {iters} iters): {run_dir}')
         with open(record_path) as f:
             return json.load(f)
     resume = os.path.isdir(run_dir) and any(name.startswith('iter_')
                                             for name in os.listdir(run_dir))
     if os.path.isdir(run_dir) and not resume:
         shutil.rmtree(run_dir)
-    print(f"{'Resuming' if resume else 'Training'} the {title} (seed {seed}, {iters} iters, "
-          f"{setup.recipe})", flush=True)
+    say(f"{'Resuming' if resume else 'Training'} the {title} (seed {seed}, {iters} iters, "
+        f"{setup.recipe})")
     teacher = None if teacher_weights is None else (setup.teacher_config, teacher_weights)
     seconds = train(run_dir, setup.student_config, iters, seed, data_opts(setup.data, setup.data),
                     f"{kind.split('_')[0]} s{seed}", teacher=teacher, evaluations=setup.evaluations,

@@ -41,7 +41,7 @@ TASK_DEFAULTS = {
                            teacher_config=os.path.join(CLASSIFICATION_CONFIGS,
                                                        'resnet50_digits_teacher.yml'),
                            data='data/digits', teacher_data='data/digits',
-                           teacher_iters=300, student_iters=240, input_size=32),
+                           teacher_iters=600, student_iters=480, input_size=32),
 }
 
 

@@ -14,6 +14,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 PROGRESS_SECONDS = 30
 
 
+def say(message):
+    """One line to stdout in a single write, so runs side by side never split each
+    other's lines."""
+    sys.stdout.write(message + '\n')
+    sys.stdout.flush()
+
+
 def run_logged(args, log_path, label, append=False):
     """Runs `python args...` from the repo root, output to log_path; progress on stdout.
 
@@ -40,7 +47,7 @@ def run_logged(args, log_path, label, append=False):
             if reader.is_alive():
                 line = latest['line'] if latest['line'] != latest['shown'] else 'running'
                 latest['shown'] = latest['line']
-                print(f'  [{label} {time.time() - start:5.0f}s] {line[:150]}', flush=True)
+                say(f'  [{label} {time.time() - start:5.0f}s] {line[:150]}')
         proc.wait()
     if proc.returncode != 0:
         with open(log_path) as f:
