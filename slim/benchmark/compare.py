@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from paddleseg_ext.datasets.digits import write_digits
 from paddleseg_ext.datasets.synthetic import make_synthetic
 from paddleseg_ext.evaluation.task import TASKS
-from slim.benchmark.model_card import model_card
+from slim.benchmark.model_card import export_for_card, model_card
 from slim.benchmark.report import gap_closed, write_report
 from slim.benchmark.runs import best_score, data_opts, say, train, val_curve, val_score
 
@@ -35,7 +35,7 @@ def ensure_data(setup):
 
 
 def train_teacher(setup, out_dir, iters, seed):
-    """Trains the teacher once; {'weights', 'score', 'curve', 'seconds'}."""
+    """Trains the teacher once; {'weights', 'run_dir', 'curve', 'seconds'}."""
     task = TASKS[setup.task]
     run_dir = os.path.join(out_dir, 'teacher')
     print(f'Training the teacher ({setup.teacher_config}, {iters} iters)', flush=True)
@@ -43,17 +43,24 @@ def train_teacher(setup, out_dir, iters, seed):
                     data_opts(setup.teacher_data, setup.data), 'teacher',
                     evaluations=setup.evaluations, cpu_threads=setup.cpu_threads)
     return {'weights': os.path.join(run_dir, 'best_model', 'model.pdparams'),
-            'score': best_score(run_dir, setup.teacher_config, setup.data, task,
-                                setup.score_with_val_py),
-            'curve': val_curve(run_dir, task), 'seconds': seconds}
+            'run_dir': run_dir, 'curve': val_curve(run_dir, task), 'seconds': seconds}
 
 
-def score_teacher(setup, weights):
-    """A teacher trained earlier: its val score by val.py (no curve, no training time)."""
+def given_teacher(weights):
+    """A teacher trained earlier: no run of its own, no curve, no training time."""
+    return {'weights': weights, 'run_dir': None, 'curve': [], 'seconds': 0.0}
+
+
+def score_teacher(setup, teacher):
+    """The teacher's val score: its best_model as the students' are scored, or the given
+    weights by val.py."""
+    task = TASKS[setup.task]
+    if teacher['run_dir']:
+        return best_score(teacher['run_dir'], setup.teacher_config, setup.data, task,
+                          setup.score_with_val_py)
+    weights = teacher['weights']
     out = os.path.join(os.path.dirname(os.path.abspath(weights)), 'teacher_metrics.json')
-    return {'weights': weights, 'score': val_score(setup.teacher_config, weights, out,
-                                                   setup.data, TASKS[setup.task]),
-            'curve': [], 'seconds': 0.0}
+    return val_score(setup.teacher_config, weights, out, setup.data, task)
 
 
 def run_key(setup, seed, iters, teacher_weights=None):
@@ -110,15 +117,15 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     return record
 
 
-def compare_students(setup, out_dir, seeds, iters, teacher, student_runs=None):
-    """Each seed's student alone and distilled student, same seed and iteration budget. The
-    student alone is looked up in (or trained into) student_runs, out_dir by default; the
-    distilled student in out_dir.
+def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=None):
+    """Each seed's student alone and distilled student, same seed and iteration budget:
+    [(alone, distilled)] records. The student alone is looked up in (or trained into)
+    student_runs, out_dir by default; the distilled student in out_dir.
 
     The runs are independent, so setup.jobs of them train side by side, each on its share
     of the CPU cores: a small model keeps a second thread of its own poorly busy, so two
     single-thread runs finish well before the same two runs one after the other."""
-    runs = [(seed, weights) for seed in seeds for weights in (None, teacher['weights'])]
+    runs = [(seed, weights) for seed in seeds for weights in (None, teacher_weights)]
 
     def train_one(run):
         seed, weights = run
@@ -127,11 +134,11 @@ def compare_students(setup, out_dir, seeds, iters, teacher, student_runs=None):
 
     with ThreadPoolExecutor(max_workers=setup.jobs) as pool:
         records = list(pool.map(train_one, runs))
-    return [_compare(teacher, seed, alone, distilled)
-            for seed, alone, distilled in zip(seeds, records[0::2], records[1::2])]
+    return list(zip(records[0::2], records[1::2]))
 
 
-def _compare(teacher, seed, alone, distilled):
+def compare(teacher, seed, alone, distilled):
+    """One seed's figures: scores, gain, gap closed, curves, seconds, run folders."""
     result = {'seed': seed, 'teacher': teacher['score'], 'student': alone['score'],
               'distilled': distilled['score'],
               'curves': {'student': alone['curve'], 'distilled': distilled['curve']},
@@ -151,12 +158,26 @@ def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=Non
     start = time.time()
     ensure_data(setup)
     if teacher_weights:
-        teacher = score_teacher(setup, teacher_weights)
+        teacher = given_teacher(teacher_weights)
     else:
         teacher = train_teacher(setup, out_dir, teacher_iters, seeds[0])
-    results = compare_students(setup, out_dir, seeds, student_iters, teacher, student_runs)
-    card = model_card(setup, out_dir, teacher, results[0]) if setup.task == 'segmentation' \
-        else {}
+    with_card = setup.task == 'segmentation'
+
+    def teacher_for_report():
+        # Needs only the teacher, so it runs while the students train.
+        teacher['score'] = score_teacher(setup, teacher)
+        if with_card:
+            export_for_card(setup, out_dir, 'teacher', setup.teacher_config,
+                            teacher['weights'])
+
+    with ThreadPoolExecutor(max_workers=1) as side:
+        teacher_ready = side.submit(teacher_for_report)
+        pairs = train_students(setup, out_dir, seeds, student_iters, teacher['weights'],
+                               student_runs)
+        teacher_ready.result()
+    results = [compare(teacher, seed, alone, distilled)
+               for seed, (alone, distilled) in zip(seeds, pairs)]
+    card = model_card(setup, out_dir, teacher, results[0]) if with_card else {}
     print(write_report(setup, out_dir, teacher, results, card))
     print(f'Finished in {time.time() - start:.0f} s; report: {out_dir}/report.md, '
           f'report.json, report.png', flush=True)

@@ -2,10 +2,10 @@
 import json
 import os
 
-from slim.benchmark.runs import data_opts, run_logged
+from slim.benchmark.runs import data_opts, run_logged, say
 
 
-def card_latencies_ms(inference_dirs, size, rounds=3, runs=5):
+def card_latencies_ms(inference_dirs, size, rounds=2, runs=5):
     """Median CPU latency (ms, one thread) of each exported model on one 1x3xSxS image,
     the models timed back to back round after round (paddleseg_ext.deploy.measure)."""
     import paddleseg_ext  # noqa: F401  (before paddle)
@@ -15,26 +15,27 @@ def card_latencies_ms(inference_dirs, size, rounds=3, runs=5):
                                                                 runs)]
 
 
+def export_for_card(setup, out_dir, save_name, config, weights, *format_args):
+    """tools/export.py of one model into out_dir/deploy/save_name (what the card times)."""
+    deploy_dir = os.path.join(out_dir, 'deploy')
+    say(f'Exporting the {save_name} for Paddle Inference')
+    run_logged(['tools/export.py', '--config', config, '--model_path', weights,
+                '--save_dir', os.path.join(deploy_dir, save_name), '--output_op', 'none',
+                *format_args, *data_opts(setup.data, setup.data)],
+               os.path.join(deploy_dir, f'export_{save_name}.log'), 'export')
+
+
 def model_card(setup, out_dir, teacher, result):
-    """Exports the teacher and the distilled student, quantizes the student to int8
-    (PaddleSlim; val mIoU of each through Paddle Inference), and times the three at
-    setup.card_size: {'teacher', 'student_fp32', 'student_int8'}, each {'miou',
-    'latency_ms', 'input_size'}, the students with 'speedup_vs_teacher'."""
+    """With the teacher exported already (export_for_card, 'teacher'): exports the
+    distilled student, quantizes it to int8 (PaddleSlim; val mIoU of each through Paddle
+    Inference), and times the three at setup.card_size: {'teacher', 'student_fp32',
+    'student_int8'}, each {'miou', 'latency_ms', 'input_size'}, the students with
+    'speedup_vs_teacher'."""
     deploy_dir = os.path.join(out_dir, 'deploy')
     val_opts = data_opts(setup.data, setup.data)
-
-    def export(config, weights, save_name, *format_args):
-        run_logged(['tools/export.py', '--config', config, '--model_path', weights,
-                    '--save_dir', os.path.join(deploy_dir, save_name), '--output_op', 'none',
-                    *format_args, *val_opts], os.path.join(deploy_dir, f'export_{save_name}.log'),
-                   'export')
-
     student_weights = os.path.join(result['run_dirs']['distilled'], 'best_model',
                                    'model.pdparams')
-    for name, config, weights in (('teacher', setup.teacher_config, teacher['weights']),
-                                  ('student', setup.student_config, student_weights)):
-        print(f'Exporting the {name} for Paddle Inference', flush=True)
-        export(config, weights, name)
+    export_for_card(setup, out_dir, 'student', setup.student_config, student_weights)
     print('Quantizing the distilled student to int8 (PaddleSlim)', flush=True)
     comparison = os.path.join(deploy_dir, 'int8_comparison.json')
     try:
@@ -44,8 +45,8 @@ def model_card(setup, out_dir, teacher, result):
         float_dir = os.path.join(deploy_dir, 'student')
         if not os.path.isfile(os.path.join(float_dir, 'model.pdmodel')):
             float_dir = os.path.join(deploy_dir, 'student_pdmodel')
-            export(setup.student_config, student_weights, 'student_pdmodel',
-                   '--program_format', 'pdmodel')
+            export_for_card(setup, out_dir, 'student_pdmodel', setup.student_config,
+                            student_weights, '--program_format', 'pdmodel')
         run_logged(['tools/quantize.py', '--config', setup.student_config, '--inference_dir',
                     float_dir, '--save_dir',
                     os.path.join(deploy_dir, 'student_int8'), '--json', comparison,
