@@ -15,6 +15,7 @@ Examples::
     python tools/prepare_data.py --digits                       # -> data/digits
 """
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def main(argv=None) -> None:
             if args.seed is None:
                 parser.error("--synthetic needs --seed S")
             counts = make_synthetic(args.out, args.synthetic, args.seed, args.val_fraction,
-                                    args.min_size, args.max_size, force=args.force)
+                                    args.min_size, args.max_size, force=args.force,
+                                    workers=os.cpu_count() or 1)
             print(f"wrote {counts['n']} synthetic images (train {counts['train']}, val/test {counts['val']}, "
                   f"seed {args.seed}) to {args.out} in {time.perf_counter() - started:.1f} s")
     except PrepareDataError as err:

@@ -31,7 +31,8 @@ def ensure_data(setup):
                                                (setup.teacher_data, 1000, 7, 0.01)):
         if not os.path.isfile(os.path.join(root, 'train_list.txt')):
             print(f'Preparing {n_images} synthetic optic disc images in {root}', flush=True)
-            make_synthetic(root, n=n_images, seed=seed, val_fraction=val_fraction)
+            make_synthetic(root, n=n_images, seed=seed, val_fraction=val_fraction,
+                           workers=os.cpu_count() or 1)
 
 
 def train_teacher(setup, out_dir, iters, seed):
@@ -117,14 +118,16 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     return record
 
 
-def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=None):
+def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=None,
+                   then=None):
     """Each seed's student alone and distilled student, same seed and iteration budget:
     [(alone, distilled)] records. The student alone is looked up in (or trained into)
     student_runs, out_dir by default; the distilled student in out_dir.
 
     The runs are independent, so setup.jobs of them train side by side, each on its share
     of the CPU cores: a small model keeps a second thread of its own poorly busy, so two
-    single-thread runs finish well before the same two runs one after the other."""
+    single-thread runs finish well before the same two runs one after the other. then: a
+    callable queued behind the runs, so it takes the first worker a run leaves free."""
     runs = [(seed, weights) for seed in seeds for weights in (None, teacher_weights)]
 
     def train_one(run):
@@ -133,7 +136,11 @@ def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=N
         return student_run(setup, where, seed, iters, weights)
 
     with ThreadPoolExecutor(max_workers=setup.jobs) as pool:
-        records = list(pool.map(train_one, runs))
+        pending = [pool.submit(train_one, run) for run in runs]
+        after = pool.submit(then) if then else None
+        records = [future.result() for future in pending]
+        if after:
+            after.result()
     return list(zip(records[0::2], records[1::2]))
 
 
@@ -164,17 +171,14 @@ def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=Non
     with_card = setup.task == 'segmentation'
 
     def teacher_for_report():
-        # Needs only the teacher, so it runs while the students train.
+        # Needs only the teacher: it runs on the first core the student runs leave free.
         teacher['score'] = score_teacher(setup, teacher)
         if with_card:
             export_for_card(setup, out_dir, 'teacher', setup.teacher_config,
                             teacher['weights'])
 
-    with ThreadPoolExecutor(max_workers=1) as side:
-        teacher_ready = side.submit(teacher_for_report)
-        pairs = train_students(setup, out_dir, seeds, student_iters, teacher['weights'],
-                               student_runs)
-        teacher_ready.result()
+    pairs = train_students(setup, out_dir, seeds, student_iters, teacher['weights'],
+                           student_runs, then=teacher_for_report)
     results = [compare(teacher, seed, alone, distilled)
                for seed, (alone, distilled) in zip(seeds, pairs)]
     card = model_card(setup, out_dir, teacher, results[0]) if with_card else {}
