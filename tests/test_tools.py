@@ -110,10 +110,13 @@ def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monke
     both_running = threading.Barrier(2, timeout=10)
     threads = []
 
+    events = []
+
     def fake_train(run_dir, config, iters, seed, opts, label, teacher=None, **kwargs):
         threads.append(kwargs['cpu_threads'])
         both_running.wait()
         os.makedirs(run_dir, exist_ok=True)
+        events.append('run done')
         return 1.0
 
     monkeypatch.setattr(os, 'cpu_count', lambda: 4)
@@ -122,10 +125,25 @@ def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monke
                         lambda run_dir, *a: (0.6 if 'distilled' in run_dir else 0.5) + int(
                             run_dir.split('_seed')[1][0]))
     monkeypatch.setattr(compare, 'val_curve', lambda run, task: [])
-    pairs = compare.train_students(setup, str(tmp_path), [0, 1], 10, str(weights))
+    pairs = compare.train_students(setup, str(tmp_path), [0, 1], 10, str(weights),
+                                   then=lambda: events.append('then'))
     assert threads == [2, 2, 2, 2]
+    # The queued task runs once, on a worker a finished run has freed.
+    assert events.count('then') == 1 and events.index('then') >= 1
     assert [(alone['score'], distilled['score']) for alone, distilled in pairs] == [
         (0.5, 0.6), (1.5, 1.6)]
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--jobs', '0'], '--jobs 0: the number of runs side by side must be 1 or more'),
+    (['--recipe', 'nope'], '--recipe nope: the segmentation recipes are '),
+])
+def test_benchmark_quality_refuses_bad_flags_in_one_line(tmp_path, flags, message):
+    result = run_cli('tools/benchmark_quality.py', *flags, '--out', str(tmp_path / 'out'))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
+    assert not (tmp_path / 'out').exists()
 
 
 def test_an_interrupted_student_run_resumes(tmp_path, monkeypatch):
