@@ -108,9 +108,7 @@ def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monke
     weights.write_bytes(b'weights')
     # Each run waits for a second one to start: runs one after the other would time out.
     both_running = threading.Barrier(2, timeout=10)
-    threads = []
-
-    events = []
+    threads, events = [], []
 
     def fake_train(run_dir, config, iters, seed, opts, label, teacher=None, **kwargs):
         threads.append(kwargs['cpu_threads'])
