@@ -1,5 +1,6 @@
 """Classification through the same CLIs and engine: train.py, distill_train.py and val.py on
 a tiny subset of scikit-learn's digits; top-k against numpy; bad list lines as one line."""
+import glob
 import json
 import os
 
@@ -118,6 +119,33 @@ def test_distill_train_kl_and_feature_terms_on_a_classifier(teacher_dir, digits_
     load_weights(student, os.path.join(save_dir, 'best_model', 'model.pdparams'))
 
 
+def test_benchmark_quality_on_classification_data_elsewhere(digits_root, tmp_path):
+    """--data points every run at another root, list files included; each distilled run
+    keeps its teacher cache in its own folder."""
+    root = tmp_path / 'digits'
+    root.mkdir()
+    (root / 'images').symlink_to(os.path.join(digits_root, 'images'))
+    for mode in ('train', 'val'):
+        with open(os.path.join(digits_root, f'tiny_{mode}.txt')) as f:
+            (root / f'{mode}_list.txt').write_text(f.read())
+    out = tmp_path / 'benchmark'
+    result = run_cli('tools/benchmark_quality.py', '--task', 'classification',
+                     '--teacher_config', TEACHER_CFG, '--student_config', STUDENT_CFG,
+                     '--data', str(root), '--teacher_data', str(root), '--teacher_iters', '2',
+                     '--student_iters', '2', '--seeds', '0', '--out', str(out), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(out / 'report.json') as f:
+        assert 0 <= json.load(f)['distilled'] <= 1
+    [student], [distilled] = (glob.glob(str(out / f'{kind}*_seed0_*'))
+                              for kind in ('student', 'distilled'))
+    for run_dir in (student, distilled, str(out / 'teacher')):
+        evaluations = [r for r in read_log(run_dir) if r['tag'] == 'Evaluate']
+        assert evaluations and all(0 <= r['Top1'] <= 1 for r in evaluations)
+        assert f'#Images: {VAL_IMAGES} ' in open(os.path.join(run_dir, 'run.log')).read()
+    assert os.listdir(os.path.join(distilled, 'teacher_cache'))
+    assert not os.path.exists(os.path.join(student, 'teacher_cache'))
+
+
 def test_prepare_data_writes_all_digits_split_stratified(digits_root):
     from sklearn.datasets import load_digits
     target = load_digits().target
@@ -170,13 +198,14 @@ def test_bad_list_line_is_one_clear_line(digits_root, tmp_path, line, fragments)
     assert not os.path.exists(save_dir)
 
 
+@pytest.mark.parametrize('loss', ['ChannelWiseDistillLoss', 'PairwiseAffinityLoss'])
 def test_spatial_loss_on_logits_is_refused_when_the_config_is_read(teacher_dir, digits_root,
-                                                                    tmp_path):
-    config = tmp_path / 'cwd_logits.yml'
+                                                                    tmp_path, loss):
+    config = tmp_path / 'spatial_logits.yml'
     config.write_text(f"_base_: '{os.path.join(TEST_CONFIGS, 'tiny_cls_base.yml')}'\n"
                       "model: {type: MobileNetV1, num_classes: 10, in_channels: 1, "
                       "scale: 0.25}\n"
-                      "distill_loss: {types: [{type: ChannelWiseDistillLoss}], coef: [1]}\n")
+                      f"distill_loss: {{types: [{{type: {loss}}}], coef: [1]}}\n")
     result = run_cli('distill_train.py', '--teather_config', TEACHER_CFG, '--student_config',
                      str(config), '--teacher_model_path',
                      os.path.join(teacher_dir, 'best_model'), '--save_dir',
@@ -184,7 +213,7 @@ def test_spatial_loss_on_logits_is_refused_when_the_config_is_read(teacher_dir, 
     assert result.returncode == 1, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr[-3000:]
-    assert 'ChannelWiseDistillLoss compares spatial maps' in lines[0]
+    assert f'{loss} compares spatial maps' in lines[0]
     assert '[1, 10]' in lines[0] and 'KLLoss' in lines[0]
 
 

@@ -57,10 +57,11 @@ def _np_pearson(a, b):
 
 
 def _np_dist(student, teacher, tau=1.0, beta=1.0, gamma=1.0, label=None, ignore_index=255):
-    """DIST by its definition: loops over pixels (inter) and classes (intra)."""
+    """DIST by its definition: loops over rows, images (N, C) or pixels (N, C, H, W)
+    (inter), and over classes (intra)."""
     c = teacher.shape[1]
-    rows = [np.exp(_np_log_softmax(x / tau, axis=1)).transpose(0, 2, 3, 1).reshape(-1, c)
-            for x in (student, teacher)]
+    rows = [np.exp(_np_log_softmax(x / tau, axis=1)) for x in (student, teacher)]
+    rows = [r if r.ndim == 2 else r.transpose(0, 2, 3, 1).reshape(-1, c) for r in rows]
     if label is not None:
         keep = (label != ignore_index).reshape(-1)
         rows = [r[keep] for r in rows]
@@ -207,6 +208,17 @@ def test_dist_loss_resizes_the_label_to_a_feature_map_by_nearest():
     loss = DISTLoss()(_tensor(student), _tensor(teacher), _tensor(label))
     expected = _np_dist(student, teacher, label=label[:, ::2, ::2])
     np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+
+
+def test_dist_loss_on_classification_logits_matches_numpy():
+    """(N, C) logits: the images are the rows; a sample labelled ignore_index is left out."""
+    student, teacher = _random((7, 10), 0), _random((7, 10), 1) * 3
+    label = np.array([0, 255, 3, 4, 9, 255, 1], dtype='int64')
+    loss = DISTLoss(tau=4.0, beta=2.0, gamma=2.0)(_tensor(student), _tensor(teacher),
+                                                  _tensor(label))
+    expected = _np_dist(student, teacher, tau=4.0, beta=2.0, gamma=2.0, label=label)
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+    assert abs(float(loss) - _np_dist(student, teacher, tau=4.0, beta=2.0, gamma=2.0)) > 1e-3
 
 
 def test_dist_loss_is_zero_when_the_student_is_the_teacher():

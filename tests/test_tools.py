@@ -97,6 +97,38 @@ def test_student_runs_are_keyed_shared_by_recipes_and_reused(tmp_path, monkeypat
     assert compare.student_run(setup(with_features), str(tmp_path), 0, 10) == record
 
 
+def test_distilled_runs_keep_a_teacher_cache_in_their_folder_when_the_task_asks(
+        tmp_path, monkeypatch):
+    from slim.benchmark import compare
+    from slim.benchmark.recipes import TASK_DEFAULTS, Setup
+    assert TASK_DEFAULTS['classification']['teacher_cache']
+    weights = tmp_path / 'teacher.pdparams'
+    weights.write_bytes(b'weights')
+    caches = {}
+
+    def fake_train(run_dir, config, iters, seed, opts, label, teacher=None, **kwargs):
+        caches[os.path.basename(run_dir).split('_seed')[0]] = kwargs['teacher_cache']
+        os.makedirs(run_dir)
+        return 1.0
+
+    monkeypatch.setattr(compare, 'train', fake_train)
+    monkeypatch.setattr(compare, 'best_score', lambda *a: 0.5)
+    monkeypatch.setattr(compare, 'val_curve', lambda run, task: [])
+    keys = []
+    for cache in (False, True):
+        setup = Setup(recipe='r', teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+                      student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+                      data='data/a', teacher_data='data/t', teacher_cache=cache)
+        alone = compare.student_run(setup, str(tmp_path / str(cache)), 0, 10)
+        distilled = compare.student_run(setup, str(tmp_path / str(cache)), 0, 10, str(weights))
+        keys.append((alone['run_dir'][-12:], distilled['run_dir'][-12:]))
+        assert caches['student'] is None
+        assert caches['distilled_r'] == (os.path.join(distilled['run_dir'], 'teacher_cache')
+                                         if cache else None)
+    # Cached teacher outputs are float16: a cached run is not an online run's twin.
+    assert keys[0][0] == keys[1][0] and keys[0][1] != keys[1][1]
+
+
 def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monkeypatch):
     import threading
     from slim.benchmark import compare

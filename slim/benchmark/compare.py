@@ -41,7 +41,7 @@ def train_teacher(setup, out_dir, iters, seed):
     run_dir = os.path.join(out_dir, 'teacher')
     print(f'Training the teacher ({setup.teacher_config}, {iters} iters)', flush=True)
     seconds = train(run_dir, setup.teacher_config, iters, seed,
-                    data_opts(setup.teacher_data, setup.data), 'teacher',
+                    data_opts(setup.teacher_data, setup.data, setup.task), 'teacher',
                     evaluations=setup.evaluations, cpu_threads=setup.cpu_threads)
     return {'weights': os.path.join(run_dir, 'best_model', 'model.pdparams'),
             'run_dir': run_dir, 'curve': val_curve(run_dir, task), 'seconds': seconds}
@@ -66,9 +66,9 @@ def score_teacher(setup, teacher):
 
 def run_key(setup, seed, iters, teacher_weights=None):
     """A digest of what a student run depends on: the student config, the seed, the
-    iterations, the data and, distilled, the teacher (config and weights file). The
-    student alone leaves out the distill terms (train.py ignores them), so the recipes of
-    one student share their student-alone runs."""
+    iterations, the data and, distilled, the teacher (config and weights file) and whether
+    its outputs come from a cache. The student alone leaves out the distill terms (train.py
+    ignores them), so the recipes of one student share their student-alone runs."""
     import paddleseg_ext  # noqa: F401  (before paddle)
     from paddleseg_ext.config import load_config
     config = load_config(setup.student_config).dic
@@ -81,6 +81,8 @@ def run_key(setup, seed, iters, teacher_weights=None):
         payload.update(config=config, teacher=load_config(setup.teacher_config).dic['model'],
                        teacher_weights=[weights, os.path.getsize(weights),
                                         os.path.getmtime(weights)])
+        if setup.teacher_cache:  # float16 teacher outputs: not the online run's digits
+            payload['teacher_cache'] = True
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -106,9 +108,12 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     say(f"{'Resuming' if resume else 'Training'} the {title} (seed {seed}, {iters} iters, "
         f"{setup.recipe})")
     teacher = None if teacher_weights is None else (setup.teacher_config, teacher_weights)
-    seconds = train(run_dir, setup.student_config, iters, seed, data_opts(setup.data, setup.data),
+    cache = (os.path.join(run_dir, 'teacher_cache')
+             if teacher and setup.teacher_cache else None)
+    opts = data_opts(setup.data, setup.data, setup.task)
+    seconds = train(run_dir, setup.student_config, iters, seed, opts,
                     f"{kind.split('_')[0]} s{seed}", teacher=teacher, evaluations=setup.evaluations,
-                    cpu_threads=setup.run_threads(), resume=resume)
+                    cpu_threads=setup.run_threads(), resume=resume, teacher_cache=cache)
     task = TASKS[setup.task]
     record = {'score': best_score(run_dir, setup.student_config, setup.data, task,
                                   setup.score_with_val_py),

@@ -35,13 +35,14 @@ TASK_DEFAULTS = {
     'segmentation': dict(recipe=DEFAULT_RECIPE, recipes=RECIPES, teacher_config=TEACHER_CONFIG,
                          data=STUDENT_DATA, teacher_data=TEACHER_DATA,
                          teacher_iters=TEACHER_ITERS, student_iters=STUDENT_ITERS,
-                         input_size=64),
+                         input_size=64, teacher_cache=False),
     # The digits teacher trains on the students' data, for longer.
     'classification': dict(recipe='kl', recipes=CLASSIFICATION_RECIPES,
                            teacher_config=os.path.join(CLASSIFICATION_CONFIGS,
                                                        'resnet50_digits_teacher.yml'),
                            data='data/digits', teacher_data='data/digits',
-                           teacher_iters=600, student_iters=480, input_size=32),
+                           teacher_iters=600, student_iters=480, input_size=32,
+                           teacher_cache=True),
 }
 
 
@@ -54,7 +55,11 @@ class Setup:
     evaluations: val evaluations per run (best_model is the best of them).
     score_with_val_py: score each best_model with val.py (a process per run); otherwise
     the run's own evaluation of it, the same number (tests check they agree), where
-    process start-ups would dominate a CPU budget of minutes (classification)."""
+    process start-ups would dominate a CPU budget of minutes (classification).
+    teacher_cache: each distilled run keeps a teacher cache (offline distillation) in its
+    folder, where the student's transforms allow one: worth it when the students see each
+    image many times (classification: five epochs; a segmentation student sees its images
+    under four times, so there the teacher runs online)."""
     recipe: str
     teacher_config: str
     student_config: str
@@ -67,6 +72,7 @@ class Setup:
     card_size: int = 512
     cpu_threads: Optional[int] = None
     jobs: int = 1
+    teacher_cache: bool = False
 
     def run_threads(self):
         """CPU threads of each student run: --cpu_threads, else the cores shared among the
@@ -98,7 +104,7 @@ class Setup:
                    input_size=args.input_size, task=args.task,
                    evaluations=2 if classification else 6,
                    score_with_val_py=not classification, card_size=args.card_size,
-                   cpu_threads=args.cpu_threads,
+                   cpu_threads=args.cpu_threads, teacher_cache=defaults['teacher_cache'],
                    jobs=args.jobs if args.jobs is not None else default_jobs())
 
 

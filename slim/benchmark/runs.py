@@ -57,15 +57,23 @@ def run_logged(args, log_path, label, append=False):
     return time.time() - start
 
 
-def data_opts(train_root, val_root):
-    return ['--opts', f'train_dataset.dataset_root={train_root}',
+def data_opts(train_root, val_root, task='segmentation'):
+    """--opts pointing a config's datasets at other roots; a classification config's list
+    files too (the train_list.txt and val_list.txt prepare_data.py writes), which it names
+    apart from its root."""
+    opts = ['--opts', f'train_dataset.dataset_root={train_root}',
             f'val_dataset.dataset_root={val_root}']
+    if task == 'classification':
+        opts += [f"train_dataset.train_path={os.path.join(train_root, 'train_list.txt')}",
+                 f"val_dataset.val_path={os.path.join(val_root, 'val_list.txt')}"]
+    return opts
 
 
 def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6,
-          cpu_threads=None, resume=False):
+          cpu_threads=None, resume=False, teacher_cache=None):
     """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds.
     resume: continue from run_dir's newest checkpoint (`--resume_model auto`).
+    teacher_cache: distill_train.py's --teacher_cache folder.
 
     Evaluates `evaluations` times per run (for the curves); best_model is the best of
     those."""
@@ -79,13 +87,14 @@ def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6
     else:
         args = ['distill_train.py', '--teather_config', teacher[0], '--teacher_model_path',
                 teacher[1], '--student_config', config, *common]
+        args += ['--teacher_cache', teacher_cache] if teacher_cache else []
     return run_logged(args, os.path.join(run_dir, 'run.log'), label, append=resume)
 
 
 def val_score(config, weights, out_json, data_root, task):
     """val.py --json on the weights, as a user reads them; the task's primary metric."""
     run_logged(['val.py', '--config', config, '--model_path', weights, '--json', out_json,
-                *data_opts(data_root, data_root)], out_json + '.log', 'val')
+                *data_opts(data_root, data_root, task.name)], out_json + '.log', 'val')
     with open(out_json) as f:
         return json.load(f)[task.primary]
 

@@ -35,8 +35,9 @@ class DISTLoss(nn.Layer):
     """DIST: distillation by relations between class probabilities.
 
     Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022, in its
-    segmentation form. Both maps become per-pixel class probabilities softmax(x / tau);
-    the N*H*W pixels are the rows of an (N*H*W, C) matrix. Instead of matching the
+    classification form ((N, C) logits: the N images are the rows) and its segmentation
+    form ((N, C, H, W): the N*H*W pixels are the rows of an (N*H*W, C) matrix). Every row
+    becomes class probabilities softmax(x / tau). Instead of matching the
     probabilities exactly (KL), the student matches their relations, which tolerates a
     teacher far stronger than the student:
 
@@ -49,11 +50,11 @@ class DISTLoss(nn.Layer):
     (p, 1 - p), whose Pearson correlation is only the sign agreement, so the inter-class
     term is nearly constant there and the intra-class term carries the signal.
 
-    Pixels whose label is ignore_index (when the term is given the label) are left out
+    Rows whose label is ignore_index (when the term is given the label) are left out
     of both relations: they are not rows of the inter-class mean and do not enter the
-    intra-class columns (means and correlations are over the kept pixels only). The
-    label is resized to the maps' size by nearest neighbour. The student map is resized
-    to the teacher's spatial size; channel counts must match.
+    intra-class columns (means and correlations are over the kept rows only). A
+    segmentation label is resized to the maps' size by nearest neighbour. The student map
+    is resized to the teacher's spatial size; channel counts must match.
 
     Args:
         tau (float): Softmax temperature.
@@ -70,20 +71,23 @@ class DISTLoss(nn.Layer):
         self.ignore_index = ignore_index
 
     def forward(self, student, teacher, label=None):
-        """student, teacher: logits or feature maps (N, C, H, W); label (optional): (N, H', W')
-        integer labels."""
+        """student, teacher: logits (N, C) or logits / feature maps (N, C, H, W); label
+        (optional): (N,) or (N, H', W') integer labels."""
         student_map, teacher_map = student_and_constant_teacher(student, teacher)
         channels = teacher_map.shape[1]
 
-        def pixel_rows(feature):  # (N, C, H, W) -> (N*H*W, C) probabilities
+        def rows(feature):  # (N, C) or (N, C, H, W) -> (N or N*H*W, C) probabilities
             probs = F.softmax(feature / self.tau, axis=1)
+            if probs.ndim == 2:
+                return probs
             return probs.transpose([0, 2, 3, 1]).reshape([-1, channels])
 
-        student_probs, teacher_probs = pixel_rows(student_map), pixel_rows(teacher_map)
+        student_probs, teacher_probs = rows(student_map), rows(teacher_map)
         if label is None:
             weight = paddle.ones([student_probs.shape[0], 1], dtype=student_probs.dtype)
         else:
-            label = label_like(label, teacher_map)
+            if teacher_map.ndim == 4:
+                label = label_like(label, teacher_map)
             weight = (label != self.ignore_index).astype(student_probs.dtype).reshape([-1, 1])
         inter = 1 - _mean_pearson(student_probs, teacher_probs, weight, axis=1)
         intra = 1 - _mean_pearson(student_probs, teacher_probs, weight, axis=0)

@@ -36,8 +36,10 @@ class PairwiseAffinityLoss(nn.Layer):
         pool (str): 'avg' or 'max' over each window.
     """
 
-    # Read by the shape probe: student and teacher channels need not match.
+    # Read by the shape probe: student and teacher channels need not match, and [N, C]
+    # tensors (no pixels to relate) are refused when the config is read.
     channels_may_differ = True
+    needs_spatial = True
 
     def __init__(self, scale=0.5, pool='avg'):
         super().__init__()
