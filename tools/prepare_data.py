@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--from_zip", metavar="PATH", type=Path, help="path to optic_disc_seg.zip")
     source.add_argument("--synthetic", metavar="N", type=int, help="number of synthetic images to write")
     source.add_argument("--digits", action="store_true",
-                        help="scikit-learn's handwritten digits, 80/20 split stratified by class")
+                        help="scikit-learn's handwritten digits, split in halves stratified "
+                             "by class")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output folder (default: {DEFAULT_OUT}, or {digits.DEFAULT_OUT} "
                              f"with --digits)")
@@ -42,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace the data set in a non-empty output folder")
     parser.add_argument("--seed", type=int, help="random seed, required with --synthetic "
                                                  "(with --digits: the split's, default 0)")
-    parser.add_argument("--val_fraction", type=float, default=0.2,
-                        help="share of images in val/test (default: 0.2)")
+    parser.add_argument("--val_fraction", type=float, default=None,
+                        help=f"share of images in val/test (default: 0.2, or "
+                             f"{digits.VAL_FRACTION} with --digits)")
     parser.add_argument("--size", type=int, default=32,
                         help="with --digits: side of the written images (default: 32)")
     parser.add_argument("--min_size", type=int, default=96, help="smallest synthetic side (default: 96)")
@@ -57,10 +59,13 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     if args.out is None:
         args.out = Path(digits.DEFAULT_OUT if args.digits else DEFAULT_OUT)
+    val_fraction = args.val_fraction
+    if val_fraction is None:
+        val_fraction = digits.VAL_FRACTION if args.digits else 0.2
     try:
         if args.digits:
-            counts = digits.write_digits(args.out, args.size, args.val_fraction,
-                                         args.seed or 0, force=args.force)
+            counts = digits.write_digits(args.out, args.size, val_fraction, args.seed or 0,
+                                         force=args.force)
             print(f"wrote {counts['train'] + counts['val']} digits (train {counts['train']}, "
                   f"val {counts['val']}, {args.size}x{args.size}) to {args.out} in "
                   f"{time.perf_counter() - started:.1f} s")
@@ -71,7 +76,7 @@ def main(argv=None) -> None:
         else:
             if args.seed is None:
                 parser.error("--synthetic needs --seed S")
-            counts = make_synthetic(args.out, args.synthetic, args.seed, args.val_fraction,
+            counts = make_synthetic(args.out, args.synthetic, args.seed, val_fraction,
                                     args.min_size, args.max_size, force=args.force,
                                     workers=os.cpu_count() or 1)
             print(f"wrote {counts['n']} synthetic images (train {counts['train']}, val/test {counts['val']}, "

@@ -10,11 +10,16 @@ from paddleseg_ext.datasets.layout import PrepareDataError, prepare_out_dir
 
 NUM_CLASSES = 10
 DEFAULT_OUT = os.path.join('data', 'digits')
+# Halves, as scikit-learn's own digits example splits them: 899 val images make a top-1 of
+# about 93% precise to about 0.8 points (one standard error), where a fifth (360) leaves
+# 1.3, more than distillation's gain here. Fewer train images also leave the student more
+# to learn from the teacher.
+VAL_FRACTION = 0.5
 # What write_digits writes, and all that --force removes.
 ENTRIES = ('images', 'train_list.txt', 'val_list.txt', 'labels.txt')
 
 
-def write_digits(out=DEFAULT_OUT, size=32, val_fraction=0.2, seed=0, force=False):
+def write_digits(out=DEFAULT_OUT, size=32, val_fraction=VAL_FRACTION, seed=0, force=False):
     """Writes out/images/{train,val}/NNNN.png (grayscale, upscaled bilinearly to size x size),
     out/{train,val}_list.txt ('images/train/NNNN.png label' per line), split stratified by
     class with `seed`, and out/labels.txt. A non-empty `out` needs force. Returns
