@@ -12,8 +12,7 @@ NUM_CLASSES = 10
 DEFAULT_OUT = os.path.join('data', 'digits')
 # Halves, as scikit-learn's own digits example splits them: 899 val images make a top-1 of
 # about 93% precise to about 0.8 points (one standard error), where a fifth (360) leaves
-# 1.3, more than distillation's gain here. Fewer train images also leave the student more
-# to learn from the teacher.
+# 1.3, more than distillation's gain here.
 VAL_FRACTION = 0.5
 # What write_digits writes, and all that --force removes.
 ENTRIES = ('images', 'train_list.txt', 'val_list.txt', 'labels.txt')
