@@ -52,7 +52,9 @@ class Setup:
     config with train.py (which ignores its distill terms): same model, data and schedule.
     The teacher trains on teacher_data and is scored on data's val set like the students.
 
-    evaluations: val evaluations per run (best_model is the best of them).
+    evaluations: val evaluations per run (best_model is the best of them); one for
+    classification, whose runs all scored best at their last iteration and whose CPU
+    budget is minutes.
     score_with_val_py: score each best_model with val.py (a process per run); otherwise
     the run's own evaluation of it, the same number (tests check they agree), where
     process start-ups would dominate a CPU budget of minutes (classification).
@@ -102,7 +104,7 @@ class Setup:
                    student_config=args.student_config or defaults['recipes'][recipe],
                    data=args.data, teacher_data=args.teacher_data,
                    input_size=args.input_size, task=args.task,
-                   evaluations=2 if classification else 6,
+                   evaluations=1 if classification else 6,
                    score_with_val_py=not classification, card_size=args.card_size,
                    cpu_threads=args.cpu_threads, teacher_cache=defaults['teacher_cache'],
                    jobs=args.jobs if args.jobs is not None else default_jobs())
