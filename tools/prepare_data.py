@@ -59,13 +59,12 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     if args.out is None:
         args.out = Path(digits.DEFAULT_OUT if args.digits else DEFAULT_OUT)
-    val_fraction = args.val_fraction
-    if val_fraction is None:
-        val_fraction = digits.VAL_FRACTION if args.digits else 0.2
+    # Each writer keeps its own default split unless --val_fraction is given.
+    split = {} if args.val_fraction is None else {'val_fraction': args.val_fraction}
     try:
         if args.digits:
-            counts = digits.write_digits(args.out, args.size, val_fraction, args.seed or 0,
-                                         force=args.force)
+            counts = digits.write_digits(args.out, args.size, seed=args.seed or 0,
+                                         force=args.force, **split)
             print(f"wrote {counts['train'] + counts['val']} digits (train {counts['train']}, "
                   f"val {counts['val']}, {args.size}x{args.size}) to {args.out} in "
                   f"{time.perf_counter() - started:.1f} s")
@@ -76,9 +75,9 @@ def main(argv=None) -> None:
         else:
             if args.seed is None:
                 parser.error("--synthetic needs --seed S")
-            counts = make_synthetic(args.out, args.synthetic, args.seed, val_fraction,
-                                    args.min_size, args.max_size, force=args.force,
-                                    workers=os.cpu_count() or 1)
+            counts = make_synthetic(args.out, args.synthetic, args.seed,
+                                    min_size=args.min_size, max_size=args.max_size,
+                                    force=args.force, workers=os.cpu_count() or 1, **split)
             print(f"wrote {counts['n']} synthetic images (train {counts['train']}, val/test {counts['val']}, "
                   f"seed {args.seed}) to {args.out} in {time.perf_counter() - started:.1f} s")
     except PrepareDataError as err:

@@ -60,8 +60,8 @@ class Setup:
     process start-ups would dominate a CPU budget of minutes (classification).
     teacher_cache: each distilled run keeps a teacher cache (offline distillation) in its
     folder, where the student's transforms allow one: worth it when the students see each
-    image many times (classification: over eight epochs; a segmentation student sees its images
-    under four times, so there the teacher runs online)."""
+    image many times (classification: over eight epochs; a segmentation student sees its
+    images under four times, so there the teacher runs online)."""
     recipe: str
     teacher_config: str
     student_config: str
