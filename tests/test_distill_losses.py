@@ -2,7 +2,7 @@ import numpy as np
 import paddle
 import pytest
 
-from slim.distill.losses import (ChannelWiseDistillLoss, DISTLoss, FSPLoss, KLLoss,
+from slim.distill.losses import (ChannelWiseDistillLoss, DISTLoss, DKDLoss, FSPLoss, KLLoss,
                                  L2Loss, PairwiseAffinityLoss)
 
 TOLERANCE = 1e-5
@@ -69,6 +69,29 @@ def _np_dist(student, teacher, tau=1.0, beta=1.0, gamma=1.0, label=None, ignore_
     inter = np.mean([1 - _np_pearson(s_rows[i], t_rows[i]) for i in range(len(s_rows))])
     intra = np.mean([1 - _np_pearson(s_rows[:, j], t_rows[:, j]) for j in range(c)])
     return tau**2 * (beta * inter + gamma * intra)
+
+
+def _np_dkd(student, teacher, label, alpha, beta, temperature, ignore_index=255):
+    """Per row: TCKD, the KL of (p_target, 1 - p_target), and NCKD, the KL of the other
+    classes' probabilities renormalised; rows are images (N, C) or pixels (N, C, H, W)."""
+    if student.ndim == 4:
+        student, teacher = (x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+                            for x in (student, teacher))
+    label = label.reshape(-1)
+    losses = []
+    for row_s, row_t, target in zip(student, teacher, label):
+        if target == ignore_index:
+            continue
+        p_s, p_t = (np.exp(_np_log_softmax(row / temperature, axis=0))
+                    for row in (row_s, row_t))
+        b_s = np.array([p_s[target], 1 - p_s[target]])
+        b_t = np.array([p_t[target], 1 - p_t[target]])
+        others = np.arange(len(row_s)) != target
+        q_s, q_t = p_s[others] / p_s[others].sum(), p_t[others] / p_t[others].sum()
+        tckd = (b_t * np.log(b_t / b_s)).sum()
+        nckd = (q_t * np.log(q_t / q_s)).sum()
+        losses.append(alpha * tckd + beta * nckd)
+    return np.mean(losses) * temperature ** 2
 
 
 def _np_pool(x, window, pool):
@@ -327,9 +350,49 @@ def test_gradient_reaches_student_only(loss_layer, make_inputs):
         assert tensor.grad is None
 
 
+def test_dkd_loss_on_classification_logits_matches_numpy():
+    """(N, C) logits: the images are the rows; a sample labelled ignore_index is left out."""
+    student, teacher = _random((7, 10), 0), _random((7, 10), 1) * 3
+    label = np.array([0, 255, 3, 4, 9, 255, 1], dtype='int64')
+    loss = DKDLoss(alpha=0.7, beta=3.0, temperature=2.0)(_tensor(student), _tensor(teacher),
+                                                         _tensor(label))
+    np.testing.assert_allclose(loss.numpy(), _np_dkd(student, teacher, label, 0.7, 3.0, 2.0),
+                               rtol=TOLERANCE)
+
+
+def test_dkd_loss_on_segmentation_maps_matches_numpy():
+    student, teacher = _random(SHAPE, 0), _random(SHAPE, 1) * 2
+    n, _, h, w = SHAPE
+    label = np.random.RandomState(2).randint(0, 3, size=(n, h, w))
+    label[0, :2] = 255
+    loss = DKDLoss()(_tensor(student), _tensor(teacher), _tensor(label.astype('int64')))
+    np.testing.assert_allclose(loss.numpy(), _np_dkd(student, teacher, label, 1.0, 8.0, 4.0),
+                               rtol=TOLERANCE)
+
+
+def test_dkd_loss_decouples_kd():
+    """Classic KD is TCKD + (1 - teacher's p_target) * NCKD, per row: with the teacher's
+    non-target mass as the NCKD weight, DKD is KL, row by row."""
+    student, teacher = _random((5, 4), 0), _random((5, 4), 1) * 3
+    label = np.array([0, 1, 2, 3, 1], dtype='int64')
+    p_target = np.exp(_np_log_softmax(teacher / 2.0, axis=1))[np.arange(5), label]
+    rows = [DKDLoss(alpha=1.0, beta=1 - p_target[i], temperature=2.0)(
+        _tensor(student[i:i + 1]), _tensor(teacher[i:i + 1]), _tensor(label[i:i + 1]))
+        for i in range(5)]
+    np.testing.assert_allclose(np.mean([float(row) for row in rows]),
+                               _np_kl(student, teacher, 2.0, 2.0), rtol=TOLERANCE)
+
+
+def test_dkd_loss_gradient_reaches_student_only():
+    student, teacher = _pair_inputs(requires_grad=True)
+    label = _tensor(np.random.RandomState(2).randint(0, 3, size=(2, 4, 6)).astype('int64'))
+    DKDLoss()(student, teacher, label).backward()
+    assert np.abs(student.grad.numpy()).sum() > 0 and teacher.grad is None
+
+
 def test_registry_kl_loss_is_ours():
     from paddleseg.cvlibs import manager
     assert manager.LOSSES['KLLoss'] is KLLoss
-    for loss_class in (ChannelWiseDistillLoss, L2Loss, FSPLoss, DISTLoss,
+    for loss_class in (ChannelWiseDistillLoss, L2Loss, FSPLoss, DISTLoss, DKDLoss,
                        PairwiseAffinityLoss):
         assert manager.LOSSES[loss_class.__name__] is loss_class

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from paddleseg_ext.datasets.layout import PrepareDataError, prepare_out_dir
+from paddleseg_ext.datasets.layout import LIST_FILES, PrepareDataError, list_file, prepare_out_dir
 
 NUM_CLASSES = 10
 DEFAULT_OUT = os.path.join('data', 'digits')
@@ -15,7 +15,7 @@ DEFAULT_OUT = os.path.join('data', 'digits')
 # 1.3, more than distillation's gain here.
 VAL_FRACTION = 0.5
 # What write_digits writes, and all that --force removes.
-ENTRIES = ('images', 'train_list.txt', 'val_list.txt', 'labels.txt')
+ENTRIES = ('images', *LIST_FILES[:2], 'labels.txt')
 
 
 def write_digits(out=DEFAULT_OUT, size=32, val_fraction=VAL_FRACTION, seed=0, force=False):
@@ -50,7 +50,7 @@ def write_digits(out=DEFAULT_OUT, size=32, val_fraction=VAL_FRACTION, seed=0, fo
                 raise PrepareDataError(f"cannot write '{os.path.join(out, name)}': choose "
                                        f"another --out")
             lines.append(f'{name} {int(digits.target[index])}\n')
-        with open(os.path.join(out, f'{mode}_list.txt'), 'w') as f:
+        with open(list_file(out, mode), 'w') as f:
             f.writelines(lines)
         counts[mode] = len(lines)
     with open(os.path.join(out, 'labels.txt'), 'w') as f:

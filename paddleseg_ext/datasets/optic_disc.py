@@ -4,6 +4,7 @@ import os
 from paddleseg.cvlibs import manager
 
 from paddleseg_ext.datasets.dataset import Dataset, read_file_list
+from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.registry import override_component
 
@@ -33,6 +34,6 @@ class OpticDiscSeg(Dataset):
                                  f"prepare it with: {PREPARE_HINT.format(root=root)}")
         if transforms is None:
             raise UserInputError("OpticDiscSeg needs `transforms` in the config")
-        list_path = os.path.join(dataset_root, f'{mode}_list.txt')
+        list_path = list_file(dataset_root, mode)
         self._setup(mode, dataset_root, transforms, self.NUM_CLASSES, self.IMG_CHANNELS,
                     self.IGNORE_INDEX, edge, read_file_list(list_path, dataset_root, mode))

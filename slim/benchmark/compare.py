@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from paddleseg_ext.datasets.digits import write_digits
+from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.datasets.synthetic import make_synthetic
 from paddleseg_ext.evaluation.task import TASKS
 from slim.benchmark.model_card import export_for_card, model_card
@@ -23,13 +24,13 @@ def ensure_data(setup):
     teacher. Classification: scikit-learn's digits."""
     if setup.task == 'classification':
         for root in sorted({setup.data, setup.teacher_data}):
-            if not os.path.isfile(os.path.join(root, 'train_list.txt')):
+            if not os.path.isfile(list_file(root, 'train')):
                 print(f"Writing scikit-learn's digits to {root}", flush=True)
                 write_digits(root)
         return
     for root, n_images, seed, val_fraction in ((setup.data, 200, 0, 0.2),
                                                (setup.teacher_data, 1000, 7, 0.01)):
-        if not os.path.isfile(os.path.join(root, 'train_list.txt')):
+        if not os.path.isfile(list_file(root, 'train')):
             print(f'Preparing {n_images} synthetic optic disc images in {root}', flush=True)
             make_synthetic(root, n=n_images, seed=seed, val_fraction=val_fraction,
                            workers=os.cpu_count() or 1)

@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+from paddleseg_ext.datasets.layout import list_file
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGRESS_SECONDS = 30
 
@@ -59,13 +61,12 @@ def run_logged(args, log_path, label, append=False):
 
 def data_opts(train_root, val_root, task='segmentation'):
     """--opts pointing a config's datasets at other roots; a classification config's list
-    files too (the train_list.txt and val_list.txt prepare_data.py writes), which it names
-    apart from its root."""
+    files too (those prepare_data.py writes), which it names apart from its root."""
     opts = ['--opts', f'train_dataset.dataset_root={train_root}',
             f'val_dataset.dataset_root={val_root}']
     if task == 'classification':
-        opts += [f"train_dataset.train_path={os.path.join(train_root, 'train_list.txt')}",
-                 f"val_dataset.val_path={os.path.join(val_root, 'val_list.txt')}"]
+        opts += [f"train_dataset.train_path={list_file(train_root, 'train')}",
+                 f"val_dataset.val_path={list_file(val_root, 'val')}"]
     return opts
 
 
