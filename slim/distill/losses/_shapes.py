@@ -25,6 +25,14 @@ def student_and_constant_teacher(student, teacher):
     return resize_spatial(student, teacher.shape[2:]), teacher.detach()
 
 
+def class_rows(logits):
+    """(N, C) as it is, or (N, C, H, W) as (N*H*W, C): one row of class scores per image or
+    pixel, in the order of label.reshape([-1])."""
+    if logits.ndim == 2:
+        return logits
+    return logits.transpose([0, 2, 3, 1]).reshape([-1, logits.shape[1]])
+
+
 def label_like(label, feature):
     """An (N, H', W') integer label at the (H, W) of an NCHW feature map, by nearest
     neighbour (a label has no values between its classes)."""

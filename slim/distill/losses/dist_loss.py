@@ -3,7 +3,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from ._shapes import label_like, student_and_constant_teacher
+from ._shapes import class_rows, label_like, student_and_constant_teacher
 
 _EPS = 1e-8
 
@@ -74,15 +74,8 @@ class DISTLoss(nn.Layer):
         """student, teacher: logits (N, C) or logits / feature maps (N, C, H, W); label
         (optional): (N,) or (N, H', W') integer labels."""
         student_map, teacher_map = student_and_constant_teacher(student, teacher)
-        channels = teacher_map.shape[1]
-
-        def rows(feature):  # (N, C) or (N, C, H, W) -> (N or N*H*W, C) probabilities
-            probs = F.softmax(feature / self.tau, axis=1)
-            if probs.ndim == 2:
-                return probs
-            return probs.transpose([0, 2, 3, 1]).reshape([-1, channels])
-
-        student_probs, teacher_probs = rows(student_map), rows(teacher_map)
+        student_probs, teacher_probs = (F.softmax(class_rows(feature) / self.tau, axis=1)
+                                        for feature in (student_map, teacher_map))
         if label is None:
             weight = paddle.ones([student_probs.shape[0], 1], dtype=student_probs.dtype)
         else:

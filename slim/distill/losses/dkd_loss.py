@@ -3,7 +3,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from ._shapes import label_like, student_and_constant_teacher
+from ._shapes import class_rows, label_like, student_and_constant_teacher
 
 # Subtracted from the target class's logit to leave it out of a softmax over the others.
 _MASKED = 1000.0
@@ -49,13 +49,8 @@ class DKDLoss(nn.Layer):
         channels = teacher_logits.shape[1]
         if teacher_logits.ndim == 4:
             label = label_like(label, teacher_logits)
-
-        def rows(logits):  # (N, C) or (N, C, H, W) -> (rows, C), divided by T
-            if logits.ndim == 4:
-                logits = logits.transpose([0, 2, 3, 1])
-            return logits.reshape([-1, channels]).astype('float32') / self.temperature
-
-        student_rows, teacher_rows = rows(student_logits), rows(teacher_logits)
+        student_rows, teacher_rows = (class_rows(logits).astype('float32') / self.temperature
+                                      for logits in (student_logits, teacher_logits))
         label = label.reshape([-1]).astype('int64')
         valid = (label != self.ignore_index).astype('float32')
         target = F.one_hot(paddle.where(label == self.ignore_index,
