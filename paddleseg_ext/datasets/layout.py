@@ -14,17 +14,16 @@ from pathlib import Path
 
 from paddleseg_ext.errors import UserInputError
 
-IMAGE_DIR = "JPEGImages"
-LABEL_DIR = "Annotations"
-MODES = ("train", "val", "test")
-LIST_FILES = tuple(f"{mode}_list.txt" for mode in MODES)
-
 
 def list_file(root, mode):
     """The list file of a mode ('train', 'val', 'test') under root: PaddleSeg's and
     PaddleClas's <root>/<mode>_list.txt."""
     return os.path.join(root, f"{mode}_list.txt")
 
+
+IMAGE_DIR = "JPEGImages"
+LABEL_DIR = "Annotations"
+LIST_FILES = tuple(list_file("", mode) for mode in ("train", "val", "test"))
 LAYOUT_ENTRIES = (IMAGE_DIR, LABEL_DIR) + LIST_FILES
 DEFAULT_OUT = os.path.join("data", "optic_disc_seg")
 

@@ -10,8 +10,6 @@ import sys
 import threading
 import time
 
-from paddleseg_ext.datasets.layout import list_file
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGRESS_SECONDS = 30
 
@@ -65,6 +63,9 @@ def data_opts(train_root, val_root, task='segmentation'):
     opts = ['--opts', f'train_dataset.dataset_root={train_root}',
             f'val_dataset.dataset_root={val_root}']
     if task == 'classification':
+        # Here, not at the top: importing paddleseg_ext loads paddle, which the callers
+        # that only launch CLIs (tools/benchmark_speed.py's parent) do not.
+        from paddleseg_ext.datasets.layout import list_file
         opts += [f"train_dataset.train_path={list_file(train_root, 'train')}",
                  f"val_dataset.val_path={list_file(val_root, 'val')}"]
     return opts

@@ -24,7 +24,6 @@ import time
 
 import numpy as np
 
-from paddleseg_ext.datasets.layout import list_file
 from slim.benchmark.runs import run_logged
 
 MODES = ('student', 'anchor', 'online_dygraph', 'online', 'cached')
@@ -142,7 +141,7 @@ def run_mode(args):
 def measure(args, script):
     """Runs every mode --rounds times, each in its own process (`script --mode M`);
     prints the table and writes --json."""
-    if not os.path.isfile(list_file(args.data, 'train')):
+    if not os.path.isfile(os.path.join(args.data, 'train_list.txt')):
         raise SystemExit(f"no data in {args.data}: run `make demo` or tools/prepare_data.py first")
     work_dir = tempfile.mkdtemp(prefix='benchmark_speed_')
     per_round = {mode: [] for mode in MODES}

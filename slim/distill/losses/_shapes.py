@@ -1,4 +1,5 @@
-"""Shape helpers shared by the distillation losses."""
+"""Shape and reduction helpers shared by the distillation losses."""
+import paddle
 import paddle.nn.functional as F
 
 
@@ -42,3 +43,15 @@ def label_like(label, feature):
     resized = F.interpolate(label.unsqueeze(1).astype('float32'), size=feature.shape[2:],
                             mode='nearest')
     return resized.squeeze(1).astype(label.dtype)
+
+
+def kl_divergence(teacher_log_prob, student_log_prob):
+    """KL(teacher || student) of log-probabilities over axis 1 (the classes)."""
+    return paddle.sum(paddle.exp(teacher_log_prob) * (teacher_log_prob - student_log_prob),
+                      axis=1)
+
+
+def masked_mean(values, valid):
+    """The mean of values where valid is 1. Clamping the count to 1 makes an all-ignored
+    batch yield 0 while keeping the student in the graph."""
+    return paddle.sum(values * valid) / paddle.clip(paddle.sum(valid), min=1.0)

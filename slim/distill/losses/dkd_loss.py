@@ -3,7 +3,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from ._shapes import class_rows, label_like, student_and_constant_teacher
+from ._shapes import (class_rows, kl_divergence, label_like, masked_mean,
+                      student_and_constant_teacher)
 
 # Subtracted from the target class's logit to leave it out of a softmax over the others.
 _MASKED = 1000.0
@@ -62,15 +63,7 @@ class DKDLoss(nn.Layer):
             log_others = paddle.logsumexp(logits - _MASKED * target, axis=1) - total
             return paddle.stack([log_target, log_others], axis=1)
 
-        def kl(teacher_log_prob, student_log_prob):
-            return paddle.sum(paddle.exp(teacher_log_prob) *
-                              (teacher_log_prob - student_log_prob), axis=1)
-
-        tckd = kl(log_binary(teacher_rows), log_binary(student_rows))
-        nckd = kl(F.log_softmax(teacher_rows - _MASKED * target, axis=1),
-                  F.log_softmax(student_rows - _MASKED * target, axis=1))
-        per_row = self.alpha * tckd + self.beta * nckd
-        # Clamping the count to 1 makes an all-ignored batch yield 0 with the student in
-        # the graph.
-        mean = paddle.sum(per_row * valid) / paddle.clip(paddle.sum(valid), min=1.0)
-        return mean * self.temperature ** 2
+        tckd = kl_divergence(log_binary(teacher_rows), log_binary(student_rows))
+        nckd = kl_divergence(F.log_softmax(teacher_rows - _MASKED * target, axis=1),
+                             F.log_softmax(student_rows - _MASKED * target, axis=1))
+        return masked_mean(self.alpha * tckd + self.beta * nckd, valid) * self.temperature ** 2

@@ -5,7 +5,7 @@ from paddleseg.cvlibs import manager
 
 from paddleseg_ext.registry import override_component
 
-from ._shapes import student_and_constant_teacher
+from ._shapes import kl_divergence, masked_mean, student_and_constant_teacher
 
 
 # Deliberately replaces PaddleSeg's own KLLoss, so configs written for PaddleSeg's
@@ -49,17 +49,11 @@ class KLLoss(nn.Layer):
             teacher_logits / self.teacher_temperature, axis=1)
         student_log_prob = F.log_softmax(
             student_logits / self.student_temperature, axis=1)
-        pixel_kl = paddle.sum(
-            paddle.exp(teacher_log_prob) *
-            (teacher_log_prob - student_log_prob),
-            axis=1)
+        pixel_kl = kl_divergence(teacher_log_prob, student_log_prob)
 
         if label is None:
             mean_kl = paddle.mean(pixel_kl)
         else:
-            valid = (label != self.ignore_index).astype(pixel_kl.dtype)
-            # Clamping the count to 1 makes an all-ignored batch yield 0
-            # while keeping the student in the graph.
-            mean_kl = paddle.sum(pixel_kl * valid) / paddle.clip(
-                paddle.sum(valid), min=1.0)
+            mean_kl = masked_mean(pixel_kl,
+                                  (label != self.ignore_index).astype(pixel_kl.dtype))
         return mean_kl * self.student_temperature * self.teacher_temperature
