@@ -148,6 +148,25 @@ def test_kl_loss_matches_numpy(kwargs, student_temp, teacher_temp):
     np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
 
 
+def _np_z_score(x):
+    return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-7)
+
+
+@pytest.mark.parametrize('shape', [(5, 10), SHAPE])
+def test_kl_loss_standardized_matches_numpy(shape):
+    student, teacher = _random(shape, 0) * 3, _random(shape, 1) * 7 + 2
+    loss = KLLoss(temperature=2.0, standardize=True)(_tensor(student), _tensor(teacher))
+    expected = _np_kl(_np_z_score(student), _np_z_score(teacher), 2.0, 2.0)
+    np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
+    # Standardised, the loss ignores each side's logit scale and shift; plain KL does not.
+    moved = _tensor(teacher * 0.2 - 5)
+    np.testing.assert_allclose(
+        KLLoss(temperature=2.0, standardize=True)(_tensor(student), moved).numpy(),
+        loss.numpy(), atol=TOLERANCE)
+    assert abs(float(KLLoss(temperature=2.0)(_tensor(student), moved))
+               - float(KLLoss(temperature=2.0)(_tensor(student), _tensor(teacher)))) > 0.1
+
+
 def test_kl_loss_ignores_masked_pixels():
     student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
     n, _, h, w = SHAPE

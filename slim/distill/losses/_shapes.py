@@ -55,3 +55,11 @@ def masked_mean(values, valid):
     """The mean of values where valid is 1. Clamping the count to 1 makes an all-ignored
     batch yield 0 while keeping the student in the graph."""
     return paddle.sum(values * valid) / paddle.clip(paddle.sum(valid), min=1.0)
+
+
+def z_score(logits, epsilon=1e-7):
+    """Logits shifted and scaled to mean 0 and standard deviation 1 over axis 1 (the
+    classes), per image or pixel."""
+    mean = paddle.mean(logits, axis=1, keepdim=True)
+    std = paddle.std(logits, axis=1, keepdim=True, unbiased=False)
+    return (logits - mean) / (std + epsilon)

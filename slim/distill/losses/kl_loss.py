@@ -5,7 +5,7 @@ from paddleseg.cvlibs import manager
 
 from paddleseg_ext.registry import override_component
 
-from ._shapes import kl_divergence, masked_mean, student_and_constant_teacher
+from ._shapes import kl_divergence, masked_mean, student_and_constant_teacher, z_score
 
 
 # Deliberately replaces PaddleSeg's own KLLoss, so configs written for PaddleSeg's
@@ -25,14 +25,20 @@ class KLLoss(nn.Layer):
         student_temperature (float, optional): Temperature for the student logits.
         teacher_temperature (float, optional): Temperature for the teacher logits.
         ignore_index (int): Label value whose pixels are left out of the mean.
+        standardize (bool): z-score both sides' logits over the classes before the
+            temperature (Sun et al., "Logit Standardization in Knowledge Distillation",
+            CVPR 2024), so the student matches the teacher's ranking of classes rather
+            than the scale of its logits.
     """
 
     def __init__(self,
                  temperature=1.0,
                  student_temperature=None,
                  teacher_temperature=None,
-                 ignore_index=255):
+                 ignore_index=255,
+                 standardize=False):
         super().__init__()
+        self.standardize = standardize
         self.student_temperature = (temperature if student_temperature is None
                                     else student_temperature)
         self.teacher_temperature = (temperature if teacher_temperature is None
@@ -44,6 +50,8 @@ class KLLoss(nn.Layer):
         image (classification soft labels); label (optional): (N, ...) integer labels, whose
         ignore_index pixels (or samples) are left out."""
         student_logits, teacher_logits = student_and_constant_teacher(student, teacher)
+        if self.standardize:
+            student_logits, teacher_logits = z_score(student_logits), z_score(teacher_logits)
 
         teacher_log_prob = F.log_softmax(
             teacher_logits / self.teacher_temperature, axis=1)
