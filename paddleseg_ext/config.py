@@ -110,6 +110,17 @@ def _check_values(dic, path):
             if key != 'type' and isinstance(value, str):
                 raise UserInputError(f"{path}: {section}.{key}: {value!r} is not a number"
                                      + _float_hint(value))
+    # paddleseg reads a warmup only as this pair, and asserts deep in the build otherwise.
+    lr_scheduler = dic.get('lr_scheduler') or {}
+    if 'warmup_iters' in lr_scheduler or 'warmup_start_lr' in lr_scheduler:
+        warmup_iters = lr_scheduler.get('warmup_iters')
+        if type(warmup_iters) is not int or warmup_iters <= 0:
+            raise UserInputError(f"{path}: lr_scheduler.warmup_iters: {warmup_iters!r} is not "
+                                 f"a positive integer (a warmup needs warmup_iters and "
+                                 f"warmup_start_lr)")
+        if 'warmup_start_lr' not in lr_scheduler:
+            raise UserInputError(f"{path}: lr_scheduler: warmup_iters needs warmup_start_lr, "
+                                 f"the learning rate the warmup starts from (e.g. 1.0e-4)")
     loss = dic.get('loss')
     if isinstance(loss, dict):
         types, coef = loss.get('types'), loss.get('coef')

@@ -490,6 +490,15 @@ def test_keep_checkpoint_max(synthetic_root, tmp_path):
     ('lr_scheduler: {learning_rate: 1e-3}\n',
      "lr_scheduler.learning_rate: '1e-3' is not a number (YAML reads it as text: write "
      "1.0e-3)"),
+    ('lr_scheduler: {warmup_iters: 20}\n',
+     "lr_scheduler: warmup_iters needs warmup_start_lr, the learning rate the warmup starts "
+     "from (e.g. 1.0e-4)"),
+    ('lr_scheduler: {warmup_start_lr: 1.0e-4}\n',
+     "lr_scheduler.warmup_iters: None is not a positive integer (a warmup needs warmup_iters "
+     "and warmup_start_lr)"),
+    ('lr_scheduler: {warmup_iters: 0.5, warmup_start_lr: 1.0e-4}\n',
+     "lr_scheduler.warmup_iters: 0.5 is not a positive integer (a warmup needs warmup_iters "
+     "and warmup_start_lr)"),
     ('loss: {types: [{type: CrossEntropyLoss}], coef: []}\n',
      "loss needs non-empty `types` and `coef` lists (one coef per type), got types "
      "[{'type': 'CrossEntropyLoss'}], coef []"),
