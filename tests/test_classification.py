@@ -55,25 +55,35 @@ def read_log(save_dir):
         return [json.loads(line) for line in f]
 
 
-def numpy_top1(config_path, weights, root, list_name):
-    """Top-1 of the weights over a list, preprocessed here with cv2 and numpy (gray, resize
-    to 16x16 bilinear, (x / 255 - 0.5) / 0.5), predicted one image at a time."""
-    import paddle
-    model = build(SegBuilder(load_config(config_path)), 'model')
-    load_weights(model, weights)
-    model.eval()
-    correct = total = 0
+def numpy_images(root, list_name):
+    """A list's images, preprocessed here with cv2 and numpy (gray, resize to 16x16
+    bilinear, (x / 255 - 0.5) / 0.5) as 1x1x16x16 arrays, and their labels."""
+    images, labels = [], []
     with open(os.path.join(root, list_name)) as f:
         for line in f:
             path, label = line.split()
             image = cv2.imread(os.path.join(root, path), cv2.IMREAD_GRAYSCALE)
             image = cv2.resize(image, (16, 16), interpolation=cv2.INTER_LINEAR)
-            x = ((image.astype(np.float32) / 255.0 - 0.5) / 0.5)[np.newaxis, np.newaxis]
-            with paddle.no_grad():
-                logits = model(paddle.to_tensor(x))[0].numpy()
-            correct += int(np.argmax(logits[0]) == int(label))
-            total += 1
-    return correct / total
+            images.append(((image.astype(np.float32) / 255.0 - 0.5) / 0.5)[np.newaxis, np.newaxis])
+            labels.append(int(label))
+    return images, np.array(labels)
+
+
+def dygraph_predictions(config_path, weights, images):
+    """The weights' top-1 class of each image, predicted one image at a time."""
+    import paddle
+    model = build(SegBuilder(load_config(config_path)), 'model')
+    load_weights(model, weights)
+    model.eval()
+    with paddle.no_grad():
+        return np.array([int(np.argmax(model(paddle.to_tensor(x))[0].numpy()[0]))
+                         for x in images])
+
+
+def numpy_top1(config_path, weights, root, list_name):
+    """Top-1 of the weights over a list, counted here (numpy_images' preprocessing)."""
+    images, labels = numpy_images(root, list_name)
+    return float(np.mean(dygraph_predictions(config_path, weights, images) == labels))
 
 
 def test_train_logs_top1_top5_and_val_json_matches_a_numpy_count(teacher_dir, digits_root,
@@ -117,6 +127,66 @@ def test_distill_train_kl_and_feature_terms_on_a_classifier(teacher_dir, digits_
     student = build(SegBuilder(load_config(STUDENT_CFG, opts=subset_opts(digits_root)[1:])),
                     'model')
     load_weights(student, os.path.join(save_dir, 'best_model', 'model.pdparams'))
+
+
+@pytest.fixture(scope='module')
+def student_weights(tmp_path_factory, digits_root):
+    save_dir = str(tmp_path_factory.mktemp('cls_student'))
+    result = run_cli('train.py', '--config', STUDENT_CFG, '--iters', '2', '--save_interval',
+                     '2', '--seed', '0', '--save_dir', save_dir, *subset_opts(digits_root))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return os.path.join(save_dir, 'iter_2', 'model.pdparams')
+
+
+@pytest.fixture(scope='module', params=['ResNet50', 'MobileNetV1'])
+def exported(request, teacher_dir, tmp_path_factory):
+    """(config, weights, folder) of tools/export.py on a gray classifier, without
+    --input_shape: the teacher, and the student (whose depthwise convolutions run as an
+    unfold in dygraph)."""
+    if request.param == 'ResNet50':
+        config, weights = TEACHER_CFG, os.path.join(teacher_dir, 'best_model', 'model.pdparams')
+    else:
+        config, weights = STUDENT_CFG, request.getfixturevalue('student_weights')
+    out = str(tmp_path_factory.mktemp('cls_inference'))
+    result = run_cli('tools/export.py', '--config', config, '--model_path', weights,
+                     '--save_dir', out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return config, weights, out
+
+
+def test_export_reads_the_channels_from_the_config_and_predicts_as_the_model(
+        digits_root, exported):
+    """deploy.yaml says one channel, and Paddle Inference gives each image the dygraph
+    model's class, in one batch."""
+    import yaml
+    from paddleseg_ext.deploy.inference import InferenceModel
+    config, weights, out = exported
+    with open(os.path.join(out, 'deploy.yaml')) as f:
+        assert yaml.safe_load(f)['Deploy']['input_shape'] == [-1, 1, -1, -1]
+    images, _ = numpy_images(digits_root, 'tiny_val.txt')
+    ids = InferenceModel(out).run(np.concatenate(images))
+    np.testing.assert_array_equal(ids, dygraph_predictions(config, weights, images))
+
+
+@pytest.mark.parametrize('source', ['--model_path', '--inference_dir'])
+def test_predict_writes_a_class_per_image(digits_root, exported, tmp_path, source):
+    """tools/predict.py on a classifier's list file, from weights or from the export:
+    predictions.txt names each image with the dygraph model's class."""
+    config, weights, inference_dir = exported
+    out = str(tmp_path / 'predict')
+    result = run_cli('tools/predict.py', '--config', config, source,
+                     weights if source == '--model_path' else inference_dir,
+                     '--image_path', os.path.join(digits_root, 'tiny_val.txt'),
+                     '--save_dir', out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(os.path.join(out, 'predictions.txt')) as f:
+        lines = [line.split() for line in f]
+    with open(os.path.join(digits_root, 'tiny_val.txt')) as f:
+        expected_paths = [os.path.join(digits_root, line.split()[0]) for line in f]
+    assert [path for path, _ in lines] == expected_paths
+    images, _ = numpy_images(digits_root, 'tiny_val.txt')
+    np.testing.assert_array_equal([int(class_id) for _, class_id in lines],
+                                  dygraph_predictions(config, weights, images))
 
 
 def test_benchmark_quality_on_classification_data_elsewhere(digits_root, tmp_path):

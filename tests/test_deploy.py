@@ -111,6 +111,9 @@ def test_export_errors_are_one_line(trained, tmp_path):
         export_model(TINY_STUDENT, str(tmp_path / 'missing.pdparams'), str(tmp_path))
     with pytest.raises(UserInputError, match='input_shape'):
         export_model(TINY_STUDENT, trained, str(tmp_path), input_shape=[3, 64, 64])
+    with pytest.raises(UserInputError, match=r'C is 1, but the config.s val images have 3 '
+                                             r'\(val_dataset.img_channels\): use 3'):
+        export_model(TINY_STUDENT, trained, str(tmp_path), input_shape=[1, 1, 64, 64])
     with pytest.raises(UserInputError, match='output_op'):
         export_model(TINY_STUDENT, trained, str(tmp_path), output_op='sigmoid')
 

@@ -28,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument('--input_shape', type=int, nargs=4, default=None,
                         metavar=('N', 'C', 'H', 'W'),
                         help='Fixed input shape, e.g. 1 3 512 512; -1 for a dynamic size '
-                             '(default: -1 3 -1 -1).')
+                             '(default: -1 C -1 -1, C the val_dataset\'s img_channels, 3 '
+                             'where unset).')
     parser.add_argument('--output_op', default='argmax', choices=OUTPUT_OPS,
                         help='Applied to the logits in the exported model (default argmax).')
     parser.add_argument('--program_format', default=None, choices=PROGRAM_FORMATS,

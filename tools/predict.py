@@ -2,7 +2,8 @@
 
 --image_path is an image, a folder of images or a list file (first column: image path,
 relative to the list file's folder). Writes SAVE_DIR/pseudo_color_prediction/<name>.png
-(palette PNG of class ids) and SAVE_DIR/added_prediction/<name>.jpg (overlay), e.g.
+(palette PNG of class ids) and SAVE_DIR/added_prediction/<name>.jpg (overlay); for a
+classifier's config, SAVE_DIR/predictions.txt ("<image path> <class id>" per line), e.g.
 
   python tools/predict.py \
       --config configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml \

@@ -8,7 +8,7 @@ program_format 'pdmodel', which PaddleSlim's int8 needs), save_dir/model.pdipara
       model: model.json           # model.pdmodel on paddle 2
       params: model.pdiparams
       transforms: [the config's val_dataset transforms]
-      input_shape: [null, 3, null, null]
+      input_shape: [null, C, null, null]   # C: val_dataset.img_channels (3 if unset)
       output_op: argmax
       output_dtype: int32
 """
@@ -32,8 +32,9 @@ PARAMS_FILENAME = 'model.pdiparams'
 DEPLOY_FILENAME = 'deploy.yaml'
 
 
-class SavedSegmentationNet(paddle.nn.Layer):
-    """The model with its output op applied to every output (PaddleSeg's export wrapper)."""
+class NetWithOutputOp(paddle.nn.Layer):
+    """The model with its output op applied over the class axis (1) of every output:
+    PaddleSeg's export wrapper, which serves [N, C] logits as it serves [N, C, H, W]."""
 
     def __init__(self, model, output_op):
         super().__init__()
@@ -53,17 +54,23 @@ class SavedSegmentationNet(paddle.nn.Layer):
         return outs
 
 
-def check_input_shape(input_shape):
-    """[N, C, H, W] with None for dynamic sizes; -1 or 0 given on the command line mean None."""
+def check_input_shape(input_shape, channels=3):
+    """[N, C, H, W] with None for dynamic sizes; -1 or 0 given on the command line mean None.
+    None: any batch and size of `channels` channels."""
     if input_shape is None:
-        return [None, 3, None, None]
+        return [None, channels, None, None]
     shape = list(input_shape)
     if len(shape) != 4:
         raise UserInputError(f"--input_shape takes 4 numbers (N C H W, e.g. 1 3 512 512), "
                              f"got {len(shape)}: {shape}")
     if any(dim is not None and dim < -1 for dim in shape):
         raise UserInputError(f"--input_shape {shape}: sizes must be positive, or -1 for any")
-    return [None if dim in (None, -1, 0) else int(dim) for dim in shape]
+    shape = [None if dim in (None, -1, 0) else int(dim) for dim in shape]
+    if shape[1] is not None and shape[1] != channels:
+        raise UserInputError(f"--input_shape {shape}: C is {shape[1]}, but the config's val "
+                             f"images have {channels} (val_dataset.img_channels): use "
+                             f"{channels}")
+    return shape
 
 
 @contextlib.contextmanager
@@ -120,8 +127,9 @@ def export_model(config_path, model_path, save_dir, input_shape=None, output_op=
     if program_format not in PROGRAM_FORMATS:
         raise UserInputError(f"--program_format {program_format!r} is not written by paddle "
                              f"{paddle.__version__}: use one of {', '.join(PROGRAM_FORMATS)}")
-    shape = check_input_shape(input_shape)
     config = load_config(config_path, opts=opts, required=('model', 'val_dataset'))
+    # The channels the val transforms give the model (gray digits: 1), as predict.py reads.
+    shape = check_input_shape(input_shape, config.dic['val_dataset'].get('img_channels', 3))
     model, _ = build_model_without_weights(config)  # model_path is the weights exported
     load_weights(model, model_path)
     make_save_dir(save_dir)
@@ -135,7 +143,7 @@ def save_for_inference(model, config, save_dir, shape, output_op, program_format
     returns it. Returns the deploy.yaml contents."""
     program_format = program_format or PROGRAM_SUFFIX[1:]
     model.eval()
-    net = SavedSegmentationNet(model, output_op) if output_op != 'none' else model
+    net = NetWithOutputOp(model, output_op) if output_op != 'none' else model
     net.eval()
     input_spec = [paddle.static.InputSpec(shape=list(shape), dtype='float32', name='x')]
     legacy = program_format == 'pdmodel' and PADDLE_3

@@ -168,6 +168,11 @@ class InferenceModel:
         self.predictor.run()
         return self.output_handle.copy_to_cpu()
 
+    def predict_class(self, image):
+        """A classifier's class id for one preprocessed image (1CHW)."""
+        output = self.run(image)
+        return int(output[0]) if self.output_op == 'argmax' else int(np.argmax(output[0]))
+
     def predict_ids(self, image, trans_info):
         """Class ids (HxW int numpy) at the original size for one preprocessed image (1CHW)."""
         output = paddle.to_tensor(self.run(image))

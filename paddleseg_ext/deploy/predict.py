@@ -6,6 +6,10 @@ to the image's size, then
     save_dir/added_prediction/<name>.jpg          the image blended 0.6/0.4 with the colours
 
 <name> is the image's path relative to the folder (or list file) given, without extension.
+A classifier's config (its val_dataset's task) writes one line per image instead:
+
+    save_dir/predictions.txt                      "<image path> <class id>", PaddleClas's
+                                                  list format
 """
 import os
 
@@ -13,7 +17,7 @@ import cv2
 import numpy as np
 import paddle
 from paddleseg.core.infer import reverse_transform
-from paddleseg.cvlibs import SegBuilder
+from paddleseg.cvlibs import SegBuilder, manager
 from paddleseg.transforms import Compose
 from paddleseg.utils import logger
 from paddleseg.utils.visualize import get_color_map_list, get_pseudo_color_map, visualize
@@ -22,10 +26,12 @@ from paddleseg_ext.config import build_model_without_weights, load_config
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.evaluation import task_of
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 PSEUDO_DIR = 'pseudo_color_prediction'
 ADDED_DIR = 'added_prediction'
+CLASSES_FILE = 'predictions.txt'
 
 
 def _is_image(path):
@@ -122,6 +128,12 @@ class DygraphModel:
         logits = reverse_transform(logits.astype('float32'), trans_info, mode='bilinear')
         return paddle.argmax(logits, axis=1).numpy()[0]
 
+    def predict_class(self, image):
+        """A classifier's class id for one preprocessed image (1CHW)."""
+        with paddle.no_grad():
+            logits = self.model(paddle.to_tensor(image))[0]
+        return int(paddle.argmax(logits, axis=1).numpy()[0])
+
 
 def load_predictor(config, model_path=None, inference_dir=None):
     """DygraphModel for model_path, or InferenceModel for inference_dir (exactly one)."""
@@ -154,9 +166,18 @@ def save_prediction(image_path, ids, save_dir, name, color_map):
     return mask_path, added_path
 
 
+def save_classes(predictions, save_dir):
+    """Writes [(image path, class id)] as save_dir/predictions.txt; returns its path."""
+    path = os.path.join(save_dir, CLASSES_FILE)
+    with open(path, 'w') as f:
+        f.writelines(f'{image_path} {class_id}\n' for image_path, class_id in predictions)
+    return path
+
+
 def predict(config_path, image_path, save_dir, model_path=None, inference_dir=None,
             opts=None):
-    """Predicts every image of image_path into save_dir; returns [(mask png, overlay jpg)]."""
+    """Predicts every image of image_path into save_dir; returns [(mask png, overlay jpg)],
+    or for a classifier [(image path, class id)]."""
     config = load_config(config_path, opts=opts, required=('model', 'val_dataset'))
     images = list_images(image_path)
     transforms = val_transforms(config)
@@ -166,9 +187,14 @@ def predict(config_path, image_path, save_dir, model_path=None, inference_dir=No
     except OSError as exc:
         raise UserInputError(f"--save_dir '{save_dir}' cannot be created ({exc.strerror}): "
                              f"choose another folder") from None
+    logger.info(f"Predicting {len(images)} image(s) into {save_dir}")
+    if task_of(manager.DATASETS[config.dic['val_dataset']['type']]).name == 'classification':
+        classes = [(path, predictor.predict_class(preprocess(path, transforms)[0]))
+                   for path, _ in images]
+        logger.info(f"Wrote {save_classes(classes, save_dir)}")
+        return classes
     color_map = get_color_map_list(256)
     written = []
-    logger.info(f"Predicting {len(images)} image(s) into {save_dir}")
     for path, name in images:
         image, trans_info = preprocess(path, transforms)
         ids = predictor.predict_ids(image, trans_info)

@@ -92,13 +92,16 @@ class _DepthwiseConv2D(nn.Conv2D):
     """A depthwise convolution (groups == channels, no bias): on CPU computed as an unfold and
     a per-channel weighted sum, the same arithmetic as paddle's grouped convolution, whose
     CPU kernel loops over samples x channels and dominates MobileNetV1's step time on the
-    wide, small maps of its deep layers. Same parameters, so checkpoints are unchanged."""
+    wide, small maps of its deep layers. Same parameters, so checkpoints are unchanged.
+    Traced into a program (export, a compiled teacher) it stays paddle's convolution, which
+    keeps the program's sizes dynamic and leaves the kernel to Paddle Inference."""
 
     def forward(self, x):
         padding = self._padding
         if isinstance(padding, int):
             padding = [padding, padding]
-        if (not paddle.get_device().startswith('cpu') or self._data_format != 'NCHW'
+        if (not paddle.in_dynamic_mode() or not paddle.get_device().startswith('cpu')
+                or self._data_format != 'NCHW'
                 or self._padding_mode != 'zeros' or len(padding) != 2):
             return super().forward(x)
         n, c, h, w = x.shape
