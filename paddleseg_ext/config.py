@@ -203,6 +203,18 @@ def build(builder: SegBuilder, component: str):
         raise UserInputError(f"{source}: building {component} failed: {message}")
 
 
+def dataset_task(dataset_cfg):
+    """The task a dataset config's `type` declares ('classification'); paddleseg's datasets
+    declare none and are segmentation."""
+    dataset_class = manager.DATASETS.components_dict.get(dataset_cfg.get('type'))
+    return getattr(dataset_class, 'task', 'segmentation')
+
+
+def image_channels(dataset_cfg):
+    """The channels of a dataset config's images: img_channels, paddleseg's 3 if unset."""
+    return dataset_cfg.get('img_channels', 3)
+
+
 def _model_builds_alone(config):
     """Whether the model is built from its own config, not through SegBuilder.model, which
     reads num_classes and in_channels from the train dataset's class (NUM_CLASSES,
@@ -211,8 +223,7 @@ def _model_builds_alone(config):
     dataset_cfg = config.train_dataset_cfg
     if not dataset_cfg:
         return True
-    dataset_class = manager.DATASETS.components_dict.get(dataset_cfg.get('type'))
-    if getattr(dataset_class, 'task', None) != 'classification':
+    if dataset_task(dataset_cfg) != 'classification':
         return False
     model_cfg = config.model_cfg
     for model_key, dataset_key, default in (('num_classes', 'num_classes', None),

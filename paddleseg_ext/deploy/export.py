@@ -19,7 +19,7 @@ import paddle
 import yaml
 
 from paddleseg_ext.compat import PADDLE_3, PROGRAM_SUFFIX, legacy_static_ir
-from paddleseg_ext.config import build_model_without_weights, load_config
+from paddleseg_ext.config import build_model_without_weights, image_channels, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
 
@@ -128,8 +128,7 @@ def export_model(config_path, model_path, save_dir, input_shape=None, output_op=
         raise UserInputError(f"--program_format {program_format!r} is not written by paddle "
                              f"{paddle.__version__}: use one of {', '.join(PROGRAM_FORMATS)}")
     config = load_config(config_path, opts=opts, required=('model', 'val_dataset'))
-    # The channels the val transforms give the model (gray digits: 1), as predict.py reads.
-    shape = check_input_shape(input_shape, config.dic['val_dataset'].get('img_channels', 3))
+    shape = check_input_shape(input_shape, image_channels(config.dic['val_dataset']))
     model, _ = build_model_without_weights(config)  # model_path is the weights exported
     load_weights(model, model_path)
     make_save_dir(save_dir)

@@ -17,16 +17,16 @@ import cv2
 import numpy as np
 import paddle
 from paddleseg.core.infer import reverse_transform
-from paddleseg.cvlibs import SegBuilder, manager
+from paddleseg.cvlibs import SegBuilder
 from paddleseg.transforms import Compose
 from paddleseg.utils import logger
 from paddleseg.utils.visualize import get_color_map_list, get_pseudo_color_map, visualize
 
-from paddleseg_ext.config import build_model_without_weights, load_config
+from paddleseg_ext.config import build_model_without_weights, dataset_task, image_channels, \
+    load_config
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.evaluation import task_of
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 PSEUDO_DIR = 'pseudo_color_prediction'
@@ -101,7 +101,7 @@ def val_transforms(config):
     except Exception as exc:
         raise UserInputError(f"building val_dataset.transforms failed: "
                              f"{' '.join(str(exc).split())}") from None
-    return Compose(transforms, img_channels=dataset_cfg.get('img_channels', 3))
+    return Compose(transforms, img_channels=image_channels(dataset_cfg))
 
 
 def preprocess(image_path, transforms):
@@ -188,7 +188,7 @@ def predict(config_path, image_path, save_dir, model_path=None, inference_dir=No
         raise UserInputError(f"--save_dir '{save_dir}' cannot be created ({exc.strerror}): "
                              f"choose another folder") from None
     logger.info(f"Predicting {len(images)} image(s) into {save_dir}")
-    if task_of(manager.DATASETS[config.dic['val_dataset']['type']]).name == 'classification':
+    if dataset_task(config.dic['val_dataset']) == 'classification':
         classes = [(path, predictor.predict_class(preprocess(path, transforms)[0]))
                    for path, _ in images]
         logger.info(f"Wrote {save_classes(classes, save_dir)}")
