@@ -415,3 +415,33 @@ def test_registry_kl_loss_is_ours():
     for loss_class in (ChannelWiseDistillLoss, L2Loss, FSPLoss, DISTLoss, DKDLoss,
                        PairwiseAffinityLoss):
         assert manager.LOSSES[loss_class.__name__] is loss_class
+
+
+# ---- cost at deploy-like sizes: no kernel that grows faster than the map ----
+
+
+def _pair_inputs_of(shape, seed):
+    return (_tensor(_random(shape, seed), requires_grad=True),
+            _tensor(_random(shape, seed + 1)))
+
+
+@pytest.mark.parametrize('make_loss', [
+    lambda: KLLoss(temperature=2.0), lambda: ChannelWiseDistillLoss(tau=4.0), L2Loss,
+    lambda: DISTLoss(tau=2.0), DKDLoss, lambda: PairwiseAffinityLoss(scale=0.125)],
+    ids=['KLLoss', 'ChannelWiseDistillLoss', 'L2Loss', 'DISTLoss', 'DKDLoss',
+         'PairwiseAffinityLoss'])
+def test_every_map_loss_is_cheap_at_512x512(make_loss):
+    """Forward and backward over a batch of two 512x512 maps take a fraction of a second: a
+    guard against kernels quadratic in the map's length (paddle's CPU log_softmax over H*W
+    took tens of seconds here), not a speed target."""
+    import time
+    loss_layer = make_loss()
+    student, teacher = _pair_inputs_of((2, 2, 512, 512), seed=0)
+    label = _tensor(np.random.RandomState(2).randint(0, 2, size=(2, 512, 512)).astype('int64'))
+    start = time.perf_counter()
+    if 'label' in loss_layer.forward.__code__.co_varnames:
+        loss = loss_layer(student, teacher, label)
+    else:
+        loss = loss_layer(student, teacher)
+    loss.backward()
+    assert time.perf_counter() - start < 1.0

@@ -45,10 +45,17 @@ def label_like(label, feature):
     return resized.squeeze(1).astype(label.dtype)
 
 
-def kl_divergence(teacher_log_prob, student_log_prob):
-    """KL(teacher || student) of log-probabilities over axis 1 (the classes)."""
+def log_softmax(values, axis):
+    """log softmax along `axis`, as values - logsumexp: paddle's CPU `log_softmax` kernel
+    is quadratic in the axis length, which over a map's H*W pixels (channel-wise
+    distillation) costs more than the whole training step (docs/speed.md)."""
+    return values - paddle.logsumexp(values, axis=axis, keepdim=True)
+
+
+def kl_divergence(teacher_log_prob, student_log_prob, axis=1):
+    """KL(teacher || student) of log-probabilities over `axis` (by default the classes)."""
     return paddle.sum(paddle.exp(teacher_log_prob) * (teacher_log_prob - student_log_prob),
-                      axis=1)
+                      axis=axis)
 
 
 def masked_mean(values, valid):

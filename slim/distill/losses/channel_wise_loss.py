@@ -1,9 +1,8 @@
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from ._shapes import student_and_constant_teacher
+from ._shapes import kl_divergence, log_softmax, student_and_constant_teacher
 
 
 @manager.LOSSES.add_component
@@ -30,14 +29,8 @@ class ChannelWiseDistillLoss(nn.Layer):
         student_feat, teacher_feat = student_and_constant_teacher(student, teacher)
 
         batch_size, channels = teacher_feat.shape[:2]
-        teacher_log_prob = F.log_softmax(
-            teacher_feat.reshape([batch_size, channels, -1]) / self.tau,
-            axis=-1)
-        student_log_prob = F.log_softmax(
-            student_feat.reshape([batch_size, channels, -1]) / self.tau,
-            axis=-1)
-        channel_kl = paddle.sum(
-            paddle.exp(teacher_log_prob) *
-            (teacher_log_prob - student_log_prob),
-            axis=-1)
+        teacher_log_prob, student_log_prob = (
+            log_softmax(feat.reshape([batch_size, channels, -1]) / self.tau, axis=2)
+            for feat in (teacher_feat, student_feat))
+        channel_kl = kl_divergence(teacher_log_prob, student_log_prob, axis=2)
         return self.tau**2 * paddle.mean(channel_kl)

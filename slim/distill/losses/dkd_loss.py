@@ -3,7 +3,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from ._shapes import (class_rows, kl_divergence, label_like, masked_mean,
+from ._shapes import (class_rows, kl_divergence, label_like, log_softmax, masked_mean,
                       student_and_constant_teacher)
 
 # Subtracted from the target class's logit to leave it out of a softmax over the others.
@@ -64,6 +64,6 @@ class DKDLoss(nn.Layer):
             return paddle.stack([log_target, log_others], axis=1)
 
         tckd = kl_divergence(log_binary(teacher_rows), log_binary(student_rows))
-        nckd = kl_divergence(F.log_softmax(teacher_rows - _MASKED * target, axis=1),
-                             F.log_softmax(student_rows - _MASKED * target, axis=1))
+        nckd = kl_divergence(log_softmax(teacher_rows - _MASKED * target, axis=1),
+                             log_softmax(student_rows - _MASKED * target, axis=1))
         return masked_mean(self.alpha * tckd + self.beta * nckd, valid) * self.temperature ** 2

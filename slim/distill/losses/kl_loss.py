@@ -1,11 +1,11 @@
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
 from paddleseg_ext.registry import override_component
 
-from ._shapes import kl_divergence, masked_mean, student_and_constant_teacher, z_score
+from ._shapes import (kl_divergence, log_softmax, masked_mean, student_and_constant_teacher,
+                      z_score)
 
 
 # Deliberately replaces PaddleSeg's own KLLoss, so configs written for PaddleSeg's
@@ -53,9 +53,9 @@ class KLLoss(nn.Layer):
         if self.standardize:
             student_logits, teacher_logits = z_score(student_logits), z_score(teacher_logits)
 
-        teacher_log_prob = F.log_softmax(
+        teacher_log_prob = log_softmax(
             teacher_logits / self.teacher_temperature, axis=1)
-        student_log_prob = F.log_softmax(
+        student_log_prob = log_softmax(
             student_logits / self.student_temperature, axis=1)
         pixel_kl = kl_divergence(teacher_log_prob, student_log_prob)
 
