@@ -21,12 +21,14 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): $(REQUIREMENTS) requirements-slim.txt pyproject.toml
+$(STAMP): $(REQUIREMENTS) requirements-slim.txt requirements-tune.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	# PaddleSlim (int8, tools/quantize.py): a second step, --no-deps (requirements-slim.txt says why)
 	$(PY) -m pip install --quiet --no-deps -r requirements-slim.txt
+	# Optuna: tools/tune.py's optional dependency, installed here so its tests run.
+	$(PY) -m pip install --quiet -r requirements-tune.txt
 	# This project, editable: scripts, tools and tests import it without editing sys.path.
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)

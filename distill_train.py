@@ -21,12 +21,16 @@ def parse_args(argv=None):
     parser.add_argument('--teacher_model_path', default=None,
                         help='Teacher weights (.pdparams); overrides model.pretrained.')
     parser.add_argument('--teacher_cache', default=None, metavar='DIR',
-                        help='Offline distillation: compute the teacher once per (image, flip) '
-                             'and reuse it from DIR (when the train transforms allow).')
+                        help='Offline distillation: compute the teacher once per input (or, '
+                             'under random scale, crop and flip, once per image, replayed on '
+                             'every view) and reuse it from DIR.')
     parser.add_argument('--teacher_engine', default='auto', choices=TEACHER_ENGINES,
                         help='What runs the frozen teacher: inference (Paddle Inference, '
                              'oneDNN on CPU), dygraph (no_grad), or auto: inference on CPU, '
                              'dygraph on GPU.')
+    parser.add_argument('--allow_weak_teacher', action='store_true',
+                        help='Distil even from a teacher that scores no better than predicting '
+                             'the majority class on the val set (checked before training).')
     parser.add_argument('--list_layers', action='store_true',
                         help='Print every sublayer path of both models with its output shape.')
     return add_train_arguments(parser).parse_args(argv)
@@ -40,7 +44,8 @@ def main(argv=None):
         return
     make_model = distill_model_factory(args.teacher_config, args.student_config,
                                        args.teacher_model_path, args.teacher_cache,
-                                       args.precision, args.teacher_engine)
+                                       args.precision, args.teacher_engine,
+                                       args.allow_weak_teacher)
     run_cli(lambda: run_training(args, args.student_config, make_model))
 
 

@@ -109,7 +109,8 @@ def test_train_logs_top1_top5_and_val_json_matches_a_numpy_count(teacher_dir, di
 def test_distill_train_kl_and_feature_terms_on_a_classifier(teacher_dir, digits_root,
                                                             tmp_path):
     save_dir = str(tmp_path / 'distilled')
-    result = run_cli('distill_train.py', '--teather_config', TEACHER_CFG, '--student_config',
+    result = run_cli('distill_train.py', '--allow_weak_teacher',
+                     '--teather_config', TEACHER_CFG, '--student_config',
                      STUDENT_CFG, '--teacher_model_path',
                      os.path.join(teacher_dir, 'best_model', 'model.pdparams'), '--iters', '2',
                      '--save_interval', '2', '--do_eval', '--seed', '0', '--save_dir', save_dir,
@@ -276,7 +277,8 @@ def test_spatial_loss_on_logits_is_refused_when_the_config_is_read(teacher_dir, 
                       "model: {type: MobileNetV1, num_classes: 10, in_channels: 1, "
                       "scale: 0.25}\n"
                       f"distill_loss: {{types: [{{type: {loss}}}], coef: [1]}}\n")
-    result = run_cli('distill_train.py', '--teather_config', TEACHER_CFG, '--student_config',
+    result = run_cli('distill_train.py', '--allow_weak_teacher',
+                     '--teather_config', TEACHER_CFG, '--student_config',
                      str(config), '--teacher_model_path',
                      os.path.join(teacher_dir, 'best_model'), '--save_dir',
                      str(tmp_path / 'run'), *subset_opts(digits_root))

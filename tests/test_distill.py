@@ -17,7 +17,7 @@ from paddleseg_ext.config import build, load_config
 from paddleseg_ext.engine.trainer import Progress, Trainer, TrainOptions, build_optimizer
 from paddleseg_ext.errors import UserInputError
 from slim.distill import DistillModel, distill_model_factory
-from slim.distill.losses import FSPLoss, KLLoss
+from slim.distill.losses import FSPLoss, KLLoss, L2Loss
 from slim.distill.recorder import FeatureRef, Recorder, select
 from slim.distill.schema import parse_terms
 from slim.distill.terms import DistillTerm, LossArguments
@@ -25,6 +25,7 @@ from slim.distill.terms import DistillTerm, LossArguments
 TEACHER_CFG = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 STUDENT_CFG = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 STUDENT_CWD_CFG = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
+STUDENT_AUTO_CFG = os.path.join(TEST_CONFIGS, 'tiny_student_auto.yml')
 BASE_CFG = os.path.join(TEST_CONFIGS, 'tiny_base.yml')
 
 def sha256(path):
@@ -37,7 +38,7 @@ def output_of(result):
 
 
 def distill(*args, timeout=240):
-    return run_cli('distill_train.py', *args, timeout=timeout)
+    return run_cli('distill_train.py', '--allow_weak_teacher', *args, timeout=timeout)
 
 
 def plain_student_keys():
@@ -167,12 +168,15 @@ def test_list_layers_prints_both_models_with_shapes(tmp_path):
 
 
 def test_two_process_cpu_launch(synthetic_root, teacher_weights, tmp_path):
+    """KL and a feature term with coef auto: both ranks measure their gradients and agree on
+    the coefficients (an all-reduce each must join), and both score the teacher."""
     save_dir = str(tmp_path / 'out')
     log_dir = str(tmp_path / 'log')
     # No extra environment is needed on CPU: launch falls back to gloo with 2 CPU processes.
     result = run_cli('-m', 'paddle.distributed.launch', '--nproc_per_node', '2', '--log_dir',
-                     log_dir, 'distill_train.py', '--teacher_config', TEACHER_CFG,
-                     '--student_config', STUDENT_CWD_CFG, '--teacher_model_path',
+                     log_dir, 'distill_train.py', '--allow_weak_teacher',
+                     '--teacher_config', TEACHER_CFG,
+                     '--student_config', STUDENT_AUTO_CFG, '--teacher_model_path',
                      teacher_weights, '--iters', '2', '--save_interval', '2', '--save_dir',
                      save_dir, *data_opts(synthetic_root), timeout=240)
     logs = ''
@@ -184,6 +188,9 @@ def test_two_process_cpu_launch(synthetic_root, teacher_weights, tmp_path):
     assert os.path.isfile(os.path.join(save_dir, 'iter_2', 'model.pdparams')), logs
     assert '2 process(es)' in logs, logs
     assert 'ChannelWiseDistillLoss(backbone.bb_2_1)' in logs, logs
+    assert logs.count('coef auto:') == 2 and 'Teacher check:' in logs, logs
+    state = weights.load(os.path.join(save_dir, 'iter_2', 'train_state.pdstates'))
+    assert np.all(np.asarray(state['auxiliary']['coefs']) > 0)
 
 
 # --------------------------------------------------------------------------- in process
@@ -194,7 +201,8 @@ def cwd_trainer(synthetic_root, teacher_weights, tmp_path_factory):
     """The engine's Trainer over the distillation model of tiny_student_cwd.yml."""
     config = load_config(STUDENT_CWD_CFG, opts=data_opts(synthetic_root)[1:])
     builder = SegBuilder(config)
-    model = distill_model_factory(TEACHER_CFG, STUDENT_CWD_CFG, teacher_weights)(config, builder)
+    model = distill_model_factory(TEACHER_CFG, STUDENT_CWD_CFG, teacher_weights,
+                                  allow_weak_teacher=True)(config, builder)
     options = TrainOptions(save_dir=str(tmp_path_factory.mktemp('step')))
     return Trainer(options, config, builder, model)
 
@@ -220,7 +228,7 @@ def test_engine_step_trains_student_and_connectors_never_the_teacher(cwd_trainer
     teacher_names = {p.name for p in teacher.parameters()}
     assert teacher_names and not teacher_names & {p.name for p in model.parameters()}
     assert not [k for k in model.state_dict() if k.startswith('teacher')]
-    connector_params = list(model.connectors.parameters())
+    connector_params = list(model.auxiliary.connectors.parameters())
     assert connector_params, 'align: auto with 256 vs 1024 channels builds a connector'
 
     optimizer = build_optimizer(cwd_trainer.builder, model)
@@ -242,7 +250,8 @@ def test_engine_step_trains_student_and_connectors_never_the_teacher(cwd_trainer
     assert sorted(sums) == sorted(trainable), set(trainable) ^ set(sums)
     # Each backbone stage, the head and the connector receive signal.
     for prefix in ('student.backbone.conv1', 'student.backbone.bb_0', 'student.backbone.bb_2_1',
-                   'student.backbone.bb_3', 'student.head', 'connectors.term1_0'):
+                   'student.backbone.bb_3', 'student.head',
+                   'trained_beside.connectors.term1_0'):
         assert sum(v for n, v in sums.items() if n.startswith(prefix)) > 0, prefix
     for name, param in teacher.named_parameters():
         assert param.stop_gradient and param.grad is None, name
@@ -402,7 +411,7 @@ def test_term_binds_tensors_by_name():
 
     term = DistillTerm(name='spy', loss=Spy(), coef=0.5, arguments=LossArguments.of(Spy, 'w'))
     student, teacher = paddle.ones([1]), paddle.zeros([1])
-    assert float(term([student], [teacher], label='not passed')) == 1.0
+    assert float(term([student], [teacher], label='not passed')) == 2.0  # unweighted
     assert seen == {'student': student, 'teacher': teacher}
 
 
@@ -654,10 +663,11 @@ def test_dist_and_pairwise_train_from_yaml_on_logits_and_features(tmp_path, synt
     path = write_yaml(tmp_path / 'relations.yml', RELATION_TERMS.format(base=STUDENT_CFG))
     config = load_config(path, opts=data_opts(synthetic_root)[1:])
     builder = SegBuilder(config)
-    model = distill_model_factory(TEACHER_CFG, path, teacher_weights)(config, builder)
+    model = distill_model_factory(TEACHER_CFG, path, teacher_weights,
+                                  allow_weak_teacher=True)(config, builder)
     trainer = Trainer(TrainOptions(save_dir=str(tmp_path / 'out')), config, builder, model)
     # Only the DIST feature term has a connector (align: auto, 256 -> 1024 channels).
-    assert [list(p.shape) for n, p in model.connectors.named_parameters()
+    assert [list(p.shape) for n, p in model.auxiliary.connectors.named_parameters()
             if n.endswith('conv.weight')] == [[1024, 256, 1, 1]]
 
     optimizer = build_optimizer(builder, model)
@@ -675,3 +685,104 @@ def test_dist_and_pairwise_train_from_yaml_on_logits_and_features(tmp_path, synt
         assert np.isfinite(values[term]) and values[term] > 0, (term, values[term])
     assert any(not np.array_equal(v.numpy(), before[k])
                for k, v in model.student.state_dict().items())
+
+
+# --------------------------------------------------------------------------- teacher check
+
+
+def test_a_teacher_no_better_than_the_majority_class_stops_before_training(
+        tmp_path, synthetic_root, teacher_weights):
+    """teacher_weights trained 2 iterations: it predicts one class everywhere."""
+    save_dir = str(tmp_path / 'out')
+    args = ['--teacher_config', TEACHER_CFG, '--student_config', STUDENT_CFG,
+            '--teacher_model_path', teacher_weights, '--iters', '2', '--save_dir', save_dir,
+            *data_opts(synthetic_root)]
+    result = run_cli('distill_train.py', *args)
+    message = assert_user_error(result, 'the teacher scores mIoU',
+                                'predicting the majority class everywhere',
+                                TEACHER_CFG, '--allow_weak_teacher', save_dir=save_dir)
+    scores = [float(word.strip(',:')) for word in message.split() if word[:2] == '0.']
+    assert len(scores) == 2 and scores[0] <= scores[1], message
+    assert '[TRAIN]' not in result.stdout
+
+    allowed = distill(*args)
+    assert allowed.returncode == 0, output_of(allowed)[-3000:]
+    assert '--allow_weak_teacher' in output_of(allowed) and '[TRAIN]' in allowed.stdout
+
+
+def test_majority_score_is_the_mean_iou_of_one_class_everywhere(synthetic_root):
+    """Against a count of the val labels' pixels: the majority class's IoU is its share of
+    the pixels, every other class's 0, and mIoU averages over the classes."""
+    from PIL import Image
+    from paddleseg_ext.datasets import OpticDiscSeg
+    from paddleseg.transforms import Normalize
+    from slim.distill.teacher_check import majority_score
+    dataset = OpticDiscSeg(synthetic_root, [Normalize()], mode='val')
+    counts = np.zeros(2, np.int64)
+    for _, label_path in dataset.file_list:
+        label = np.asarray(Image.open(label_path)).reshape(-1)
+        counts += np.bincount(label[label != 255], minlength=2)
+    expected = counts.max() / counts.sum() / 2
+    assert majority_score(dataset, 100) == pytest.approx(expected, rel=1e-9)
+    first = dataset.file_list[0][1]
+    label = np.asarray(Image.open(first)).reshape(-1)
+    one = np.bincount(label[label != 255], minlength=2)
+    assert majority_score(dataset, 1) == pytest.approx(one.max() / one.sum() / 2, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- coef: auto
+
+
+def test_auto_coefficient_balances_the_gradients():
+    """coef = ratio * |d supervised / dp| / |d term / dp|: here |2p| = 6 and |3 * 1| = 3 sqrt 3."""
+    from slim.distill.calibration import auto_coefficients
+    p = paddle.to_tensor([1.0, 2.0, 2.0], stop_gradient=False)
+    supervised = paddle.sum(p * p)
+    coefs = auto_coefficients(supervised, {4: 3.0 * paddle.sum(p), 7: paddle.sum(p * 0)},
+                              [p], ratio=0.3)
+    assert coefs[4] == pytest.approx(0.3 * 6 / (3 * 3 ** 0.5), rel=1e-6)
+    assert coefs[7] == 1.0  # no gradient at all: nothing to balance, the plain weight
+    supervised.backward()  # the graph is left for the step's own backward
+    np.testing.assert_allclose(p.grad.numpy(), [2.0, 4.0, 4.0])
+
+
+def test_auto_coefficients_are_measured_once_and_shared_among_auto_terms():
+    def teacher(images):
+        return paddle.zeros([1, 2, 4, 4]), {}
+
+    def supervised(logits_list, label):
+        return {'supervised': paddle.mean(paddle.square(logits_list[0] - 1.0))}
+
+    terms = [kl_term(), DistillTerm(name='L2', loss=L2Loss(), coef='auto',
+                                    arguments=LossArguments.of(L2Loss, 'test')),
+             DistillTerm(name='KL2', loss=KLLoss(), coef='auto',
+                         arguments=LossArguments.of(KLLoss, 'test'))]
+    model = DistillModel(OneConv(), supervised, terms, teacher=teacher)
+    model.train()
+    paddle.seed(0)
+    batch = {'img': paddle.randn([1, 3, 4, 4]), 'label': paddle.zeros([1, 4, 4], 'int64')}
+    assert model.coefs() == {'KLLoss(logits)': 3.0, 'L2': 'auto', 'KL2': 'auto'}
+    first = model(batch, 1)
+    coefs = model.coefs()
+    assert coefs['KLLoss(logits)'] == 3.0 and coefs['L2'] > 0 and coefs['KL2'] > 0
+    # Each auto term pulls with half the ratio: its weighted gradient against the labels'.
+    from slim.distill.calibration import GRADIENT_RATIO, gradient_norm
+    params = list(model.student.parameters())
+    label_norm = gradient_norm(first['supervised'], params)
+    for name in ('L2', 'KL2'):
+        assert gradient_norm(first[name], params) == pytest.approx(
+            GRADIENT_RATIO / 2 * label_norm, rel=1e-4)
+    model(batch, 2)
+    assert model.coefs() == coefs  # fixed from then on
+
+
+@pytest.mark.parametrize('coef, fragment', [
+    ('[-1]', 'distill_loss.coef[0]: -1 is negative, which would push the student away'),
+    ('[abc]', "distill_loss.coef[0]: expected a number >= 0 or auto, got 'abc'"),
+])
+def test_a_negative_or_unreadable_coef_is_one_line(tmp_path, err_dir, synthetic_root, coef,
+                                                   fragment):
+    student = write_yaml(tmp_path / 'student.yml',
+                         f"_base_: '{STUDENT_CFG}'\ndistill_loss:\n  coef: {coef}\n")
+    assert_user_error(run_err(err_dir, synthetic_root, TEACHER_CFG, student), student, fragment,
+                      save_dir=err_dir)

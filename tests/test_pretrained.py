@@ -94,7 +94,8 @@ def test_teacher_from_a_file_url_and_its_sha256_in_the_run_log(tmp_path, synthet
                                pretrained=f'file://{teacher_weights}')
     save_dir = tmp_path / 'run'
     env = dict(os.environ, PADDLESEG_DISTILL_CACHE=str(tmp_path / 'cache'))
-    result = run_cli('distill_train.py', '--teacher_config', teacher_cfg, '--student_config',
+    result = run_cli('distill_train.py', '--allow_weak_teacher',
+                     '--teacher_config', teacher_cfg, '--student_config',
                      os.path.join(TEST_CONFIGS, 'tiny_student.yml'), '--iters', '1',
                      '--save_interval', '1', '--save_dir', str(save_dir),
                      *data_opts(synthetic_root), env=env, timeout=240)

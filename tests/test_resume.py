@@ -13,14 +13,17 @@ from paddleseg_ext import weights
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 TINY_TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 TINY_STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
+TINY_STUDENT_AUTO = os.path.join(TEST_CONFIGS, 'tiny_student_auto.yml')
 
 
 def command(kind, teacher_weights):
-    """train.py, or distill_train.py with KL + channel-wise features through an aligner."""
+    """train.py, or distill_train.py with KL + channel-wise features through an aligner
+    (distill_auto: their coefficients measured at the start)."""
     if kind == 'train':
         return ['train.py', '--config', TINY_STUDENT]
-    return ['distill_train.py', '--teather_config', TINY_TEACHER, '--teacher_model_path',
-            teacher_weights, '--student_config', TINY_STUDENT_CWD]
+    return ['distill_train.py', '--allow_weak_teacher',
+            '--teather_config', TINY_TEACHER, '--teacher_model_path', teacher_weights,
+            '--student_config', TINY_STUDENT_AUTO if kind == 'distill_auto' else TINY_STUDENT_CWD]
 
 
 def train(save_dir, iters, root, *extra, opts=(), kind='train', teacher_weights=None):
@@ -34,12 +37,12 @@ def load_numpy(path):
             for key, value in weights.load(path).items()}
 
 
-@pytest.mark.parametrize('kind', ['train', 'distill'])
+@pytest.mark.parametrize('kind', ['train', 'distill', 'distill_auto'])
 def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path, kind, request):
     whole_dir = str(tmp_path / 'whole')
     split_dir = str(tmp_path / 'split')
-    weights = request.getfixturevalue('teacher_weights') if kind == 'distill' else None
-    run = functools.partial(train, kind=kind, teacher_weights=weights)
+    teacher = request.getfixturevalue('teacher_weights') if kind != 'train' else None
+    run = functools.partial(train, kind=kind, teacher_weights=teacher)
     # The first half stops at iter 3 of a 6-iteration schedule: PolynomialDecay's
     # decay_steps defaults to --iters, so it is pinned to 6 as in the uninterrupted run.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -70,3 +73,11 @@ def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path, kind, r
     # The run really trained: iter 3 and iter 6 weights are not the same.
     at_3 = load_numpy(os.path.join(split_dir, 'iter_3', 'model.pdparams'))
     assert any(not np.allclose(at_3[key], actual[key]) for key in actual)
+    if kind == 'distill_auto':
+        # Measured once, at iter 1; the resumed run keeps the checkpoint's values.
+        assert whole.stdout.count('coef auto:') == 2 and first.stdout.count('coef auto:') == 2
+        assert 'coef auto:' not in second.stdout
+        coefs = [weights.load(os.path.join(folder, 'iter_6', 'train_state.pdstates'))
+                 ['auxiliary']['coefs'] for folder in (whole_dir, split_dir)]
+        np.testing.assert_array_equal(np.asarray(coefs[0]), np.asarray(coefs[1]))
+        assert np.all(np.asarray(coefs[0]) > 0)

@@ -22,7 +22,8 @@ LOSS_TERMS = ('CrossEntropyLoss', 'KLLoss(logits)', 'ChannelWiseDistillLoss(back
 def distill(tmp_path, name, synthetic_root, weights, *extra, student=STUDENT_CWD):
     """Runs 1 iteration; (its loss terms from train_log.jsonl, the console output)."""
     save_dir = tmp_path / name
-    result = run_cli('distill_train.py', '--teather_config', TEACHER, '--student_config',
+    result = run_cli('distill_train.py', '--allow_weak_teacher',
+                     '--teather_config', TEACHER, '--student_config',
                      student, '--teacher_model_path', weights, '--iters', '1',
                      '--log_iters', '1', '--seed', '0', '--save_dir', str(save_dir),
                      *extra, *data_opts(synthetic_root))

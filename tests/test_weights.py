@@ -181,11 +181,13 @@ def test_planted_file_is_refused_by_every_cli(case, tmp_path, synthetic_root, te
     if case == 'val':
         args = ['val.py', '--config', TINY_STUDENT, '--model_path', evil, *data]
     elif case == 'distill_teacher_model_path':
-        args = ['distill_train.py', '--teacher_config', TINY_TEACHER, '--student_config',
+        args = ['distill_train.py', '--allow_weak_teacher',
+                '--teacher_config', TINY_TEACHER, '--student_config',
                 TINY_STUDENT, '--teacher_model_path', evil, *train_flags, *data]
     elif case == 'teacher_config_pretrained':
         teacher_cfg = write_config(tmp_path / 'teacher.yml', TINY_TEACHER, pretrained=evil)
-        args = ['distill_train.py', '--teacher_config', teacher_cfg, '--student_config',
+        args = ['distill_train.py', '--allow_weak_teacher',
+                '--teacher_config', teacher_cfg, '--student_config',
                 TINY_STUDENT, *train_flags, *data]
     elif case == 'student_config_pretrained':
         student_cfg = write_config(tmp_path / 'student.yml', TINY_STUDENT, pretrained=evil)

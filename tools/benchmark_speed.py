@@ -3,24 +3,41 @@
 slim/benchmark/speed.py says what each mode measures and how.
 
   python tools/benchmark_speed.py [--json FILE] [--iters 20 --warmup 3 --rounds 2]
+  python tools/benchmark_speed.py --pair shipped --size 256 --augment \\
+      --modes student online cached --data data/optic_disc_seg_384
 """
 import argparse
 import os
 
-from slim.benchmark.recipes import CPU_CONFIGS
+from slim.benchmark.recipes import CPU_CONFIGS, RECIPES, TEACHER_CONFIG
 from slim.benchmark.speed import MODES, measure, run_mode
+
+# Which teacher and student configs --pair measures (a config flag overrides either).
+PAIRS = {
+    # The demo's pair and recipe: DeepLabV3P ResNet18_vd -> MobileSeg MobileNetV3_large, CWD.
+    'shipped': (TEACHER_CONFIG, RECIPES['cwd_logits']),
+    # DeepLabV3P ResNet50_vd -> ResNet18_vd with KL, a feature term and CWD.
+    'r50_r18': (os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml'),
+                os.path.join(CPU_CONFIGS,
+                             'deeplabv3p_resnet18_os16_optic_disc_64x64_student_kl_feature_cwd.yml')),
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--student_config',
-                        default=os.path.join(
-                            CPU_CONFIGS,
-                            'deeplabv3p_resnet18_os16_optic_disc_64x64_student_kl_feature_cwd.yml'))
-    # The card's teacher architecture (ResNet50_vd), sized for CPU: speed needs no training.
-    parser.add_argument('--teacher_config', default=os.path.join(
-        CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml'))
+    parser.add_argument('--pair', choices=sorted(PAIRS), default='shipped',
+                        help='Teacher and student configs to measure (default: shipped, the '
+                             "demo's pair and recipe).")
+    parser.add_argument('--student_config', default=None)
+    parser.add_argument('--teacher_config', default=None)
+    parser.add_argument('--size', type=int, default=None,
+                        help="Train at SxS (default: the configs' size).")
+    parser.add_argument('--augment', action='store_true',
+                        help="PaddleSeg's random scale, crop, flip and colour jitter as the "
+                             "train transforms (the crop is --size).")
+    parser.add_argument('--modes', nargs='+', choices=MODES, default=list(MODES),
+                        help='Modes to measure (default: all).')
     parser.add_argument('--teacher_weights', default=None,
                         help='Teacher .pdparams (default: its initial weights; speed does '
                              'not depend on the values).')
@@ -41,6 +58,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    teacher_config, student_config = PAIRS[args.pair]
+    args.teacher_config = args.teacher_config or teacher_config
+    args.student_config = args.student_config or student_config
+    if args.augment and not args.size:
+        raise SystemExit('--augment needs --size (the crop)')
     if args.mode:
         run_mode(args)
     else:

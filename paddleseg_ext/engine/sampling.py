@@ -55,10 +55,16 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
             yield [(int(i), epoch) for i in permutation[start:start + self.batch_size]]
 
 
+# The fields of a training sample, in order; a sample whose dataset tracks sources
+# (paddleseg_ext.datasets.source_map) has all four, others the first two.
+SAMPLE_FIELDS = ('img', 'label', 'index', 'source')
+
+
 class SeededSamples(paddle.io.Dataset):
     """Indexes a paddleseg dataset by (index, epoch), seeding its random transforms by both.
 
-    Yields (image, label)."""
+    Yields (image, label), or (image, label, index, source map) where the dataset's samples
+    carry a `source` map."""
 
     def __init__(self, dataset, seed, error_file=None):
         self.dataset = dataset
@@ -82,4 +88,7 @@ class SeededSamples(paddle.io.Dataset):
                 with open(self.error_file, 'w') as f:
                     f.write(str(exc))
             raise
-        return sample['img'], sample['label'].astype('int64')
+        fields = (sample['img'], sample['label'].astype('int64'))
+        if 'source' in sample:
+            fields += (np.int64(index), sample['source'])
+        return fields

@@ -24,7 +24,8 @@ from paddleseg.utils import logger
 
 from paddleseg_ext.amp import amp_enabled, autocast
 from paddleseg_ext.engine import checkpoint
-from paddleseg_ext.engine.sampling import ResumableBatchSampler, SeededSamples, iteration_seed
+from paddleseg_ext.engine.sampling import (SAMPLE_FIELDS, ResumableBatchSampler, SeededSamples,
+                                           iteration_seed)
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation import task_of
 
@@ -153,7 +154,9 @@ class RunLog:
     """VisualDL scalars and a JSON-lines record, on rank 0 only.
 
     Files are opened at the first record, so a run that fails on its first batch leaves
-    save_dir as it found it; `header` (what the model says about itself) is written first.
+    save_dir as it found it; `header()` (what the model says about itself) is written first,
+    and again whenever it has changed at a later record (a model may settle values, such as
+    measured coefficients, while it trains).
     """
 
     def __init__(self, save_dir, use_vdl, enabled, header=None):
@@ -161,6 +164,7 @@ class RunLog:
         self.use_vdl = use_vdl
         self.enabled = enabled
         self.header = header
+        self.written_header = None
         self.vdl = None
         self.jsonl = None
 
@@ -173,9 +177,11 @@ class RunLog:
             if self.use_vdl:
                 from visualdl import LogWriter
                 self.vdl = LogWriter(self.save_dir)
-            if self.header:
-                self.jsonl.write(json.dumps({'iter': iteration, 'tag': 'Run', **self.header})
-                                 + '\n')
+        if self.header is not None:
+            header = self.header()
+            if header and header != self.written_header:
+                self.jsonl.write(json.dumps({'iter': iteration, 'tag': 'Run', **header}) + '\n')
+                self.written_header = header
         if self.vdl is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)):
@@ -224,7 +230,8 @@ class Trainer:
         run_info = self.model.run_info()
         if run_info:
             logger.info('Run: ' + ', '.join(f'{k} {v}' for k, v in run_info.items()))
-        run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer, header=run_info)
+        run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer,
+                         header=self.model.run_info)
         stop = StopRequest()
         self.model.train()
         window = LogWindow()
@@ -233,10 +240,10 @@ class Trainer:
                     f'{self.world_size} process(es), seed {progress.seed}, '
                     f'device {paddle.get_device()}')
         try:
-            for images, labels in batches(samples, sampler, opts.num_workers):
+            for fields in batches(samples, sampler, opts.num_workers):
                 window.reader_cost += time.time() - tic
                 progress.iter += 1
-                batch = {'img': images, 'label': labels}
+                batch = dict(zip(SAMPLE_FIELDS, fields))
                 values, lr = self.step(model, optimizer, scaler, progress, batch)
                 window.add(values, time.time() - tic, time.process_time() - cpu_tic)
                 if progress.iter % opts.log_iters == 0 or progress.iter == self.iters:

@@ -38,7 +38,7 @@ def _batches(dataset, indices, num_workers):
 
 
 def evaluate_classification(model, dataset, num_workers=0, print_detail=True,
-                            precision='fp32', inference=None):
+                            precision='fp32', inference=None, limit=None):
     """{'top1', 'top5' (fractions in [0, 1]), 'num_images'} of `model` (returning a list
     whose first element is [N, C] logits) on `dataset`; the arguments are
     paddleseg_ext.evaluation.evaluate's. With several ranks each scores indices rank,
@@ -50,11 +50,12 @@ def evaluate_classification(model, dataset, num_workers=0, print_detail=True,
                              "config is a classification one: remove them")
     world_size = paddle.distributed.get_world_size()
     rank = paddle.distributed.get_rank()
+    count = len(dataset) if limit is None else min(limit, len(dataset))
     if print_detail and rank == 0:
-        logger.info(f"Start evaluating (total_samples: {len(dataset)}) ...")
+        logger.info(f"Start evaluating (total_samples: {count}) ...")
     counts = np.zeros(len(TOP_K) + 1, dtype=np.int64)  # correct at each k, then seen
     with eval_mode(model), paddle.no_grad():
-        for images, labels in _batches(dataset, range(rank, len(dataset), world_size),
+        for images, labels in _batches(dataset, range(rank, count, world_size),
                                        num_workers):
             with autocast(precision):
                 logits = model(images)[0]

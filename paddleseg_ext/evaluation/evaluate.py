@@ -179,7 +179,7 @@ def _log_summary(results):
 
 
 def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32',
-             inference=None):
+             inference=None, limit=None):
     """Evaluates `model` on a PaddleSeg dataset in 'val' mode, one image at a time.
 
     Args:
@@ -191,6 +191,7 @@ def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32',
         precision: 'fp32', 'fp16' or 'bf16'; the latter two use AMP on GPU only.
         inference: InferenceOptions for test-time augmentation / sliding windows; None
             (default) predicts each image once, whole.
+        limit: score the first `limit` images only (None: all).
 
     Data-parallel as `evaluate_predictions`.
 
@@ -202,10 +203,10 @@ def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32',
     with eval_mode(model), paddle.no_grad():
         return evaluate_predictions(
             lambda image, trans_info: _predict(model, image, trans_info, precision, inference),
-            dataset, num_workers, print_detail)
+            dataset, num_workers, print_detail, limit)
 
 
-def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True):
+def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True, limit=None):
     """The metrics of `predict_ids(image batch of one, trans_info)` -> class ids (HxW numpy
     at the label's original size) over a PaddleSeg val dataset: one loop for the dygraph
     model (`evaluate`) and an exported one (`deploy.inference.evaluate_inference`).
@@ -215,10 +216,11 @@ def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True)
     """
     world_size = paddle.distributed.get_world_size()
     rank = paddle.distributed.get_rank()
-    rank_indices = range(rank, len(dataset), world_size)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    rank_indices = range(rank, count, world_size)
 
     if print_detail and rank == 0:
-        logger.info(f"Start evaluating (total_samples: {len(dataset)}) ...")
+        logger.info(f"Start evaluating (total_samples: {count}) ...")
     cm = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
     for image, label, trans_info in _iterate_samples(dataset, rank_indices, num_workers):
         pred = predict_ids(image, trans_info)
@@ -227,17 +229,17 @@ def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True)
         cm = _sum_over_ranks(cm)
 
     results = segmentation_metrics(cm)
-    results['num_images'] = len(dataset)
+    results['num_images'] = count
     if print_detail and rank == 0:
         _log_summary(results)
     return results
 
 
-def constant_prediction_metrics(dataset, class_id=0):
+def constant_prediction_metrics(dataset, class_id=0, limit=None):
     """The metrics of predicting `class_id` at every pixel (e.g. background only): the
-    floor a trained model has to clear on this val set."""
+    floor a trained model has to clear on this val set (its first `limit` images)."""
     def predict_ids(image, trans_info):
         constant = paddle.full([1, 1, *image.shape[2:]], float(class_id))
         return reverse_transform(constant, trans_info, mode='nearest').numpy()[0, 0].astype(
             np.int64)
-    return evaluate_predictions(predict_ids, dataset, print_detail=False)
+    return evaluate_predictions(predict_ids, dataset, print_detail=False, limit=limit)

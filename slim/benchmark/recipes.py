@@ -20,6 +20,11 @@ RECIPES = {name: PAIR_PREFIX + name + '.yml' for name in (
     'pairwise_features',                # pair-wise affinity of decoder features
     'cwd_logits_pairwise_features',     # the two above together
 )}
+# The demo's recipe on students whose coefficients no one tuned (coef auto), under the
+# demo's teacher, and under PaddleSeg's random augmentation (the replay cache's benchmark).
+UNTUNED_STUDENTS = {name: os.path.join(CPU_CONFIGS, f'r18_to_{name}_64x64_cwd_logits_auto.yml')
+                    for name in ('mobileseg_mv3small', 'fastscnn_aux', 'bisenetv2')}
+AUGMENTED_RECIPE = PAIR_PREFIX + 'cwd_logits_augmented.yml'
 CLASSIFICATION_CONFIGS = os.path.join('configs', 'classification')
 CLASSIFICATION_RECIPES = {
     'kl': os.path.join(CLASSIFICATION_CONFIGS, 'mobilenetv1_digits_student.yml'),
@@ -106,7 +111,9 @@ class Setup:
                    input_size=args.input_size, task=args.task,
                    evaluations=1 if classification else 6,
                    score_with_val_py=not classification, card_size=args.card_size,
-                   cpu_threads=args.cpu_threads, teacher_cache=defaults['teacher_cache'],
+                   cpu_threads=args.cpu_threads,
+                   teacher_cache=(defaults['teacher_cache'] if args.teacher_cache is None
+                                  else args.teacher_cache == 'on'),
                    jobs=args.jobs if args.jobs is not None else default_jobs())
 
 
@@ -149,6 +156,10 @@ def add_setup_arguments(parser):
     add('--cpu_threads', type=int, default=None,
         help='CPU threads of each training run (default: the cores; 1 runs better on a '
              'machine shared with other jobs).')
+    add('--teacher_cache', choices=('on', 'off'), default=None,
+        help='Distilled runs keep a teacher cache in their folder (default: on for '
+             'classification, off for segmentation); under random augmentation it is the '
+             'replay cache.')
     add('--jobs', type=int, default=None,
         help='Student runs (alone and distilled, all seeds) trained side by side, the CPU '
              'cores shared among them (default: 2 on a CPU with 2 cores or more, 1 on a GPU).')

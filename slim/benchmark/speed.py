@@ -6,7 +6,10 @@ One run measures, on the same config, data and batch size:
              outputs detached afterwards (what PaddleSeg's distillation does)
   online_dygraph - ours with --teacher_engine dygraph: the teacher under no_grad
   online   - ours as it runs by default: on CPU the teacher compiled for Paddle Inference
-  cached   - ours with a warm teacher cache (offline distillation)
+  cached   - ours with a warm teacher cache (offline distillation): the cache of each
+             input under deterministic transforms, the replay cache under --augment
+--size S trains at SxS (the configs' Resize, or the crop under --augment); --augment
+replaces the train transforms by PaddleSeg's usual random ones (AUGMENTATION).
 Each mode runs in its own process (so peak RSS is its own) through the real training loop,
 --rounds times in alternating order; the median ms/iter over the timed iterations after
 warm-up of all rounds is reported, with ips, peak RSS,
@@ -28,6 +31,41 @@ from slim.benchmark.runs import run_logged
 
 MODES = ('student', 'anchor', 'online_dygraph', 'online', 'cached')
 
+# PaddleSeg's usual training augmentation (its Cityscapes and ADE20K configs): random
+# scale, a crop padded where the scaled image is smaller, flip, colour jitter.
+AUGMENTATION = [
+    {'type': 'ResizeStepScaling', 'min_scale_factor': 0.5, 'max_scale_factor': 2.0,
+     'scale_step_size': 0.25},
+    {'type': 'RandomPaddingCrop', 'crop_size': None},
+    {'type': 'RandomHorizontalFlip'},
+    {'type': 'RandomDistort', 'brightness_range': 0.4, 'contrast_range': 0.4,
+     'saturation_range': 0.4},
+    {'type': 'Normalize'},
+]
+
+
+def sized_config(path, size, augment, work_dir):
+    """`path` at SxS (and with AUGMENTATION's train transforms if augment), as a config of
+    its own in work_dir that inherits the rest; `path` itself when neither is asked."""
+    if not size and not augment:
+        return path
+    import yaml
+    val_transforms = [{'type': 'Resize', 'target_size': [size, size]}, {'type': 'Normalize'}]
+    if augment:
+        train_transforms = [dict(t) for t in AUGMENTATION]
+        train_transforms[1]['crop_size'] = [size, size]
+    else:
+        train_transforms = [{'type': 'Resize', 'target_size': [size, size]},
+                            {'type': 'RandomHorizontalFlip'}, {'type': 'Normalize'}]
+    derived = {'_base_': os.path.abspath(path),
+               'train_dataset': {'transforms': train_transforms},
+               'val_dataset': {'transforms': val_transforms}}
+    os.makedirs(work_dir, exist_ok=True)
+    out = os.path.join(work_dir, os.path.basename(path))
+    with open(out, 'w') as f:
+        yaml.safe_dump(derived, f)
+    return out
+
 
 class AnchorStyleTeacher:
     """The anchor's teacher: a forward that records autograd history, detached afterwards
@@ -47,9 +85,12 @@ class AnchorStyleTeacher:
 
 
 def fill_cache(cache, dataset, batch_size):
-    """Computes every input the train set can give (each image, flipped and not): the
-    explicit build of a warm cache."""
+    """Computes every input the train set can give (each image, flipped and not; each image
+    once for the replay cache): the explicit build of a warm cache."""
     import paddle
+    if hasattr(cache, 'fill'):
+        cache.fill(range(len(dataset)))
+        return
     dataset = copy.deepcopy(dataset)
     flips = [t for t in dataset.transforms.transforms
              if type(t).__name__ == 'RandomHorizontalFlip']
@@ -71,6 +112,7 @@ def run_mode(args):
     from paddleseg_ext.engine.trainer import Trainer, TrainOptions
     from slim.distill import distill_model_factory, plain_model
     from slim.distill.teacher_cache import TeacherCache
+    from slim.distill.teacher_replay import TeacherReplayCache
     from paddleseg_ext.config import build_model_without_weights
 
     device = setup_process('auto', args.cpu_threads, seed=0)
@@ -92,8 +134,10 @@ def run_mode(args):
     else:
         cache_dir = os.path.join(args.work_dir, 'cache') if args.mode == 'cached' else None
         engine = 'dygraph' if args.mode in ('anchor', 'online_dygraph') else 'auto'
+        # Speed does not depend on the teacher's weights: its initial ones pass unchecked.
         model = distill_model_factory(args.teacher_config, args.student_config, weights,
-                                      cache_dir, teacher_engine=engine)(config, builder)
+                                      cache_dir, teacher_engine=engine,
+                                      allow_weak_teacher=True)(config, builder)
         if args.mode == 'anchor':
             model.teacher = AnchorStyleTeacher(model.teacher)
     def train_log(name, iters):
@@ -106,7 +150,7 @@ def run_mode(args):
 
     epoch_iters = len(builder.train_dataset) // config.batch_size
     if args.mode == 'cached':
-        if not isinstance(model.teacher, TeacherCache):
+        if not isinstance(model.teacher, (TeacherCache, TeacherReplayCache)):
             raise SystemExit('the teacher cache does not apply to these train transforms')
         # The cache fills lazily: the first epoch runs the teacher on each image it meets.
         # Then the entries not met yet (the other flip) are filled explicitly.
@@ -114,7 +158,10 @@ def run_mode(args):
         start = time.time()
         fill_cache(model.teacher, build(builder, 'train_dataset'), config.batch_size)
         result['fill_rest_s'] = time.time() - start
-        result['cache_entries'] = len(model.teacher.slots)
+        result['cache_entries'] = (len(model.teacher.slots) if hasattr(model.teacher, 'slots')
+                                   else len(builder.train_dataset))
+        result['cache_bytes'] = sum(os.path.getsize(os.path.join(model.teacher.dir, name))
+                                    for name in os.listdir(model.teacher.dir))
     # Online also runs a whole first epoch, the cold cache's yardstick (both pay the
     # teacher's compile in it).
     log = train_log(args.mode, max(total_iters, epoch_iters) if args.mode == 'online'
@@ -139,15 +186,18 @@ def run_mode(args):
 
 
 def measure(args, script):
-    """Runs every mode --rounds times, each in its own process (`script --mode M`);
-    prints the table and writes --json."""
+    """Runs every mode of --modes --rounds times, each in its own process
+    (`script --mode M`); prints the table and writes --json."""
     if not os.path.isfile(os.path.join(args.data, 'train_list.txt')):
         raise SystemExit(f"no data in {args.data}: run `make demo` or tools/prepare_data.py first")
     work_dir = tempfile.mkdtemp(prefix='benchmark_speed_')
-    per_round = {mode: [] for mode in MODES}
+    args.student_config = sized_config(args.student_config, args.size, args.augment,
+                                       os.path.join(work_dir, 'configs'))
+    modes = [m for m in MODES if m in args.modes]
+    per_round = {mode: [] for mode in modes}
     for round_index in range(args.rounds):
         # Alternating the order spreads a drifting machine's speed over all modes.
-        order = MODES if round_index % 2 == 0 else MODES[::-1]
+        order = modes if round_index % 2 == 0 else modes[::-1]
         round_dir = os.path.join(work_dir, f'round_{round_index}')
         for mode in order:
             print(f'Measuring {mode} (round {round_index + 1}/{args.rounds}) ...', flush=True)
@@ -161,8 +211,9 @@ def measure(args, script):
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w') as f:
-            json.dump({'ips': {m: results[m]['ips'] for m in MODES}, 'modes': results,
-                       'ratios': ratios(results)}, f, indent=2)
+            json.dump({'ips': {m: results[m]['ips'] for m in modes}, 'modes': results,
+                       'ratios': ratios(results), 'size': args.size,
+                       'augment': args.augment}, f, indent=2)
 
 
 def merge_rounds(rounds):
@@ -195,49 +246,61 @@ def worker_args(args):
 
 
 def ratios(results):
-    """The done-criteria ratios, and the cache's cost against what it saves."""
-    ips = {m: results[m]['ips'] for m in MODES}
-    cached = results['cached']
-    epoch_images = cached['train_images'] // cached['batch_size'] * cached['batch_size']
-    fill_rest_s = cached['fill_rest_s']
-    online_epoch_s = epoch_images / ips['online']
-    saving_per_epoch = online_epoch_s - epoch_images / ips['cached']
-    # The cache is built lazily while training: its build cost is what the first epoch with
-    # an empty cache costs beyond a first epoch online (writing the entries). Entries that
-    # epoch did not meet (the other flip) are filled the same way when first met; the
-    # benchmark fills them explicitly only to measure a fully warm cache (fill_rest_s).
-    build_s = max(cached['first_epoch_s'] - results['online']['first_epoch_s'], 0.0)
-    return {'online_vs_anchor': ips['online'] / ips['anchor'],
-            'online_dygraph_vs_anchor': ips['online_dygraph'] / ips['anchor'],
-            'cached_vs_student': ips['cached'] / ips['student'],
-            'online_epoch_s': online_epoch_s,
-            'online_first_epoch_s': results['online']['first_epoch_s'],
-            'cold_cache_epoch_s': cached['first_epoch_s'],
-            'cache_build_s': build_s, 'cache_fill_rest_s': fill_rest_s,
-            'cache_saving_per_epoch_s': saving_per_epoch,
-            'cache_payback_epochs': build_s / saving_per_epoch
-            if saving_per_epoch > 0 else float('inf')}
+    """Each mode's speed against the student alone's and online's against the anchor's;
+    with a cache, its build cost against what it saves."""
+    ips = {m: r['ips'] for m, r in results.items()}
+    out = {f'{m}_vs_student': ips[m] / ips['student'] for m in ips
+           if m != 'student' and 'student' in ips}
+    for mode in ('online', 'online_dygraph'):
+        if mode in ips and 'anchor' in ips:
+            out[f'{mode}_vs_anchor'] = ips[mode] / ips['anchor']
+    if 'cached' in results and 'online' in results:
+        cached = results['cached']
+        epoch_images = cached['train_images'] // cached['batch_size'] * cached['batch_size']
+        online_epoch_s = epoch_images / ips['online']
+        saving_per_epoch = online_epoch_s - epoch_images / ips['cached']
+        # The cache is built lazily while training: its build cost is what the first epoch
+        # with an empty cache costs beyond a first epoch online. Entries that epoch did not
+        # meet (the other flip) are filled when first met; the benchmark fills them
+        # explicitly only to measure a fully warm cache (fill_rest_s).
+        build_s = max(cached['first_epoch_s'] - results['online']['first_epoch_s'], 0.0)
+        out.update(online_first_epoch_s=results['online']['first_epoch_s'],
+                   cold_cache_epoch_s=cached['first_epoch_s'], cache_build_s=build_s,
+                   cache_fill_rest_s=cached['fill_rest_s'],
+                   cache_saving_per_epoch_s=saving_per_epoch,
+                   cache_payback_epochs=build_s / saving_per_epoch
+                   if saving_per_epoch > 0 else float('inf'),
+                   cache_mb_per_image=cached['cache_bytes'] / cached['cache_entries'] / 2**20)
+    return out
 
 
 def report(results):
-    lines = ['| mode | ms/iter | ips (img/s) | peak RSS (MB) | CPU util (cores) |',
-             '|---|---|---|---|---|']
-    for mode in MODES:
-        r = results[mode]
-        lines.append(f"| {mode} | {r['ms_per_iter']:.0f} | {r['ips']:.2f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['cpu_util']:.2f} |")
+    lines = ['| mode | ms/iter | ips (img/s) | vs student | peak RSS (MB) | CPU util (cores) |',
+             '|---|---|---|---|---|---|']
     q = ratios(results)
-    compiled = results['online'].get('teacher_backend')
-    lines += ['', f"online / anchor ips: {q['online_vs_anchor']:.2f}x (online_dygraph "
-                  f"{q['online_dygraph_vs_anchor']:.2f}x); cached / student ips: "
-                  f"{q['cached_vs_student']:.2f}x",
-              "online teacher: " + (f"compiled for Paddle Inference ({compiled}) in "
-                                     f"{results['online']['teacher_compile_s']:.1f} s, once"
-                                     if compiled else "dygraph under no_grad"),
-              f"cache: first epoch {q['cold_cache_epoch_s']:.1f} s from empty vs "
-              f"{q['online_first_epoch_s']:.1f} s online, filling the rest "
-              f"{results['cached']['fill_rest_s']:.1f} s (explicit, benchmark only) -> lazy "
-              f"build cost {q['cache_build_s']:.1f} s; {results['cached']['cache_entries']} "
-              f"(image, flip) entries; saves {q['cache_saving_per_epoch_s']:.1f} s per epoch "
-              f"-> paid back in {q['cache_payback_epochs']:.2f} epochs"]
+    for mode, r in results.items():
+        versus = q.get(f'{mode}_vs_student', 1.0 if mode == 'student' else None)
+        lines.append(f"| {mode} | {r['ms_per_iter']:.0f} | {r['ips']:.2f} | "
+                     + (f"{versus:.2f}x" if versus is not None else '-')
+                     + f" | {r['peak_rss_mb']:.0f} | {r['cpu_util']:.2f} |")
+    lines.append('')
+    for mode in ('online', 'online_dygraph'):
+        if f'{mode}_vs_anchor' in q:
+            lines.append(f"{mode} / anchor ips: {q[f'{mode}_vs_anchor']:.2f}x")
+    if 'online' in results:
+        compiled = results['online'].get('teacher_backend')
+        lines.append("online teacher: " + (
+            f"compiled for Paddle Inference ({compiled}) in "
+            f"{results['online']['teacher_compile_s']:.1f} s, once" if compiled
+            else "dygraph under no_grad"))
+    if 'cache_build_s' in q:
+        cached = results['cached']
+        lines.append(
+            f"cache: first epoch {q['cold_cache_epoch_s']:.1f} s from empty vs "
+            f"{q['online_first_epoch_s']:.1f} s online, filling the rest "
+            f"{cached['fill_rest_s']:.1f} s (explicit, benchmark only) -> lazy build cost "
+            f"{q['cache_build_s']:.1f} s; {cached['cache_entries']} entries, "
+            f"{q['cache_mb_per_image']:.2f} MB each on disk; saves "
+            f"{q['cache_saving_per_epoch_s']:.1f} s per epoch -> paid back in "
+            f"{q['cache_payback_epochs']:.2f} epochs")
     return '\n'.join(lines)

@@ -1,14 +1,17 @@
 """Assembling a DistillModel from the configs: plain training, or a student under a teacher."""
 from paddleseg.utils import logger
 
-from paddleseg_ext.config import build, build_model_without_weights, load_config
+from paddleseg_ext.config import build, build_model_without_weights, dataset_task, load_config
+from paddleseg_ext.datasets.source_map import replay_plan, track_sources
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.supervised import SupervisedLoss
 from slim.distill.model import DistillModel
 from slim.distill.probe import connect
 from slim.distill.schema import parse_terms
 from slim.distill.teacher import FrozenTeacher
+from slim.distill.teacher_check import check_teacher
 from slim.distill.teacher_cache import TeacherCache, cache_blocker, cache_key
+from slim.distill.teacher_replay import TeacherReplayCache, replay_key
 
 
 def plain_model(config, builder):
@@ -16,25 +19,50 @@ def plain_model(config, builder):
     return DistillModel(build(builder, 'model'), SupervisedLoss(build(builder, 'loss')))
 
 
+def replay_blocker(dataset, train_cfg, teacher):
+    """Why the replay cache cannot serve this dataset and teacher, or None."""
+    if dataset_task(train_cfg) != 'segmentation':
+        return 'only segmentation logits can be replayed on random views'
+    if not hasattr(dataset, 'read_sample'):
+        return (f"the replay cache reads the images of this project's datasets (Dataset, "
+                f"OpticDiscSeg), not of {type(dataset).__name__}")
+    if teacher.recorder.refs:
+        return "the replay cache holds the teacher's logits, and the recipe distils features"
+    return None
+
+
 def with_teacher_cache(teacher, cache_dir, config, builder, teacher_config, precision):
-    """The teacher behind a TeacherCache when the train transforms allow it; else as is."""
+    """The teacher behind a cache: a TeacherCache of each distinct input when the train
+    transforms are deterministic, else a TeacherReplayCache of each image's logits where
+    they can be replayed on its random views; else as is, with one line saying why."""
     train_cfg = config.train_dataset_cfg
-    blocker = cache_blocker(train_cfg.get('transforms', []))
-    if blocker:
-        logger.info(f'Teacher cache not used, the teacher runs online: {blocker}')
-        return teacher
+    transforms = train_cfg.get('transforms', [])
     dataset = build(builder, 'train_dataset')
-    key = cache_key(teacher.weights_path, teacher_config.dic['model'], train_cfg,
-                    dataset.file_list, teacher.recorder.refs, precision)
-    return TeacherCache(teacher, cache_dir, key, capacity=2 * len(dataset))
+    if not cache_blocker(transforms):
+        key = cache_key(teacher.weights_path, teacher_config.dic['model'], train_cfg,
+                        dataset.file_list, teacher.recorder.refs, precision)
+        return TeacherCache(teacher, cache_dir, key, capacity=2 * len(dataset))
+    prefix, blocker = replay_plan(transforms)
+    blocker = blocker or replay_blocker(dataset, train_cfg, teacher)
+    if blocker:
+        logger.info(f'Teacher cache not used, the teacher runs online: '
+                    f'{cache_blocker(transforms)}; {blocker}')
+        return teacher
+    track_sources(dataset, prefix)
+    key = replay_key(teacher.weights_path, teacher_config.dic['model'], train_cfg, prefix,
+                     dataset.file_list, precision)
+    return TeacherReplayCache(teacher, dataset, prefix, cache_dir, key)
 
 
 def distill_model_factory(teacher_config_path, student_config_path, teacher_model_path=None,
-                          teacher_cache=None, precision='fp32', teacher_engine='auto'):
-    """make_model(config, builder) for the engine: checks, then the teacher's weights.
+                          teacher_cache=None, precision='fp32', teacher_engine='auto',
+                          allow_weak_teacher=False):
+    """make_model(config, builder) for the engine: checks, then the teacher's weights, then
+    the teacher's score against the majority class (slim.distill.teacher_check).
 
     teacher_cache: a folder for offline distillation (or the config's `teacher_cache`).
-    teacher_engine: what runs the teacher's forward (slim.distill.teacher.TEACHER_ENGINES)."""
+    teacher_engine: what runs the teacher's forward (slim.distill.teacher.TEACHER_ENGINES).
+    allow_weak_teacher: go on, with a warning, when the teacher fails its check."""
 
     def make_model(config, builder):
         teacher_config = load_config(teacher_config_path, required=('model',))
@@ -56,6 +84,12 @@ def distill_model_factory(teacher_config_path, student_config_path, teacher_mode
         teacher = FrozenTeacher(teacher_model, [r for t in terms for r in t.teacher_refs or []],
                                 teacher_engine, precision)
         teacher.load(weights)
+        if config.val_dataset_cfg:
+            check_teacher(teacher_model, build(builder, 'val_dataset'), teacher_config_path,
+                          allow_weak_teacher)
+        else:
+            logger.warning(f"{student_config_path} has no val_dataset: the teacher is not "
+                           f"checked before training")
         cache_dir = teacher_cache or config.dic.get('teacher_cache')
         if cache_dir:
             teacher = with_teacher_cache(teacher, cache_dir, config, builder, teacher_config,

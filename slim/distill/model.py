@@ -5,9 +5,37 @@ Training: forward(batch, iteration) -> {term name: weighted loss}, the supervise
 included, so the engine only sums, steps and saves. Evaluation: forward(images) -> the
 student's logits. With no terms it is plain training of the student.
 """
-import paddle.nn as nn
+import math
 
+import numpy as np
+import paddle
+import paddle.nn as nn
+from paddleseg.utils import logger
+
+from slim.distill.calibration import AUTO, GRADIENT_RATIO, auto_coefficients
 from slim.distill.recorder import Recorder
+
+
+class TrainedBeside(nn.Layer):
+    """What trains beside the student and is kept in the checkpoint's train state: the
+    connectors, the terms' losses (a loss may have parameters) and the terms' coefficients
+    (`coef: auto` ones are NaN until measured)."""
+
+    def __init__(self, connectors, losses, coefs):
+        super().__init__()
+        self.connectors = nn.LayerDict(connectors or {})
+        self.losses = nn.LayerList(losses)
+        self.register_buffer('coefs', paddle.to_tensor(
+            [math.nan if coef == AUTO else float(coef) for coef in coefs] or [0.0],
+            dtype='float32'))
+
+    def set_state_dict(self, state_dict, *args, **kwargs):
+        # Checkpoints written before the losses and coefficients joined the connectors held
+        # the connectors' entries alone, at the top level.
+        if state_dict and not any(k.startswith(('connectors.', 'losses.')) or k == 'coefs'
+                                  for k in state_dict):
+            state_dict = {f'connectors.{k}': v for k, v in state_dict.items()}
+        return super().set_state_dict(state_dict, *args, **kwargs)
 
 
 class DistillModel(nn.Layer):
@@ -22,9 +50,13 @@ class DistillModel(nn.Layer):
     def __init__(self, student, supervised_loss, terms=(), connectors=None, teacher=None):
         super().__init__()
         self.student = student
-        self.connectors = nn.LayerDict(connectors or {})
         self.supervised_loss = supervised_loss
         self.terms = list(terms)
+        self.trained_beside = TrainedBeside(connectors, [t.loss for t in self.terms],
+                                            [t.coef for t in self.terms])
+        # Until every auto coefficient is measured (or restored by a resume), each step
+        # checks for those still unmeasured.
+        self._auto_pending = any(t.coef == AUTO for t in self.terms)
         self.recorder = Recorder(student, [r for t in self.terms for r in t.student_refs or []],
                                  'student')
         # A plain attribute, not a sublayer: the teacher never reaches parameters(),
@@ -37,15 +69,23 @@ class DistillModel(nn.Layer):
 
     @property
     def auxiliary(self):
-        return self.connectors
+        return self.trained_beside
 
     @property
     def find_unused_parameters(self):
-        return len(self.connectors) > 0
+        return len(self.trained_beside.parameters()) > 0
+
+    def coefs(self):
+        """{term name: its coefficient}, 'auto' for one not measured yet."""
+        values = self.trained_beside.coefs.numpy()
+        return {term.name: AUTO if math.isnan(value) else float(value)
+                for term, value in zip(self.terms, values)}
 
     def run_info(self):
         """What the run log records about this model at the start."""
-        return {} if self.teacher is None else self.teacher.info()
+        if self.teacher is None:
+            return {}
+        return {**self.teacher.info(), 'coefs': self.coefs()}
 
     def forward(self, batch, iteration=None):
         if not self.training:
@@ -56,7 +96,10 @@ class DistillModel(nn.Layer):
         active = [(i, term) for i, term in enumerate(self.terms) if term.active(iteration)]
         if not active:
             return losses
-        teacher_logits, teacher_records = self.teacher(images)
+        # Samples that carry their source map (a replay cache asked for it) hand it on.
+        views = {key: batch[key] for key in ('index', 'source') if key in batch}
+        teacher_logits, teacher_records = self.teacher(images, **views)
+        term_losses = {}
         for index, term in active:
             if term.student_refs is None:
                 student, teacher = [logits_list[0]], [teacher_logits]
@@ -64,9 +107,31 @@ class DistillModel(nn.Layer):
                 student = [self._connect(index, position, student_records[ref])
                            for position, ref in enumerate(term.student_refs)]
                 teacher = [teacher_records[ref] for ref in term.teacher_refs]
-            losses[term.name] = term(student, teacher, label)
+            term_losses[index] = term(student, teacher, label)
+        coefs = self.trained_beside.coefs
+        if self._auto_pending:
+            values = coefs.numpy()
+            unmeasured = {i: loss for i, loss in term_losses.items() if math.isnan(values[i])}
+            if unmeasured:
+                self._measure_coefs(paddle.add_n(list(losses.values())), unmeasured)
+            self._auto_pending = bool(np.isnan(coefs.numpy()).any())
+        for index, loss in term_losses.items():
+            losses[self.terms[index].name] = coefs[index] * loss
         return losses
+
+    def _measure_coefs(self, supervised, term_losses):
+        """Sets the `coef: auto` terms' coefficients from this batch's gradients."""
+        parameters = [p for p in self.student.parameters() if not p.stop_gradient]
+        ratio = GRADIENT_RATIO / sum(term.coef == AUTO for term in self.terms)
+        measured = auto_coefficients(supervised, term_losses, parameters, ratio)
+        coefs = self.trained_beside.coefs.numpy()
+        for index, coef in measured.items():
+            coefs[index] = coef
+            logger.info(f'coef auto: {self.terms[index].name} = {coef:.4g} (its gradient '
+                        f'{ratio:.3g} times the supervised loss\'s on its first batch)')
+        self.trained_beside.coefs.set_value(paddle.to_tensor(coefs))
 
     def _connect(self, index, position, tensor):
         key = f'term{index}_{position}'
-        return self.connectors[key](tensor) if key in self.connectors else tensor
+        connectors = self.trained_beside.connectors
+        return connectors[key](tensor) if key in connectors else tensor

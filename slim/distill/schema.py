@@ -8,6 +8,7 @@ from paddleseg.cvlibs import manager
 
 from paddleseg_ext.config import check_known_keys
 from paddleseg_ext.errors import UserInputError
+from slim.distill.calibration import AUTO
 from slim.distill.connectors import CONNECTORS
 from slim.distill.recorder import FeatureRef
 from slim.distill.terms import DistillTerm, LossArguments
@@ -23,6 +24,19 @@ def _number(value, key, minimum=None, integer=False):
         raise UserInputError(f"{key}: expected {'an integer' if integer else 'a number'}"
                              f"{'' if minimum is None else f' >= {minimum}'}, got {value!r}")
     return value
+
+
+def _coef(value, key):
+    """A term's coefficient: a number >= 0, or 'auto' (set from gradients at the start)."""
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise UserInputError(f"{key}: {value} is negative, which would push the student away "
+                             f"from the teacher: give a number >= 0 or auto")
+    try:
+        return _number(value, key, 0)
+    except UserInputError:
+        raise UserInputError(f"{key}: expected a number >= 0 or auto, got {value!r}") from None
 
 
 def _loss(loss_cfg, where, build_component):
@@ -98,7 +112,7 @@ def _logit_terms(distill_loss, prefix, build_component, taken):
             raise UserInputError(f"{where}: {loss_cfg['type']} compares several layers per "
                                  f"model: use it in distill_features")
         terms.append(DistillTerm(name=_unique(f"{loss_cfg['type']}(logits)", taken), loss=loss,
-                                 coef=_number(coef, f'{prefix}distill_loss.coef'),
+                                 coef=_coef(coef, f'{prefix}distill_loss.coef[{index}]'),
                                  arguments=arguments))
     return terms
 
@@ -123,7 +137,7 @@ def _feature_term(item, where, build_component, taken):
         _number(end_iter, f"{where}.end_iter", start_iter + 1, integer=True)
     name = item.get('name') or f"{loss_type}({student_refs[0]})"
     return DistillTerm(name=_unique(name, taken), loss=loss,
-                       coef=_number(item.get('coef', 1.0), f"{where}.coef"), arguments=arguments,
+                       coef=_coef(item.get('coef', 1.0), f"{where}.coef"), arguments=arguments,
                        student_refs=student_refs, teacher_refs=teacher_refs,
                        connector=_connector(item, where), start_iter=start_iter,
                        end_iter=end_iter)

@@ -66,7 +66,8 @@ def _tensors_per_model(forward):
 
 @dataclass(frozen=True)
 class DistillTerm:
-    """coef * loss(student, teacher[, label]) for iterations start_iter+1 .. end_iter.
+    """loss(student, teacher[, label]), weighted by coef, for iterations start_iter+1 ..
+    end_iter. coef: a number, or 'auto' (slim.distill.calibration).
 
     student_refs / teacher_refs name the recorded tensors compared; None compares the two
     models' main logits. connector: None, 'auto' (a 1x1 conv + BN where channels differ) or
@@ -74,7 +75,7 @@ class DistillTerm:
     """
     name: str
     loss: nn.Layer
-    coef: float
+    coef: object
     arguments: LossArguments
     student_refs: Optional[List[FeatureRef]] = None
     teacher_refs: Optional[List[FeatureRef]] = None
@@ -87,8 +88,8 @@ class DistillTerm:
                                                 or iteration <= self.end_iter)
 
     def __call__(self, student, teacher, label):
-        """The weighted loss; student and teacher are lists of tensors (one per ref)."""
+        """The unweighted loss; student and teacher are lists of tensors (one per ref)."""
         if self.arguments.tensors_per_model is None:
             student, teacher = student[0], teacher[0]
         given = {'student': student, 'teacher': teacher, 'label': label}
-        return self.coef * self.loss(**{name: given[name] for name in self.arguments.names})
+        return self.loss(**{name: given[name] for name in self.arguments.names})
