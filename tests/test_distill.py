@@ -786,3 +786,19 @@ def test_a_negative_or_unreadable_coef_is_one_line(tmp_path, err_dir, synthetic_
                          f"_base_: '{STUDENT_CFG}'\ndistill_loss:\n  coef: {coef}\n")
     assert_user_error(run_err(err_dir, synthetic_root, TEACHER_CFG, student), student, fragment,
                       save_dir=err_dir)
+
+
+def test_a_distilled_student_starts_from_the_weights_of_the_student_alone(synthetic_root,
+                                                                          teacher_weights):
+    """Same seed, same initial student: a benchmark's distilled run and its student alone
+    differ by the teacher only."""
+    from slim.distill import plain_model
+    starts = []
+    for make in (plain_model, distill_model_factory(TEACHER_CFG, STUDENT_CFG, teacher_weights,
+                                                    allow_weak_teacher=True)):
+        paddle.seed(5)
+        config = load_config(STUDENT_CFG, opts=data_opts(synthetic_root)[1:])
+        starts.append(make(config, SegBuilder(config)).student.state_dict())
+    assert starts[0].keys() == starts[1].keys()
+    for key, value in starts[0].items():
+        np.testing.assert_array_equal(value.numpy(), starts[1][key].numpy(), err_msg=key)

@@ -71,8 +71,10 @@ def distill_model_factory(teacher_config_path, student_config_path, teacher_mode
             raise UserInputError(
                 f"{student_config_path}: no distill_loss and no distill_features: nothing to "
                 f"distill; add e.g. distill_loss: {{types: [{{type: KLLoss}}], coef: [3]}}")
-        teacher_model, config_weights = build_model_without_weights(teacher_config)
+        # The student first: with the same seed it starts from the weights train.py gives
+        # it, so a distilled run and the student alone differ by the teacher only.
         student = build(builder, 'model')
+        teacher_model, config_weights = build_model_without_weights(teacher_config)
         connectors = connect(terms, student, teacher_model, student_config_path,
                              teacher_config_path)
         weights = teacher_model_path or config_weights

@@ -142,8 +142,11 @@ class TeacherReplayCache:
         views = np.empty((len(indices), pad.shape[0], *sources.shape[1:]), np.float32)
         for row, (image_index, positions) in enumerate(zip(indices, sources)):
             canonical = np.load(self._path(image_index), mmap_mode='r')
-            flat = canonical.reshape(canonical.shape[0], -1)
+            positions = positions.reshape(-1)
             inside = positions >= 0
-            views[row][:, inside] = flat[:, positions[inside]]
-            views[row][:, ~inside] = pad[:, np.newaxis]
+            # Reads only the pixels the view shows; padded ones take the padding logits.
+            view = np.take(canonical.reshape(canonical.shape[0], -1),
+                           np.where(inside, positions, 0), axis=1).astype(np.float32)
+            view[:, ~inside] = pad[:, np.newaxis]
+            views[row] = view.reshape(views.shape[1:])
         return paddle.to_tensor(views), {}
