@@ -121,8 +121,8 @@ def test_distill_train_kl_and_feature_terms_on_a_classifier(teacher_dir, digits_
     cached = [name for _, _, names in os.walk(tmp_path / 'cache') for name in names]
     assert 'logits.npy' in cached and 'feature_0.npy' in cached, cached
     train = [r for r in log if r['tag'] == 'Train']
-    assert set(train[-1]) >= {'CELoss', 'KLLoss(logits)', 'L2Loss(net.conv6)'}, train[-1]
-    assert train[-1]['KLLoss(logits)'] > 0 and train[-1]['L2Loss(net.conv6)'] > 0
+    assert set(train[-1]) >= {'CELoss', 'KLDivergenceLoss(logits)', 'L2Loss(net.conv6)'}, train[-1]
+    assert train[-1]['KLDivergenceLoss(logits)'] > 0 and train[-1]['L2Loss(net.conv6)'] > 0
     assert 'Teacher compiled for Paddle Inference' in result.stdout + result.stderr
     # best_model is the plain student: it loads into the student config's model.
     student = build(SegBuilder(load_config(STUDENT_CFG, opts=subset_opts(digits_root)[1:])),
@@ -286,12 +286,12 @@ def test_spatial_loss_on_logits_is_refused_when_the_config_is_read(teacher_dir, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr[-3000:]
     assert f'{loss} compares spatial maps' in lines[0]
-    assert '[1, 10]' in lines[0] and 'KLLoss' in lines[0]
+    assert '[1, 10]' in lines[0] and 'KLDivergenceLoss' in lines[0]
 
 
 def test_kl_and_l2_on_classification_logits_match_numpy():
     import paddle
-    from slim.distill.losses import KLLoss, L2Loss
+    from slim.distill.losses import KLDivergenceLoss, L2Loss
     rng = np.random.default_rng(1)
     student, teacher = rng.normal(size=(6, 10)), rng.normal(size=(6, 10)) * 3
     label = np.array([0, 255, 3, 4, 255, 9])
@@ -302,7 +302,7 @@ def test_kl_and_l2_on_classification_logits_match_numpy():
 
     t_log, s_log = log_softmax(teacher / 4), log_softmax(student / 2)
     per_sample = (np.exp(t_log) * (t_log - s_log)).sum(axis=1)
-    kl = KLLoss(student_temperature=2, teacher_temperature=4)(
+    kl = KLDivergenceLoss(student_temperature=2, teacher_temperature=4)(
         paddle.to_tensor(student, 'float32'), paddle.to_tensor(teacher, 'float32'),
         paddle.to_tensor(label))
     assert float(kl) == pytest.approx(per_sample[label != 255].mean() * 8, rel=1e-5)

@@ -306,17 +306,17 @@ def write_fake_run(folder, terms, seed):
 
 def test_plot_reads_loss_terms_of_resumed_runs(tmp_path):
     from paddleseg_ext.deploy.plot import loss_terms, read_run_log
-    write_fake_run(str(tmp_path / 'run'), ['CrossEntropyLoss', 'KLLoss(logits)'], 0)
+    write_fake_run(str(tmp_path / 'run'), ['CrossEntropyLoss', 'KLDivergenceLoss(logits)'], 0)
     with open(tmp_path / 'run' / 'train_log.jsonl', 'a') as f:  # resumed at iter 50
         f.write('\n' + json.dumps({'iter': 60, 'tag': 'Train', 'loss': 9.0, 'lr': 0.1}) + '\n')
     records = read_run_log(str(tmp_path / 'run'))
-    assert loss_terms(records['Train']) == ['loss', 'CrossEntropyLoss', 'KLLoss(logits)']
+    assert loss_terms(records['Train']) == ['loss', 'CrossEntropyLoss', 'KLDivergenceLoss(logits)']
     assert records['Train'][60]['loss'] == 9.0 and sorted(records['Evaluate']) == [50, 100]
 
 
 def test_plot_run_writes_png_without_paddle(tmp_path):
     write_fake_run(str(tmp_path / 'student'), ['CrossEntropyLoss'], 0)
-    write_fake_run(str(tmp_path / 'distilled'), ['CrossEntropyLoss', 'KLLoss'], 1)
+    write_fake_run(str(tmp_path / 'distilled'), ['CrossEntropyLoss', 'KLDivergenceLoss'], 1)
     out = tmp_path / 'plots' / 'runs.png'
     code = ('import runpy, sys; sys.argv = ["tools/plot_run.py", sys.argv[1], sys.argv[2], '
             '"--out", sys.argv[3]]; runpy.run_path("tools/plot_run.py", run_name="__main__"); '

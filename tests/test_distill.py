@@ -17,7 +17,7 @@ from paddleseg_ext.config import build, load_config
 from paddleseg_ext.engine.trainer import Progress, Trainer, TrainOptions, build_optimizer
 from paddleseg_ext.errors import UserInputError
 from slim.distill import DistillModel, distill_model_factory
-from slim.distill.losses import FSPLoss, KLLoss, L2Loss
+from slim.distill.losses import FSPLoss, KLDivergenceLoss, L2Loss
 from slim.distill.recorder import FeatureRef, Recorder, select
 from slim.distill.schema import parse_terms
 from slim.distill.terms import DistillTerm, LossArguments
@@ -104,7 +104,7 @@ def test_kl_distillation_trains_and_saves_a_plain_student(kl_run, synthetic_root
     assert result.returncode == 0, output_of(result)
     train_lines = [line for line in output_of(result).splitlines() if '[TRAIN]' in line]
     assert train_lines, output_of(result)
-    assert 'KLLoss(logits): ' in train_lines[-1], train_lines[-1]
+    assert 'KLDivergenceLoss(logits): ' in train_lines[-1], train_lines[-1]
     assert 'ChannelWiseDistillLoss' not in output_of(result)
     # The teacher's weights are read, never written.
     assert kl_run['digest_after'] == kl_run['digest_before']
@@ -131,7 +131,7 @@ def test_feature_distillation_with_a_connector_saves_a_plain_student(cwd_run):
     assert result.returncode == 0, output_of(result)
     train_lines = [line for line in output_of(result).splitlines() if '[TRAIN]' in line]
     assert train_lines, output_of(result)
-    assert 'KLLoss(logits): ' in train_lines[-1], train_lines[-1]
+    assert 'KLDivergenceLoss(logits): ' in train_lines[-1], train_lines[-1]
     assert 'ChannelWiseDistillLoss(backbone.bb_2_1): ' in train_lines[-1], train_lines[-1]
     assert cwd_run['digest_after'] == cwd_run['digest_before']
 
@@ -242,7 +242,7 @@ def test_engine_step_trains_student_and_connectors_never_the_teacher(cwd_trainer
     for handle in handles:
         handle.remove()
 
-    assert list(values) == ['CrossEntropyLoss', 'KLLoss(logits)',
+    assert list(values) == ['CrossEntropyLoss', 'KLDivergenceLoss(logits)',
                             'ChannelWiseDistillLoss(backbone.bb_2_1)', 'loss']
     assert all(np.isfinite(value) for value in values.values())
     assert abs(values['loss'] - sum(v for k, v in values.items() if k != 'loss')) < 1e-4
@@ -264,8 +264,8 @@ def test_engine_step_trains_student_and_connectors_never_the_teacher(cwd_trainer
 
 
 def kl_term(**window):
-    return DistillTerm(name='KLLoss(logits)', loss=KLLoss(), coef=3.0,
-                       arguments=LossArguments.of(KLLoss, 'test'), **window)
+    return DistillTerm(name='KLDivergenceLoss(logits)', loss=KLDivergenceLoss(), coef=3.0,
+                       arguments=LossArguments.of(KLDivergenceLoss, 'test'), **window)
 
 
 def test_term_window_is_start_exclusive_end_inclusive():
@@ -303,7 +303,7 @@ def test_teacher_runs_only_inside_a_window():
     for iteration in (1, 2, 4, 5):
         assert list(model(batch, iteration)) == ['supervised']
     assert calls == []
-    assert list(model(batch, 3)) == ['supervised', 'KLLoss(logits)']
+    assert list(model(batch, 3)) == ['supervised', 'KLDivergenceLoss(logits)']
     assert len(calls) == 1
     model.eval()
     assert list(model(batch['img'])[0].shape) == [1, 2, 4, 4]  # evaluation: the logits
@@ -326,7 +326,7 @@ distill_features:
 """)
     config = load_config(path, opts=data_opts(synthetic_root)[1:])
     terms = parse_terms(config, SegBuilder(config).build_component)
-    assert [t.name for t in terms] == ['KLLoss(logits)', 'ChannelWiseDistillLoss(backbone[2])',
+    assert [t.name for t in terms] == ['KLDivergenceLoss(logits)', 'ChannelWiseDistillLoss(backbone[2])',
                                        'FSPLoss(backbone.bb_1_1)']
     feature, fsp = terms[1], terms[2]
     assert feature.student_refs == [FeatureRef('backbone', 'output', 2)]
@@ -391,7 +391,7 @@ class AnyNumber(paddle.nn.Layer):
 
 
 def test_loss_arguments_are_read_from_the_signature():
-    assert LossArguments.of(KLLoss, 'w') == LossArguments(('student', 'teacher', 'label'))
+    assert LossArguments.of(KLDivergenceLoss, 'w') == LossArguments(('student', 'teacher', 'label'))
     assert LossArguments.of(FSPLoss, 'w') == LossArguments(('student', 'teacher'), 2)
     assert LossArguments.of(AnyNumber, 'w') == LossArguments(('student', 'teacher', 'label'), 0)
     with pytest.raises(UserInputError, match="w: TakesPrediction takes 'prediction', which a "
@@ -492,7 +492,7 @@ def test_unknown_loss_type_lists_registered_losses(tmp_path, err_dir, synthetic_
                      '--teacher_model_path', teacher_weights)
     assert_user_error(result, student,
                       "distill_features[0].loss: unknown type 'ChanelWiseLoss'",
-                      'registered losses: ', 'ChannelWiseDistillLoss', 'KLLoss',
+                      'registered losses: ', 'ChannelWiseDistillLoss', 'KLDivergenceLoss',
                       save_dir=err_dir)
 
 
@@ -755,16 +755,16 @@ def test_auto_coefficients_are_measured_once_and_shared_among_auto_terms():
 
     terms = [kl_term(), DistillTerm(name='L2', loss=L2Loss(), coef='auto',
                                     arguments=LossArguments.of(L2Loss, 'test')),
-             DistillTerm(name='KL2', loss=KLLoss(), coef='auto',
-                         arguments=LossArguments.of(KLLoss, 'test'))]
+             DistillTerm(name='KL2', loss=KLDivergenceLoss(), coef='auto',
+                         arguments=LossArguments.of(KLDivergenceLoss, 'test'))]
     model = DistillModel(OneConv(), supervised, terms, teacher=teacher)
     model.train()
     paddle.seed(0)
     batch = {'img': paddle.randn([1, 3, 4, 4]), 'label': paddle.zeros([1, 4, 4], 'int64')}
-    assert model.coefs() == {'KLLoss(logits)': 3.0, 'L2': 'auto', 'KL2': 'auto'}
+    assert model.coefs() == {'KLDivergenceLoss(logits)': 3.0, 'L2': 'auto', 'KL2': 'auto'}
     first = model(batch, 1)
     coefs = model.coefs()
-    assert coefs['KLLoss(logits)'] == 3.0 and coefs['L2'] > 0 and coefs['KL2'] > 0
+    assert coefs['KLDivergenceLoss(logits)'] == 3.0 and coefs['L2'] > 0 and coefs['KL2'] > 0
     # Each auto term pulls with half the ratio: its weighted gradient against the labels'.
     from slim.distill.calibration import GRADIENT_RATIO, gradient_norm
     params = list(model.student.parameters())
@@ -802,3 +802,32 @@ def test_a_distilled_student_starts_from_the_weights_of_the_student_alone(synthe
     assert starts[0].keys() == starts[1].keys()
     for key, value in starts[0].items():
         np.testing.assert_array_equal(value.numpy(), starts[1][key].numpy(), err_msg=key)
+
+
+def test_paddleseg_tutorial_kl_config_gives_paddleseg_kl_loss(tmp_path):
+    """`type: KLLoss, coef: [3]` (PaddleSeg's distillation tutorial) is paddleseg's KLLoss:
+    KL averaged over pixels and classes, student as logit_1, ignore_index masked."""
+    from paddleseg.models.losses.kl_loss import KLLoss as PaddleSegKLLoss
+    student_cfg = write_yaml(tmp_path / 'tutorial.yml', f"""_base_: '{STUDENT_CFG}'
+distill_loss:
+  types: [{{type: KLLoss}}]
+  coef: [3]
+""")
+    (term,) = parse_terms(load_config(student_cfg), SegBuilder(load_config(student_cfg))
+                          .build_component, student_cfg)
+    assert isinstance(term.loss, PaddleSegKLLoss) and term.coef == 3
+    rng = np.random.RandomState(0)
+    student, teacher = (rng.randn(2, 3, 4, 5).astype('float32') for _ in range(2))
+    label = rng.randint(0, 3, size=(2, 4, 5))
+    label[0, 0] = 255
+    value = term([paddle.to_tensor(student)], [paddle.to_tensor(teacher)],
+                 paddle.to_tensor(label.astype('int64')))
+    expected = PaddleSegKLLoss()(paddle.to_tensor(student), paddle.to_tensor(teacher),
+                                 paddle.to_tensor(label.astype('int64')))
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
+    # And by its definition, in numpy: mean over N, C, H, W of the masked KL terms.
+    log_s = student - np.log(np.exp(student).sum(1, keepdims=True))
+    p_t = np.exp(teacher) / np.exp(teacher).sum(1, keepdims=True)
+    mask = (label != 255)[:, None].astype('float32')
+    reference = (p_t * (np.log(p_t) - log_s) * mask).mean() / mask.mean()
+    np.testing.assert_allclose(float(value), reference, rtol=1e-4)

@@ -16,7 +16,7 @@ from slim.distill.teacher import FrozenTeacher
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 STAGE = FeatureRef('stage')
 STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
-LOSS_TERMS = ('CrossEntropyLoss', 'KLLoss(logits)', 'ChannelWiseDistillLoss(backbone.bb_2_1)')
+LOSS_TERMS = ('CrossEntropyLoss', 'KLDivergenceLoss(logits)', 'ChannelWiseDistillLoss(backbone.bb_2_1)')
 
 
 def distill(tmp_path, name, synthetic_root, weights, *extra, student=STUDENT_CWD):
@@ -42,7 +42,7 @@ def test_cached_and_online_first_iteration_losses_agree(tmp_path, synthetic_root
                              '--teacher_cache', cache)
     warm, warm_log = distill(tmp_path, 'warm', synthetic_root, teacher_weights,
                              '--teacher_cache', cache)
-    assert set(online) == {'CrossEntropyLoss', 'KLLoss(logits)',
+    assert set(online) == {'CrossEntropyLoss', 'KLDivergenceLoss(logits)',
                            'ChannelWiseDistillLoss(backbone.bb_2_1)'}
     for losses in (cold, warm):
         assert set(losses) == set(online)
@@ -60,7 +60,7 @@ def test_inference_engine_matches_dygraph_teacher(tmp_path, synthetic_root, teac
                                      '--teacher_engine', 'inference')
     assert 'Teacher compiled for Paddle Inference (CPU oneDNN' in compiled_log
     assert 'Teacher compiled' not in dygraph_log
-    assert set(compiled) == set(dygraph) == {'CrossEntropyLoss', 'KLLoss(logits)',
+    assert set(compiled) == set(dygraph) == {'CrossEntropyLoss', 'KLDivergenceLoss(logits)',
                                              'ChannelWiseDistillLoss(backbone.bb_2_1)'}
     for name, value in dygraph.items():
         assert abs(compiled[name] - value) <= 1e-3, (name, compiled[name], value)

@@ -5,7 +5,8 @@ import os
 import yaml
 
 from conftest import TEST_CONFIGS, data_opts, run_cli
-from slim.benchmark.tune import evaluations, run_watched
+from slim.benchmark.runs import evaluations
+from slim.benchmark.tune import run_watched
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 
@@ -42,7 +43,7 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
     assert [t['trial'] for t in trials['trials']] == [0, 1]
     assert all(t['state'] == 'complete' and t['score'] is not None for t in trials['trials'])
     best = yaml.safe_load(open(out / 'best_student.yml'))
-    assert best['distill_loss']['types'][0]['type'] in ('ChannelWiseDistillLoss', 'KLLoss',
+    assert best['distill_loss']['types'][0]['type'] in ('ChannelWiseDistillLoss', 'KLDivergenceLoss',
                                                         'DISTLoss')
     assert 'val_dataset' not in best  # the user's own data, untouched
     assert (out / 'trials.png').stat().st_size > 0 and 'student alone' in (

@@ -13,7 +13,7 @@ PAIR_PREFIX = os.path.join(CPU_CONFIGS, 'r18_to_mobileseg_mv3large_64x64_')
 
 # Distillation recipes: name -> student config (its distill_loss / distill_features).
 RECIPES = {name: PAIR_PREFIX + name + '.yml' for name in (
-    'kl',                               # PaddleSeg's tutorial: KLLoss coef 3
+    'kl',                               # PaddleSeg's tutorial: KLDivergenceLoss coef 3
     'cwd_logits',                       # channel-wise (CWD) on the logits
     'dist',                             # DIST on the logits
     'pairwise',                         # pair-wise affinity of the logits

@@ -49,12 +49,17 @@ def run_logged(args, log_path, label, append=False):
                 latest['shown'] = latest['line']
                 say(f'  [{label} {time.time() - start:5.0f}s] {line[:150]}')
         proc.wait()
-    if proc.returncode != 0:
+    check_exit(proc.returncode, log_path, label)
+    return time.time() - start
+
+
+def check_exit(returncode, log_path, label):
+    """RuntimeError naming the run, its last log line and the log, unless it exited 0."""
+    if returncode != 0:
         with open(log_path) as f:
             tail = f.read().strip().splitlines()[-1:] or ['']
-        raise RuntimeError(f'{label} failed (exit {proc.returncode}): {tail[0]} '
+        raise RuntimeError(f'{label} failed (exit {returncode}): {tail[0]} '
                            f'-- full log: {log_path}')
-    return time.time() - start
 
 
 def data_opts(train_root, val_root, task='segmentation'):
@@ -112,10 +117,22 @@ def best_score(run_dir, config, data_root, task, with_val_py=True):
 
 def val_curve(run_dir, task):
     """[(iter, primary metric)] of the evaluations during training (train_log.jsonl)."""
-    curve = []
-    with open(os.path.join(run_dir, 'train_log.jsonl')) as f:
+    return evaluations(run_dir, task.primary_logged)
+
+
+def evaluations(run_dir, metric):
+    """[(iter, metric)] of the 'Evaluate' records run_dir/train_log.jsonl holds so far
+    (none yet: []; a line still being written is skipped)."""
+    path = os.path.join(run_dir, 'train_log.jsonl')
+    if not os.path.isfile(path):
+        return []
+    found = []
+    with open(path) as f:
         for line in f:
-            record = json.loads(line)
-            if record['tag'] == 'Evaluate':
-                curve.append((record['iter'], record[task.primary_logged]))
-    return curve
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get('tag') == 'Evaluate':
+                found.append((record['iter'], record[metric]))
+    return found

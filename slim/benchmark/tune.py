@@ -19,10 +19,10 @@ import time
 
 import yaml
 
-from slim.benchmark.runs import REPO_ROOT, say
+from slim.benchmark.runs import REPO_ROOT, check_exit, evaluations, say
 
 # The recipes searched: distill_loss type -> the name of its temperature argument.
-RECIPES = {'ChannelWiseDistillLoss': 'tau', 'KLLoss': 'temperature', 'DISTLoss': 'tau'}
+RECIPES = {'ChannelWiseDistillLoss': 'tau', 'KLDivergenceLoss': 'temperature', 'DISTLoss': 'tau'}
 TEMPERATURES = (1.0, 2.0, 4.0)
 COEF_RANGE = (0.01, 10.0)
 HOLDOUT_FRACTION = 0.2
@@ -89,23 +89,6 @@ def write_yaml(path, data):
     return path
 
 
-def evaluations(run_dir, metric):
-    """[(iter, score)] of the evaluations the run has written so far."""
-    path = os.path.join(run_dir, 'train_log.jsonl')
-    if not os.path.isfile(path):
-        return []
-    found = []
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line being written
-            if record.get('tag') == 'Evaluate':
-                found.append((record['iter'], record[metric]))
-    return found
-
-
 def run_watched(args, run_dir, metric, on_evaluation=None, poll_seconds=2.0):
     """Runs `python args...` (a training CLI writing run_dir/train_log.jsonl), calling
     on_evaluation(iter, score) for each evaluation as it is written; one returning True
@@ -134,11 +117,7 @@ def run_watched(args, run_dir, metric, on_evaluation=None, poll_seconds=2.0):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    if proc.returncode != 0:
-        with open(log_path) as f:
-            tail = f.read().strip().splitlines()[-1:] or ['']
-        raise RuntimeError(f'run failed (exit {proc.returncode}): {tail[0]} -- full log: '
-                           f'{log_path}')
+    check_exit(proc.returncode, log_path, os.path.basename(run_dir))
     return evaluations(run_dir, metric), False, time.time() - start
 
 

@@ -59,7 +59,7 @@ def _check_spatial(term, student_shapes, config_path):
             raise UserInputError(
                 f"{config_path}: {term.name}: {type(term.loss).__name__} compares spatial "
                 f"maps [N, C, H, W], this term gives {shape}: compare [N, C] logits with "
-                f"KLLoss, DISTLoss or L2Loss, or pick a feature layer (--list_layers)")
+                f"KLDivergenceLoss, DISTLoss or L2Loss, or pick a feature layer (--list_layers)")
 
 
 def connect(terms, student, teacher, student_name, teacher_name):

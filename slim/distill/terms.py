@@ -17,15 +17,20 @@ from paddleseg_ext.errors import UserInputError
 from slim.distill.recorder import FeatureRef
 
 TERM_INPUTS = ('student', 'teacher', 'label')
+# PaddleSeg's own distillation loss (KLLoss) names its inputs logit_1 (the student's) and
+# logit_2 (the teacher's), the order its distillation script passes them in.
+PADDLESEG_INPUTS = {'logit_1': 'student', 'logit_2': 'teacher'}
 _SEQUENCES = (list, tuple, collections.abc.Sequence)
 
 
 @dataclass(frozen=True)
 class LossArguments:
     """The term inputs a loss's forward accepts, and how many tensors per model it compares:
-    None for one tensor, N for a tuple of N, 0 for a list of any length."""
+    None for one tensor, N for a tuple of N, 0 for a list of any length. parameters: the
+    forward's parameter name for each of `names` (the same name but for PaddleSeg's)."""
     names: tuple
     tensors_per_model: Optional[int] = None
+    parameters: Optional[tuple] = None
 
     @classmethod
     def of(cls, loss_class, where):
@@ -33,20 +38,28 @@ class LossArguments:
         params = list(inspect.signature(forward).parameters.values())[1:]  # without self
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in params)
         named = [p for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        input_of = {p.name: PADDLESEG_INPUTS.get(p.name, p.name) for p in named}
         for param in named:
-            if param.name not in TERM_INPUTS and param.default is param.empty:
+            if input_of[param.name] not in TERM_INPUTS and param.default is param.empty:
                 raise UserInputError(
                     f"{where}: {loss_class.__name__} takes {param.name!r}, which a "
                     f"distillation term cannot give (it gives {', '.join(TERM_INPUTS)}): use "
-                    f"a distillation loss, e.g. KLLoss or ChannelWiseDistillLoss")
-        names = tuple(name for name in TERM_INPUTS
-                      if accepts_any or any(p.name == name for p in named))
+                    f"a distillation loss, e.g. KLDivergenceLoss or ChannelWiseDistillLoss")
+        parameter_of = {term_input: name for name, term_input in input_of.items()}
+        names = tuple(name for name in TERM_INPUTS if accepts_any or name in parameter_of)
         if 'student' not in names or 'teacher' not in names:
             raise UserInputError(
                 f"{where}: {loss_class.__name__} does not take both `student` and `teacher` "
-                f"arguments: it is not a distillation loss (try KLLoss or "
+                f"arguments: it is not a distillation loss (try KLDivergenceLoss or "
                 f"ChannelWiseDistillLoss)")
-        return cls(names, _tensors_per_model(forward))
+        parameters = tuple(parameter_of.get(name, name) for name in names)
+        return cls(names, _tensors_per_model(forward),
+                   None if parameters == names else parameters)
+
+    def bind(self, given):
+        """The forward's keyword arguments from {term input: tensor}."""
+        return {parameter: given[name]
+                for name, parameter in zip(self.names, self.parameters or self.names)}
 
 
 def _tensors_per_model(forward):
@@ -91,5 +104,5 @@ class DistillTerm:
         """The unweighted loss; student and teacher are lists of tensors (one per ref)."""
         if self.arguments.tensors_per_model is None:
             student, teacher = student[0], teacher[0]
-        given = {'student': student, 'teacher': teacher, 'label': label}
-        return self.loss(**{name: given[name] for name in self.arguments.names})
+        return self.loss(**self.arguments.bind(
+            {'student': student, 'teacher': teacher, 'label': label}))

@@ -3,9 +3,9 @@ from .channel_wise_loss import ChannelWiseDistillLoss
 from .dist_loss import DISTLoss
 from .dkd_loss import DKDLoss
 from .fsp_loss import FSPLoss
-from .kl_loss import KLLoss
+from .kl_loss import KLDivergenceLoss
 from .l2_loss import L2Loss
 from .pairwise_loss import PairwiseAffinityLoss
 
-__all__ = ['KLLoss', 'ChannelWiseDistillLoss', 'L2Loss', 'FSPLoss', 'DISTLoss', 'DKDLoss',
+__all__ = ['KLDivergenceLoss', 'ChannelWiseDistillLoss', 'L2Loss', 'FSPLoss', 'DISTLoss', 'DKDLoss',
            'PairwiseAffinityLoss']

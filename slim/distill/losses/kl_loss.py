@@ -2,18 +2,18 @@ import paddle
 import paddle.nn as nn
 from paddleseg.cvlibs import manager
 
-from paddleseg_ext.registry import override_component
-
 from ._shapes import (kl_divergence, log_softmax, masked_mean, student_and_constant_teacher,
                       z_score)
 
 
-# Deliberately replaces PaddleSeg's own KLLoss, so configs written for PaddleSeg's
-# distillation tutorial (`type: KLLoss`) get this one: separate teacher/student
-# temperatures (PaddleSlim's soft_label_loss) and a proper per-pixel KL.
-@override_component(manager.LOSSES)
-class KLLoss(nn.Layer):
-    """Per-pixel KL divergence between teacher and student class distributions.
+@manager.LOSSES.add_component
+class KLDivergenceLoss(nn.Layer):
+    """Per-pixel KL divergence between teacher and student class distributions: summed over
+    the classes, averaged over the pixels (or images).
+
+    PaddleSeg's own `KLLoss` (still registered under that name, with its meaning) averages
+    over the classes too, so for C classes its `coef` is worth 1/C of this loss's; this one
+    adds separate temperatures, the label's ignore_index and logit standardisation.
 
     Hinton et al., "Distilling the Knowledge in a Neural Network" (2015), with
     separate student/teacher temperatures as in PaddleSlim's
