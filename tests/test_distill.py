@@ -831,3 +831,35 @@ distill_loss:
     mask = (label != 255)[:, None].astype('float32')
     reference = (p_t * (np.log(p_t) - log_s) * mask).mean() / mask.mean()
     np.testing.assert_allclose(float(value), reference, rtol=1e-4)
+
+
+def test_a_loss_with_parameters_trains_and_is_kept_in_the_train_state():
+    """A distillation loss may learn (e.g. a scale): its parameters reach the optimizer and
+    the checkpoint's train state (`auxiliary`), and a resumed model gets them back."""
+    class LearnedScaleL2(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.scale = self.create_parameter([1], default_initializer=paddle.nn.initializer
+                                               .Constant(1.0))
+
+        def forward(self, student, teacher):
+            return paddle.mean(paddle.square(self.scale * student - teacher))
+
+    def make_model():
+        term = DistillTerm(name='scaled', loss=LearnedScaleL2(), coef=1.0,
+                           arguments=LossArguments.of(LearnedScaleL2, 'test'))
+        return DistillModel(OneConv(), lambda logits, label: {'ce': logits[0].mean() * 0},
+                            [term], teacher=lambda images: (paddle.ones([1, 2, 4, 4]), {}))
+
+    model = make_model()
+    model.train()
+    optimizer = paddle.optimizer.SGD(0.1, parameters=model.parameters())
+    losses = model({'img': paddle.ones([1, 3, 4, 4]), 'label': paddle.zeros([1, 4, 4], 'int64')},
+                   1)
+    paddle.add_n(list(losses.values())).backward()
+    optimizer.step()
+    state = model.auxiliary.state_dict()
+    assert 'losses.0.scale' in state and float(state['losses.0.scale']) != 1.0
+    resumed = make_model()
+    resumed.auxiliary.set_state_dict(state)
+    assert float(resumed.trained_beside.losses[0].scale) == float(state['losses.0.scale'])

@@ -16,7 +16,8 @@ def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
                      '--student_config', os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
                      '--data', synthetic_root, '--teacher_data', synthetic_root,
                      '--teacher_iters', '2', '--student_iters', '2', '--seeds', '0',
-                     '--card_size', '96', '--out', str(out), timeout=600)
+                     '--card_size', '96', '--allow_weak_teacher', '--out', str(out),
+                     timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(out / 'report.json') as f:
         report = json.load(f)

@@ -114,7 +114,8 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     opts = data_opts(setup.data, setup.data, setup.task)
     seconds = train(run_dir, setup.student_config, iters, seed, opts,
                     f"{kind.split('_')[0]} s{seed}", teacher=teacher, evaluations=setup.evaluations,
-                    cpu_threads=setup.run_threads(), resume=resume, teacher_cache=cache)
+                    cpu_threads=setup.run_threads(), resume=resume, teacher_cache=cache,
+                    allow_weak_teacher=setup.allow_weak_teacher)
     task = TASKS[setup.task]
     record = {'score': best_score(run_dir, setup.student_config, setup.data, task,
                                   setup.score_with_val_py),

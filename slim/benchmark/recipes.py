@@ -80,6 +80,7 @@ class Setup:
     cpu_threads: Optional[int] = None
     jobs: int = 1
     teacher_cache: bool = False
+    allow_weak_teacher: bool = False
 
     def run_threads(self):
         """CPU threads of each student run: --cpu_threads, else the cores shared among the
@@ -114,7 +115,8 @@ class Setup:
                    cpu_threads=args.cpu_threads,
                    teacher_cache=(defaults['teacher_cache'] if args.teacher_cache is None
                                   else args.teacher_cache == 'on'),
-                   jobs=args.jobs if args.jobs is not None else default_jobs())
+                   jobs=args.jobs if args.jobs is not None else default_jobs(),
+                   allow_weak_teacher=args.allow_weak_teacher)
 
 
 def default_jobs():
@@ -160,6 +162,9 @@ def add_setup_arguments(parser):
         help='Distilled runs keep a teacher cache in their folder (default: on for '
              'classification, off for segmentation); under random augmentation it is the '
              'replay cache.')
+    add('--allow_weak_teacher', action='store_true',
+        help="distill_train.py's flag for the distilled runs (a teacher trained for a few "
+             "iterations, e.g. in a smoke test, fails its check).")
     add('--jobs', type=int, default=None,
         help='Student runs (alone and distilled, all seeds) trained side by side, the CPU '
              'cores shared among them (default: 2 on a CPU with 2 cores or more, 1 on a GPU).')

@@ -77,10 +77,10 @@ def data_opts(train_root, val_root, task='segmentation'):
 
 
 def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6,
-          cpu_threads=None, resume=False, teacher_cache=None):
+          cpu_threads=None, resume=False, teacher_cache=None, allow_weak_teacher=False):
     """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds.
     resume: continue from run_dir's newest checkpoint (`--resume_model auto`).
-    teacher_cache: distill_train.py's --teacher_cache folder.
+    teacher_cache, allow_weak_teacher: distill_train.py's flags.
 
     Evaluates `evaluations` times per run (for the curves); best_model is the best of
     those."""
@@ -95,6 +95,7 @@ def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6
         args = ['distill_train.py', '--teather_config', teacher[0], '--teacher_model_path',
                 teacher[1], '--student_config', config, *common]
         args += ['--teacher_cache', teacher_cache] if teacher_cache else []
+        args += ['--allow_weak_teacher'] if allow_weak_teacher else []
     return run_logged(args, os.path.join(run_dir, 'run.log'), label, append=resume)
 
 
