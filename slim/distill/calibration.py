@@ -20,7 +20,7 @@ import math
 import paddle
 
 AUTO = 'auto'
-GRADIENT_RATIO = 0.3
+GRADIENT_RATIO = 0.5
 
 
 def gradient_norm(loss, parameters):
