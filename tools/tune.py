@@ -27,8 +27,8 @@ def parse_args(argv=None):
                              'replaced by each trial.')
     parser.add_argument('--out', default='output/tune')
     parser.add_argument('--trials', type=int, default=12, help='Trials at most (default 12).')
-    parser.add_argument('--timeout', type=float, default=13 * 60,
-                        help='Seconds after which no trial starts (default 780).')
+    parser.add_argument('--timeout', type=float, default=11 * 60,
+                        help='Seconds after which no trial starts (default 660).')
     parser.add_argument('--iters', type=int, default=None,
                         help="Iterations per trial (default: the student config's).")
     parser.add_argument('--seed', type=int, default=0,
