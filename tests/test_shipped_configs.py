@@ -10,7 +10,8 @@ import paddleseg_ext  # noqa: F401  (registers the components, before paddle)
 from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext.config import build, build_model_without_weights, load_config
-from slim.benchmark.recipes import AUGMENTED_RECIPE, RECIPES, TEACHER_CONFIG, UNTUNED_STUDENTS
+from slim.benchmark.recipes import (AUGMENTED_RECIPE, AUGMENTED_TEACHER, RECIPES, TEACHER_CONFIG,
+                                   UNTUNED_STUDENTS)
 from slim.distill.probe import connect
 from slim.distill.schema import parse_terms
 
@@ -36,7 +37,7 @@ TEACHER_OF = {
         R50_TEACHER,
     **{path: R18_TEACHER for path in RECIPES.values()},
     **{path: R18_TEACHER for path in UNTUNED_STUDENTS.values()},
-    AUGMENTED_RECIPE: R18_TEACHER,
+    AUGMENTED_RECIPE: AUGMENTED_TEACHER,
     'configs/quick_start/deeplabv3p_resnet18_os8_optic_disc_512x512_1k_student.yml':
         QUICK_START_TEACHER,
     'configs/quick_start/mobileseg_mobilenetv3_large_optic_disc_512x512_1k_student.yml':

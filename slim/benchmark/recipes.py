@@ -25,6 +25,8 @@ RECIPES = {name: PAIR_PREFIX + name + '.yml' for name in (
 UNTUNED_STUDENTS = {name: os.path.join(CPU_CONFIGS, f'r18_to_{name}_64x64_cwd_logits_auto.yml')
                     for name in ('mobileseg_mv3small', 'fastscnn_aux', 'bisenetv2')}
 AUGMENTED_RECIPE = PAIR_PREFIX + 'cwd_logits_augmented.yml'
+AUGMENTED_TEACHER = os.path.join(
+    CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_augmented.yml')
 CLASSIFICATION_CONFIGS = os.path.join('configs', 'classification')
 CLASSIFICATION_RECIPES = {
     'kl': os.path.join(CLASSIFICATION_CONFIGS, 'mobilenetv1_digits_student.yml'),
