@@ -150,3 +150,30 @@ def test_distill_train_replays_under_random_augmentation(tmp_path, synthetic_roo
     (key_dir,) = os.listdir(cache)
     assert len([n for n in os.listdir(os.path.join(cache, key_dir))
                 if n.startswith('image_')]) == stored
+
+
+def test_replay_error_tool_measures_the_gap_to_the_teacher(tmp_path, synthetic_root,
+                                                            teacher_weights):
+    """Views equal to the canonical one (no random transform) replay to the teacher's own
+    logits up to float16; a transform that cannot be replayed is one line."""
+    import json
+    student = tmp_path / 'identity.yml'
+    student.write_text(f"""_base_: '{os.path.join(TEST_CONFIGS, 'tiny_student.yml')}'
+train_dataset:
+  transforms: [{{type: Resize, target_size: [64, 64]}}, {{type: Normalize}}]
+""")
+    args = ['tools/replay_error.py', '--teacher_config',
+            os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'), '--teacher_weights',
+            teacher_weights, '--samples', '4', '--opts',
+            f'train_dataset.dataset_root={synthetic_root}']
+    result = run_cli(*args, '--student_config', str(student))
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout[result.stdout.index('{'):])
+    assert measured['samples'] == 4 and measured['relative_error'] < 0.01
+    assert measured['argmax_agreement'] > 0.99 and measured['padded_relative_error'] is None
+    student.write_text(student.read_text().replace('{type: Normalize}',
+                                                   '{type: ScalePadding}, {type: Normalize}'))
+    result = run_cli(*args, '--student_config', str(student))
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if line.startswith('error:')]
+    assert 'ScalePadding' in result.stderr
