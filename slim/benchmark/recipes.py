@@ -13,10 +13,10 @@ PAIR_PREFIX = os.path.join(CPU_CONFIGS, 'r18_to_mobileseg_mv3large_64x64_')
 
 # Distillation recipes: name -> student config (its distill_loss / distill_features).
 RECIPES = {name: PAIR_PREFIX + name + '.yml' for name in (
-    'kl',                               # PaddleSeg's tutorial: KLDivergenceLoss coef 3
+    'kl',                               # KL of the logits, as PaddleSeg's tutorial; coef auto
     'cwd_logits',                       # channel-wise (CWD) on the logits
     'dist',                             # DIST on the logits
-    'pairwise',                         # pair-wise affinity of the logits
+    'pairwise',                         # pair-wise affinity of the logits; coef auto
     'pairwise_features',                # pair-wise affinity of decoder features
     'cwd_logits_pairwise_features',     # the two above together
 )}
