@@ -26,7 +26,7 @@ def parse_args(argv=None):
                         help='The student config (data, schedule); its distill terms are '
                              'replaced by each trial.')
     parser.add_argument('--out', default='output/tune')
-    parser.add_argument('--trials', type=int, default=12, help='Trials at most (default 12).')
+    parser.add_argument('--trials', type=int, default=24, help='Trials at most (default 24).')
     parser.add_argument('--timeout', type=float, default=11 * 60,
                         help='Seconds after which no trial starts (default 660).')
     parser.add_argument('--iters', type=int, default=None,

@@ -169,6 +169,11 @@ def tune(teacher_config, teacher_weights, student_config, out_dir, trials, timeo
         temperature = trial.suggest_categorical('temperature', TEMPERATURES)
         coef = ('auto' if trial.suggest_categorical('coef_auto', (True, False))
                 else trial.suggest_float('coef', *COEF_RANGE, log=True))
+        for earlier in trial.study.get_trials(deepcopy=False,
+                                              states=(optuna.trial.TrialState.COMPLETE,)):
+            if earlier.params == trial.params:  # the sampler can repeat a choice: no rerun
+                say(f'trial_{trial.number}: as trial_{earlier.number}')
+                return earlier.value
         name = f'trial_{trial.number}'
         config = write_yaml(os.path.join(configs, f'{name}.yml'),
                             {**recipe_config(student_config, loss_type, temperature, coef),
