@@ -121,6 +121,17 @@ def _check_values(dic, path):
         if 'warmup_start_lr' not in lr_scheduler:
             raise UserInputError(f"{path}: lr_scheduler: warmup_iters needs warmup_start_lr, "
                                  f"the learning rate the warmup starts from (e.g. 1.0e-4)")
+    distill_loss = dic.get('distill_loss')
+    if isinstance(distill_loss, dict):
+        types, coef = distill_loss.get('types'), distill_loss.get('coef')
+        # paddleseg would repeat the one type once per coef, silently.
+        if isinstance(types, list) and len(types) == 1 and isinstance(coef, list) \
+                and len(coef) > 1:
+            raise UserInputError(
+                f"{path}: distill_loss: coef {coef} has {len(coef)} weights for one type: "
+                f"PaddleSeg reads a coef list as one weight per model output, and "
+                f"distill_loss compares the student's main output with the teacher's; give "
+                f"one coef per type, e.g. coef: [{coef[0]}]")
     loss = dic.get('loss')
     if isinstance(loss, dict):
         types, coef = loss.get('types'), loss.get('coef')

@@ -326,7 +326,8 @@ distill_features:
 """)
     config = load_config(path, opts=data_opts(synthetic_root)[1:])
     terms = parse_terms(config, SegBuilder(config).build_component)
-    assert [t.name for t in terms] == ['KLDivergenceLoss(logits)', 'ChannelWiseDistillLoss(backbone[2])',
+    assert [t.name for t in terms] == ['KLDivergenceLoss(logits)',
+                                       'ChannelWiseDistillLoss(backbone[2])',
                                        'FSPLoss(backbone.bb_1_1)']
     feature, fsp = terms[1], terms[2]
     assert feature.student_refs == [FeatureRef('backbone', 'output', 2)]
@@ -863,3 +864,25 @@ def test_a_loss_with_parameters_trains_and_is_kept_in_the_train_state():
     resumed = make_model()
     resumed.auxiliary.set_state_dict(state)
     assert float(resumed.trained_beside.losses[0].scale) == float(state['losses.0.scale'])
+
+
+def test_one_type_with_several_coefs_is_refused(tmp_path, err_dir, synthetic_root):
+    """paddleseg would repeat the type once per coef (five KL copies for coef [1, 2, 3, 4,
+    5]); a PaddleSeg user reads the list as one weight per model output."""
+    student = write_yaml(tmp_path / 'student.yml', f"""_base_: '{STUDENT_CFG}'
+distill_loss:
+  types: [{{type: KLDivergenceLoss}}]
+  coef: [1, 2, 3, 4, 5]
+""")
+    assert_user_error(run_err(err_dir, synthetic_root, TEACHER_CFG, student), student,
+                      'distill_loss: coef [1, 2, 3, 4, 5] has 5 weights for one type',
+                      'one weight per model output', 'coef: [1]', save_dir=err_dir)
+
+
+def test_a_term_that_starts_after_the_last_iteration_is_refused(tmp_path, err_dir,
+                                                                synthetic_root):
+    student = feature_config(tmp_path, extra='    align: auto\n    start_iter: 100\n')
+    assert_user_error(run_err(err_dir, synthetic_root, TEACHER_CFG, student), student,
+                      'ChannelWiseDistillLoss(backbone.bb_2_1): start_iter 100 is not below '
+                      "the run's 2 iterations", 'lower start_iter or raise --iters',
+                      save_dir=err_dir)

@@ -2,8 +2,8 @@ import numpy as np
 import paddle
 import pytest
 
-from slim.distill.losses import (ChannelWiseDistillLoss, DISTLoss, DKDLoss, FSPLoss, KLDivergenceLoss,
-                                 L2Loss, PairwiseAffinityLoss)
+from slim.distill.losses import (ChannelWiseDistillLoss, DISTLoss, DKDLoss, FSPLoss,
+                                 KLDivergenceLoss, L2Loss, PairwiseAffinityLoss)
 
 TOLERANCE = 1e-5
 SHAPE = (2, 3, 4, 6)

@@ -16,7 +16,8 @@ from slim.distill.teacher import FrozenTeacher
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 STAGE = FeatureRef('stage')
 STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
-LOSS_TERMS = ('CrossEntropyLoss', 'KLDivergenceLoss(logits)', 'ChannelWiseDistillLoss(backbone.bb_2_1)')
+LOSS_TERMS = ('CrossEntropyLoss', 'KLDivergenceLoss(logits)',
+              'ChannelWiseDistillLoss(backbone.bb_2_1)')
 
 
 def distill(tmp_path, name, synthetic_root, weights, *extra, student=STUDENT_CWD):

@@ -121,7 +121,8 @@ def write_student(tmp_path):
     student.write_text(f"""_base_: '{os.path.join(TEST_CONFIGS, 'tiny_student.yml')}'
 train_dataset:
   transforms:
-    - {{type: ResizeStepScaling, min_scale_factor: 0.5, max_scale_factor: 2.0, scale_step_size: 0.25}}
+    - {{type: ResizeStepScaling, min_scale_factor: 0.5, max_scale_factor: 2.0,
+       scale_step_size: 0.25}}
     - {{type: RandomPaddingCrop, crop_size: [64, 64]}}
     - {{type: RandomHorizontalFlip}}
     - {{type: RandomDistort}}

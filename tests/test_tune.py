@@ -43,7 +43,8 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
     assert [t['trial'] for t in trials['trials']] == [0, 1]
     assert all(t['state'] == 'complete' and t['score'] is not None for t in trials['trials'])
     best = yaml.safe_load(open(out / 'best_student.yml'))
-    assert best['distill_loss']['types'][0]['type'] in ('ChannelWiseDistillLoss', 'KLDivergenceLoss',
+    assert best['distill_loss']['types'][0]['type'] in ('ChannelWiseDistillLoss',
+                                                        'KLDivergenceLoss',
                                                         'DISTLoss')
     assert 'val_dataset' not in best  # the user's own data, untouched
     assert (out / 'trials.png').stat().st_size > 0 and 'student alone' in (

@@ -17,9 +17,10 @@ PAIRS = {
     # The demo's pair and recipe: DeepLabV3P ResNet18_vd -> MobileSeg MobileNetV3_large, CWD.
     'shipped': (TEACHER_CONFIG, RECIPES['cwd_logits']),
     # DeepLabV3P ResNet50_vd -> ResNet18_vd with KL, a feature term and CWD.
-    'r50_r18': (os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml'),
-                os.path.join(CPU_CONFIGS,
-                             'deeplabv3p_resnet18_os16_optic_disc_64x64_student_kl_feature_cwd.yml')),
+    'r50_r18': (
+        os.path.join(CPU_CONFIGS, 'deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml'),
+        os.path.join(CPU_CONFIGS,
+                     'deeplabv3p_resnet18_os16_optic_disc_64x64_student_kl_feature_cwd.yml')),
 }
 
 

@@ -70,7 +70,8 @@ def distill_model_factory(teacher_config_path, student_config_path, teacher_mode
         if not terms:
             raise UserInputError(
                 f"{student_config_path}: no distill_loss and no distill_features: nothing to "
-                f"distill; add e.g. distill_loss: {{types: [{{type: KLDivergenceLoss}}], coef: [3]}}")
+                f"distill; add e.g. distill_loss: {{types: [{{type: KLDivergenceLoss}}], "
+                f"coef: [auto]}}")
         # The student first: with the same seed it starts from the weights train.py gives
         # it, so a distilled run and the student alone differ by the teacher only.
         student = build(builder, 'model')

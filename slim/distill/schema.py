@@ -162,4 +162,10 @@ def parse_terms(config, build_component, config_path=''):
     for index, item in enumerate(features):
         terms.append(_feature_term(item, f"{prefix}distill_features[{index}]", build_component,
                                    taken))
+    iters = config.dic.get('iters')
+    for term in terms:
+        if isinstance(iters, int) and term.start_iter >= iters:
+            raise UserInputError(f"{prefix}{term.name}: start_iter {term.start_iter} is not "
+                                 f"below the run's {iters} iterations, so it would never "
+                                 f"train: lower start_iter or raise --iters")
     return terms
