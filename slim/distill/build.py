@@ -38,7 +38,8 @@ def with_teacher_cache(teacher, cache_dir, config, builder, teacher_config, prec
     train_cfg = config.train_dataset_cfg
     transforms = train_cfg.get('transforms', [])
     dataset = build(builder, 'train_dataset')
-    if not cache_blocker(transforms):
+    random_transforms = cache_blocker(transforms)
+    if not random_transforms:
         key = cache_key(teacher.weights_path, teacher_config.dic['model'], train_cfg,
                         dataset.file_list, teacher.recorder.refs, precision)
         return TeacherCache(teacher, cache_dir, key, capacity=2 * len(dataset))
@@ -46,7 +47,7 @@ def with_teacher_cache(teacher, cache_dir, config, builder, teacher_config, prec
     blocker = blocker or replay_blocker(dataset, train_cfg, teacher)
     if blocker:
         logger.info(f'Teacher cache not used, the teacher runs online: '
-                    f'{cache_blocker(transforms)}; {blocker}')
+                    f'{random_transforms}; {blocker}')
         return teacher
     track_sources(dataset, prefix)
     key = replay_key(teacher.weights_path, teacher_config.dic['model'], train_cfg, prefix,

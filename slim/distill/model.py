@@ -110,26 +110,26 @@ class DistillModel(nn.Layer):
             term_losses[index] = term(student, teacher, label)
         coefs = self.trained_beside.coefs
         if self._auto_pending:
-            values = coefs.numpy()
-            unmeasured = {i: loss for i, loss in term_losses.items() if math.isnan(values[i])}
-            if unmeasured:
-                self._measure_coefs(paddle.add_n(list(losses.values())), unmeasured)
-            self._auto_pending = bool(np.isnan(coefs.numpy()).any())
+            self._measure_coefs(paddle.add_n(list(losses.values())), term_losses)
         for index, loss in term_losses.items():
             losses[self.terms[index].name] = coefs[index] * loss
         return losses
 
     def _measure_coefs(self, supervised, term_losses):
-        """Sets the `coef: auto` terms' coefficients from this batch's gradients."""
-        parameters = [p for p in self.student.parameters() if not p.stop_gradient]
-        ratio = GRADIENT_RATIO / sum(term.coef == AUTO for term in self.terms)
-        measured = auto_coefficients(supervised, term_losses, parameters, ratio)
+        """Sets, from this batch's gradients, the coefficients of the active `coef: auto`
+        terms not measured (nor restored by a resume) yet."""
         coefs = self.trained_beside.coefs.numpy()
-        for index, coef in measured.items():
-            coefs[index] = coef
-            logger.info(f'coef auto: {self.terms[index].name} = {coef:.4g} (its gradient '
-                        f'{ratio:.3g} times the supervised loss\'s on its first batch)')
-        self.trained_beside.coefs.set_value(paddle.to_tensor(coefs))
+        unmeasured = {i: loss for i, loss in term_losses.items() if math.isnan(coefs[i])}
+        if unmeasured:
+            parameters = [p for p in self.student.parameters() if not p.stop_gradient]
+            ratio = GRADIENT_RATIO / sum(term.coef == AUTO for term in self.terms)
+            for index, coef in auto_coefficients(supervised, unmeasured, parameters,
+                                                 ratio).items():
+                coefs[index] = coef
+                logger.info(f'coef auto: {self.terms[index].name} = {coef:.4g} (its gradient '
+                            f'{ratio:.3g} times the supervised loss\'s on its first batch)')
+            self.trained_beside.coefs.set_value(paddle.to_tensor(coefs))
+        self._auto_pending = bool(np.isnan(coefs).any())
 
     def _connect(self, index, position, tensor):
         key = f'term{index}_{position}'

@@ -33,19 +33,22 @@ def cache_blocker(train_transforms_cfg):
     return None
 
 
+def teacher_outputs_key(teacher_weights, teacher_model_cfg, file_list, precision, **parts):
+    """Hash of the teacher (weights file, model config), the images (paths, sizes, times),
+    the precision and `parts`, whatever else a cache's stored outputs depend on."""
+    parts.update(teacher_weights=sha256(teacher_weights), teacher_model=teacher_model_cfg,
+                 files=[[p, os.path.getsize(p), os.path.getmtime(p)] for p, _ in file_list],
+                 precision=precision)
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 def cache_key(teacher_weights, teacher_model_cfg, train_dataset_cfg, file_list, refs,
               precision):
     """Hash of everything the cached outputs depend on."""
-    parts = {
-        'teacher_weights': sha256(teacher_weights),
-        'teacher_model': teacher_model_cfg,
-        'transforms': train_dataset_cfg.get('transforms', []),
-        'files': [[p, os.path.getsize(p), os.path.getmtime(p)] for p, _ in file_list],
-        'features': [str(ref) for ref in refs],
-        'precision': precision,
-    }
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return teacher_outputs_key(teacher_weights, teacher_model_cfg, file_list, precision,
+                               transforms=train_dataset_cfg.get('transforms', []),
+                               features=[str(ref) for ref in refs])
 
 
 def input_digests(images):

@@ -16,8 +16,6 @@ Files are written whole and renamed into place, so a killed run leaves no half e
 data-parallel ranks can share the folder. The folder's key hashes everything the stored
 logits depend on.
 """
-import hashlib
-import json
 import os
 
 import numpy as np
@@ -26,7 +24,7 @@ import paddle.nn.functional as F
 from paddleseg.utils import logger
 
 from paddleseg_ext.datasets.source_map import OFFSET, canonical_input
-from paddleseg_ext.weights import sha256
+from slim.distill.teacher_cache import teacher_outputs_key
 
 PAD_IMAGE_SIDE = 64
 
@@ -38,19 +36,12 @@ def replay_key(teacher_weights, teacher_model_cfg, train_dataset_cfg, prefix, fi
     colour, the images. The random transforms are replayed, not stored, so changing them
     keeps the cache."""
     transforms = train_dataset_cfg.get('transforms', [])
-    parts = {
-        'kind': 'replay',
-        'teacher_weights': sha256(teacher_weights),
-        'teacher_model': teacher_model_cfg,
-        'canonical_transforms': transforms[:prefix] + [
+    return teacher_outputs_key(
+        teacher_weights, teacher_model_cfg, file_list, precision, kind='replay',
+        canonical_transforms=transforms[:prefix] + [
             t for t in transforms[prefix:] if t.get('type') == 'Normalize'],
-        'padding': padding_colour(transforms),
-        'img_channels': train_dataset_cfg.get('img_channels', 3),
-        'files': [[p, os.path.getsize(p), os.path.getmtime(p)] for p, _ in file_list],
-        'precision': precision,
-    }
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+        padding=padding_colour(transforms),
+        img_channels=train_dataset_cfg.get('img_channels', 3))
 
 
 def padding_colour(transforms_cfg):
