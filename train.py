@@ -1,4 +1,5 @@
 """Train a segmentation model from a PaddleSeg YAML config (PaddleSeg's train.py flags)."""
+
 import argparse
 
 import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)

@@ -2,6 +2,7 @@
 datasets, classification models and losses in paddleseg's `manager` and the repairs paddle 3
 needs (compat.py); the package provides the evaluation, metrics and training engine
 paddleseg's own versions lack there."""
+
 import os
 import sys
 
@@ -9,8 +10,10 @@ import sys
 # decoder, Pillow binds to them and every PNG read fails with "codec configuration error".
 # Loading Pillow first keeps its own zlib, so this package must be imported before paddle.
 if 'paddle' in sys.modules and 'PIL._imaging' not in sys.modules:
-    raise ImportError('import paddleseg_ext before paddle: paddle loaded first breaks '
-                      "Pillow's PNG decoding (labels)")
+    raise ImportError(
+        'import paddleseg_ext before paddle: paddle loaded first breaks '
+        "Pillow's PNG decoding (labels)"
+    )
 import PIL._imaging  # noqa: E402,F401
 
 # Quiet paddle's C++ INFO chatter before paddle is imported anywhere.

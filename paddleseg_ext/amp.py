@@ -1,4 +1,5 @@
 """Mixed precision: fp16/bf16 autocast on a GPU; CPU always runs fp32."""
+
 import contextlib
 
 import paddle

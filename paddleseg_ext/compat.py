@@ -3,6 +3,7 @@
 Each repair says what breaks and why; each works on paddle 2.6 too, so both stacks run the
 same code. Version checks live here only.
 """
+
 import contextlib
 import os
 import warnings
@@ -14,7 +15,9 @@ warnings.filterwarnings('ignore', message='No ccache found')
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 from paddleseg.cvlibs import manager  # noqa: E402
-from paddleseg.models.losses.cross_entropy_loss import CrossEntropyLoss as _PaddleSegCrossEntropy
+from paddleseg.models.losses.cross_entropy_loss import (  # noqa: E402
+    CrossEntropyLoss as _PaddleSegCrossEntropy,
+)
 
 from paddleseg_ext.registry import override_component  # noqa: E402
 
@@ -51,9 +54,9 @@ class CrossEntropyLoss(_PaddleSegCrossEntropy):
             coef = paddle.ones(label.shape, dtype='float32')
         if self.top_k_percent_pixels == 1.0:
             return paddle.mean(loss) / (paddle.mean(mask * coef) + self.EPS)
-        loss = loss.reshape((-1, ))
+        loss = loss.reshape((-1,))
         loss, indices = paddle.topk(loss, int(self.top_k_percent_pixels * loss.numel()))
-        coef = paddle.gather(coef.reshape((-1, )), indices)
+        coef = paddle.gather(coef.reshape((-1,)), indices)
         coef.stop_gradient = True
         return loss.mean() / (paddle.mean(coef) + self.EPS)
 

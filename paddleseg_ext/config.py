@@ -4,6 +4,7 @@ paddleseg's `Config` asserts, and its builder raises deep inside object construc
 here the same YAML is checked first: the file, top-level keys and every `type:` are
 validated against paddleseg's registry, naming the closest valid spelling.
 """
+
 import copy
 import difflib
 import os
@@ -18,9 +19,21 @@ from paddleseg_ext.pretrained import is_url
 
 # PaddleSeg's keys, plus ours: distill_features (feature distillation), teacher_cache.
 KNOWN_TOP_LEVEL_KEYS = (
-    'batch_size', 'iters', 'train_dataset', 'val_dataset', 'optimizer', 'lr_scheduler',
-    'loss', 'distill_loss', 'distill_features', 'model', 'export', 'test_config',
-    'to_static_training', 'teacher_cache')
+    'batch_size',
+    'iters',
+    'train_dataset',
+    'val_dataset',
+    'optimizer',
+    'lr_scheduler',
+    'loss',
+    'distill_loss',
+    'distill_features',
+    'model',
+    'export',
+    'test_config',
+    'to_static_training',
+    'teacher_cache',
+)
 
 # Which registries a `type:` under each top-level key may name.
 _REGISTRIES = {
@@ -39,15 +52,17 @@ _OPTIMIZER_ALIASES = ('sgd', 'adam', 'SGD', 'Adam')
 def closest(name, candidates):
     """' (did you mean X?)' for the nearest candidate, or ''."""
     match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ''
+    return f' (did you mean {match[0]!r}?)' if match else ''
 
 
 def check_known_keys(mapping, valid, where):
     """An unknown key of `mapping` is an error naming it, the closest valid one and all."""
     for key in mapping:
         if key not in valid:
-            raise UserInputError(f"{where}: unknown key {key!r}{closest(key, valid)}: valid keys "
-                                 f"are {', '.join(valid)}")
+            raise UserInputError(
+                f'{where}: unknown key {key!r}{closest(key, valid)}: valid keys '
+                f'are {", ".join(valid)}'
+            )
 
 
 def _check_types(node, where, registries, path):
@@ -56,13 +71,14 @@ def _check_types(node, where, registries, path):
             known = [name for reg in registries for name in reg.components_dict]
             type_name = node['type']
             if type_name not in known and not (
-                    where == 'optimizer' and type_name in _OPTIMIZER_ALIASES):
+                where == 'optimizer' and type_name in _OPTIMIZER_ALIASES
+            ):
                 if registries == (manager.LOSSES,):
-                    hint = f"registered losses: {', '.join(sorted(known))}"
+                    hint = f'registered losses: {", ".join(sorted(known))}'
                 else:
                     hint = 'check the spelling' + closest(type_name, known)
-                raise UserInputError(f"{path}: {where}: unknown type {type_name!r}: {hint}")
-        for key, value in node.items():
+                raise UserInputError(f'{path}: {where}: unknown type {type_name!r}: {hint}')
+        for value in node.values():
             _check_types(value, where, registries, path)
     elif isinstance(node, list):
         for item in node:
@@ -73,8 +89,10 @@ def _check_lr_scheduler(dic, path):
     lr_type = dic.get('lr_scheduler', {}).get('type')
     if lr_type is not None and not hasattr(paddle.optimizer.lr, str(lr_type)):
         names = [n for n in dir(paddle.optimizer.lr) if n[0].isupper()]
-        raise UserInputError(f"{path}: lr_scheduler: unknown type {lr_type!r}: check the "
-                             f"spelling{closest(lr_type, names)}")
+        raise UserInputError(
+            f'{path}: lr_scheduler: unknown type {lr_type!r}: check the '
+            f'spelling{closest(lr_type, names)}'
+        )
 
 
 def _check_pretrained(node, path, where='model'):
@@ -85,7 +103,8 @@ def _check_pretrained(node, path, where='model'):
                 if not is_url(value) and not os.path.exists(value):
                     raise UserInputError(
                         f"{path}: {where}.pretrained: file '{value}' does not exist: fix "
-                        f"the path, or set it to Null to train from scratch")
+                        f'the path, or set it to Null to train from scratch'
+                    )
             _check_pretrained(value, path, f'{where}.{key}' if isinstance(value, dict) else where)
 
 
@@ -96,7 +115,7 @@ def _float_hint(text):
     except ValueError:
         return ''
     mantissa, _, exponent = text.lower().partition('e')
-    return f" (YAML reads it as text: write {mantissa}.0e{exponent})" if exponent else ''
+    return f' (YAML reads it as text: write {mantissa}.0e{exponent})' if exponent else ''
 
 
 def _check_values(dic, path):
@@ -104,47 +123,55 @@ def _check_values(dic, path):
     for key in ('batch_size', 'iters'):
         value = dic.get(key)
         if value is not None and (type(value) is not int or value <= 0):
-            raise UserInputError(f"{path}: {key}: {value!r} is not a positive integer")
+            raise UserInputError(f'{path}: {key}: {value!r} is not a positive integer')
     for section in ('optimizer', 'lr_scheduler'):
         for key, value in (dic.get(section) or {}).items():
             if key != 'type' and isinstance(value, str):
-                raise UserInputError(f"{path}: {section}.{key}: {value!r} is not a number"
-                                     + _float_hint(value))
+                raise UserInputError(
+                    f'{path}: {section}.{key}: {value!r} is not a number' + _float_hint(value)
+                )
     # paddleseg reads a warmup only as this pair, and asserts deep in the build otherwise.
     lr_scheduler = dic.get('lr_scheduler') or {}
     if 'warmup_iters' in lr_scheduler or 'warmup_start_lr' in lr_scheduler:
         warmup_iters = lr_scheduler.get('warmup_iters')
         if type(warmup_iters) is not int or warmup_iters <= 0:
-            raise UserInputError(f"{path}: lr_scheduler.warmup_iters: {warmup_iters!r} is not "
-                                 f"a positive integer (a warmup needs warmup_iters and "
-                                 f"warmup_start_lr)")
+            raise UserInputError(
+                f'{path}: lr_scheduler.warmup_iters: {warmup_iters!r} is not '
+                f'a positive integer (a warmup needs warmup_iters and '
+                f'warmup_start_lr)'
+            )
         if 'warmup_start_lr' not in lr_scheduler:
-            raise UserInputError(f"{path}: lr_scheduler: warmup_iters needs warmup_start_lr, "
-                                 f"the learning rate the warmup starts from (e.g. 1.0e-4)")
+            raise UserInputError(
+                f'{path}: lr_scheduler: warmup_iters needs warmup_start_lr, '
+                f'the learning rate the warmup starts from (e.g. 1.0e-4)'
+            )
     distill_loss = dic.get('distill_loss')
     if isinstance(distill_loss, dict):
         types, coef = distill_loss.get('types'), distill_loss.get('coef')
         # paddleseg would repeat the one type once per coef, silently.
-        if isinstance(types, list) and len(types) == 1 and isinstance(coef, list) \
-                and len(coef) > 1:
+        if isinstance(types, list) and len(types) == 1 and isinstance(coef, list) and len(coef) > 1:
             raise UserInputError(
-                f"{path}: distill_loss: coef {coef} has {len(coef)} weights for one type: "
-                f"PaddleSeg reads a coef list as one weight per model output, and "
+                f'{path}: distill_loss: coef {coef} has {len(coef)} weights for one type: '
+                f'PaddleSeg reads a coef list as one weight per model output, and '
                 f"distill_loss compares the student's main output with the teacher's; give "
-                f"one coef per type, e.g. coef: [{coef[0]}]")
+                f'one coef per type, e.g. coef: [{coef[0]}]'
+            )
     loss = dic.get('loss')
     if isinstance(loss, dict):
         types, coef = loss.get('types'), loss.get('coef')
         if not (isinstance(types, list) and types and isinstance(coef, list) and coef):
-            raise UserInputError(f"{path}: loss needs non-empty `types` and `coef` lists "
-                                 f"(one coef per type), got types {types!r}, coef {coef!r}")
+            raise UserInputError(
+                f'{path}: loss needs non-empty `types` and `coef` lists '
+                f'(one coef per type), got types {types!r}, coef {coef!r}'
+            )
 
 
 TRAINING_KEYS = ('model', 'train_dataset', 'optimizer', 'lr_scheduler', 'loss')
 
 
-def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None,
-                required=TRAINING_KEYS):
+def load_config(
+    path, learning_rate=None, batch_size=None, iters=None, opts=None, required=TRAINING_KEYS
+):
     """Reads, overrides (flags, --opts key=value) and validates a YAML config.
 
     Returns paddleseg's `Config`, so paddleseg's `SegBuilder` builds it as usual.
@@ -157,19 +184,24 @@ def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None
         dic = parse_from_yaml(path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, 'problem_mark', None)
-        where = f" at line {mark.line + 1}" if mark else ''
-        raise UserInputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}")
+        where = f' at line {mark.line + 1}' if mark else ''
+        raise UserInputError(
+            f'{path}: invalid YAML{where}: {getattr(exc, "problem", exc)}'
+        ) from None
     except FileNotFoundError as exc:
-        raise UserInputError(f"{path}: _base_ file '{exc.filename}' does not exist: fix "
-                             f"the _base_ path (it is relative to the config's folder)")
+        raise UserInputError(
+            f"{path}: _base_ file '{exc.filename}' does not exist: fix "
+            f"the _base_ path (it is relative to the config's folder)"
+        ) from None
     if not isinstance(dic, dict):
-        raise UserInputError(f"{path}: expected a mapping of keys at the top level")
+        raise UserInputError(f'{path}: expected a mapping of keys at the top level')
     check_known_keys(dic, KNOWN_TOP_LEVEL_KEYS, path)
     try:
-        dic = update_config_dict(dic, learning_rate=learning_rate, batch_size=batch_size,
-                                 iters=iters, opts=opts)
+        dic = update_config_dict(
+            dic, learning_rate=learning_rate, batch_size=batch_size, iters=iters, opts=opts
+        )
     except (AssertionError, KeyError) as exc:
-        raise UserInputError(f"{path}: cannot apply --opts {opts}: {exc}")
+        raise UserInputError(f'{path}: cannot apply --opts {opts}: {exc}') from None
     for where, registries in _REGISTRIES.items():
         _check_types(dic.get(where), where, registries, path)
     _check_lr_scheduler(dic, path)
@@ -177,8 +209,9 @@ def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None
     _check_values(dic, path)
     for key in required:
         if key not in dic:
-            raise UserInputError(f"{path}: missing key {key!r}: this config needs "
-                                 f"{', '.join(required)}")
+            raise UserInputError(
+                f'{path}: missing key {key!r}: this config needs {", ".join(required)}'
+            )
     config = Config.__new__(Config)
     config.dic = dic
     config.path = path  # for messages about what is built from it
@@ -188,7 +221,7 @@ def load_config(path, learning_rate=None, batch_size=None, iters=None, opts=None
         Config._build_default_checker().apply_all_rules(config)
     except (AssertionError, ValueError, KeyError, RuntimeError) as exc:
         message = ' '.join(str(exc).split()).split('the error message is: ')[-1]
-        raise UserInputError(f"{path}: {message}")
+        raise UserInputError(f'{path}: {message}') from None
     return config
 
 
@@ -205,13 +238,17 @@ def build(builder: SegBuilder, component: str):
         if isinstance(cause, UserInputError):  # raised inside a component's constructor
             raise cause from None
         message = ' '.join(str(exc).split())
-        if component == 'model' and ('download' in message.lower() or 'url' in message.lower()
-                                     or 'connection' in message.lower()):
+        if component == 'model' and (
+            'download' in message.lower()
+            or 'url' in message.lower()
+            or 'connection' in message.lower()
+        ):
             raise UserInputError(
-                f"building the model failed while fetching pretrained weights ({message}): "
-                f"download the file yourself and set `pretrained:` to its local path, or Null")
+                f'building the model failed while fetching pretrained weights ({message}): '
+                f'download the file yourself and set `pretrained:` to its local path, or Null'
+            ) from None
         source = getattr(builder.config, 'path', 'the config')
-        raise UserInputError(f"{source}: building {component} failed: {message}")
+        raise UserInputError(f'{source}: building {component} failed: {message}') from None
 
 
 def dataset_task(dataset_cfg):
@@ -237,15 +274,18 @@ def _model_builds_alone(config):
     if dataset_task(dataset_cfg) != 'classification':
         return False
     model_cfg = config.model_cfg
-    for model_key, dataset_key, default in (('num_classes', 'num_classes', None),
-                                            ('in_channels', 'img_channels', 3)):
+    for model_key, dataset_key, default in (
+        ('num_classes', 'num_classes', None),
+        ('in_channels', 'img_channels', 3),
+    ):
         model_value = model_cfg.get(model_key, default)
         dataset_value = dataset_cfg.get(dataset_key, default)
         if model_value != dataset_value:
             raise UserInputError(
-                f"{getattr(config, 'path', 'the config')}: model.{model_key} is "
-                f"{model_value} but train_dataset.{dataset_key} is {dataset_value}: set "
-                f"them equal")
+                f'{getattr(config, "path", "the config")}: model.{model_key} is '
+                f'{model_value} but train_dataset.{dataset_key} is {dataset_value}: set '
+                f'them equal'
+            )
     return True
 
 

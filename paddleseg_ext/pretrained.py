@@ -5,6 +5,7 @@ Cache: $PADDLESEG_DISTILL_CACHE, else ~/.cache/paddleseg_distill. A download is 
 under a temporary name in the cache folder and renamed when complete, so an interrupted or
 failed one never leaves a file that a later run would take for the weights.
 """
+
 import hashlib
 import os
 import shutil
@@ -30,7 +31,8 @@ def is_url(value):
 
 def cache_dir():
     return os.environ.get('PADDLESEG_DISTILL_CACHE') or os.path.join(
-        os.path.expanduser('~'), '.cache', 'paddleseg_distill')
+        os.path.expanduser('~'), '.cache', 'paddleseg_distill'
+    )
 
 
 def _download(url, destination):
@@ -39,8 +41,10 @@ def _download(url, destination):
     os.makedirs(folder, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=folder, prefix='.download-')
     try:
-        with os.fdopen(handle, 'wb') as out, \
-                urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+        with (
+            os.fdopen(handle, 'wb') as out,
+            urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response,
+        ):
             expected = response.headers.get('Content-Length')
             shutil.copyfileobj(response, out)
             out.flush()
@@ -53,8 +57,9 @@ def _download(url, destination):
         detail = ' '.join(str(getattr(exc, 'reason', None) or exc).split())
         raise UserInputError(
             f"pretrained weights '{url}' could not be downloaded ({detail}): check the URL "
-            f"and the network, or download the file yourself and set `pretrained:` to its "
-            f"local path") from None
+            f'and the network, or download the file yourself and set `pretrained:` to its '
+            f'local path'
+        ) from None
 
 
 def _unpack(archive, url, target_dir):
@@ -75,8 +80,10 @@ def _unpack(archive, url, target_dir):
             shutil.rmtree(staging)  # another process (e.g. a second rank) unpacked it first
     except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise UserInputError(f"pretrained archive '{url}' cannot be unpacked ({exc}): "
-                             f"download and unpack it yourself") from None
+        raise UserInputError(
+            f"pretrained archive '{url}' cannot be unpacked ({exc}): "
+            f'download and unpack it yourself'
+        ) from None
 
 
 def local_path(path_or_url):
@@ -115,13 +122,15 @@ def load_pretrained_model(model, pretrained_model):
     """paddleseg.utils.load_pretrained_model, reading through paddleseg_ext.weights:
     the parameters whose names and shapes match are loaded, the others reported."""
     if pretrained_model is None:
-        logger.info(f'No pretrained model to load, {type(model).__name__} will be trained '
-                    f'from scratch.')
+        logger.info(
+            f'No pretrained model to load, {type(model).__name__} will be trained from scratch.'
+        )
         return
     path = local_path(pretrained_model)
     if not os.path.isfile(path):
-        raise UserInputError(f"pretrained weights '{path}' do not exist: fix `pretrained:` "
-                             f"or set it to Null")
+        raise UserInputError(
+            f"pretrained weights '{path}' do not exist: fix `pretrained:` or set it to Null"
+        )
     state = weights.load(path)
     own = model.state_dict()
     loaded = 0
@@ -129,14 +138,18 @@ def load_pretrained_model(model, pretrained_model):
         if key not in state:
             logger.warning(f'{key} is not in pretrained model {path}')
         elif list(state[key].shape) != list(value.shape):
-            logger.warning(f'[SKIP] {key}: pretrained shape {list(state[key].shape)}, '
-                           f'model shape {list(value.shape)}')
+            logger.warning(
+                f'[SKIP] {key}: pretrained shape {list(state[key].shape)}, '
+                f'model shape {list(value.shape)}'
+            )
         else:
             own[key] = state[key]
             loaded += 1
     model.set_dict(own)
-    logger.info(f'Loaded {loaded}/{len(own)} variables into {type(model).__name__} from '
-                f'{path} (sha256 {weights.sha256(path)})')
+    logger.info(
+        f'Loaded {loaded}/{len(own)} variables into {type(model).__name__} from '
+        f'{path} (sha256 {weights.sha256(path)})'
+    )
 
 
 def route_paddleseg_loading():
@@ -144,5 +157,6 @@ def route_paddleseg_loading():
     load_pretrained_model) read their `pretrained:` weights through this module."""
     from paddleseg import utils
     from paddleseg.utils import utils as utils_module
+
     utils.load_pretrained_model = load_pretrained_model
     utils_module.load_pretrained_model = load_pretrained_model

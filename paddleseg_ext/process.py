@@ -1,6 +1,7 @@
 """Setting up a process before any model is built: device, CPU threads, seeds and, under
 `paddle.distributed.launch`, the data-parallel group. One place, used by train.py,
 distill_train.py, val.py and the tools."""
+
 import os
 import random
 
@@ -15,11 +16,16 @@ _threads = None
 def select_device(device):
     """'auto': a GPU when this paddle build sees one, else the CPU."""
     if device == 'auto':
-        device = 'gpu' if (paddle.is_compiled_with_cuda()
-                           and paddle.device.cuda.device_count() > 0) else 'cpu'
+        device = (
+            'gpu'
+            if (paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
+            else 'cpu'
+        )
     if device == 'gpu' and not paddle.is_compiled_with_cuda():
-        raise UserInputError("--device gpu: this paddle build has no CUDA: install "
-                             "paddlepaddle-gpu (see README, GPUs) or use --device cpu")
+        raise UserInputError(
+            '--device gpu: this paddle build has no CUDA: install '
+            'paddlepaddle-gpu (see README, GPUs) or use --device cpu'
+        )
     paddle.set_device(device)
     return device
 

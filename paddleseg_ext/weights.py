@@ -6,6 +6,7 @@ A pickle names the callables it wants called while it is read; this reader resol
 the few that rebuild arrays and containers and refuses any other by name, before anything
 is called. The result is what paddle.load returns for the same file (tensors in dygraph).
 """
+
 import codecs
 import collections
 import hashlib
@@ -34,11 +35,16 @@ class DamagedWeights(UserInputError):
 def _lod_tensor_data(expression, namespace):
     """paddle.save reduces a LoDTensor to eval('data', {'data': array}); only that exact
     call is answered (with the array), no expression is ever evaluated."""
-    if (expression == 'data' and isinstance(namespace, dict) and len(namespace) == 1
-            and isinstance(namespace.get('data'), np.ndarray)):
+    if (
+        expression == 'data'
+        and isinstance(namespace, dict)
+        and len(namespace) == 1
+        and isinstance(namespace.get('data'), np.ndarray)
+    ):
         return namespace['data']
-    raise pickle.UnpicklingError('builtins.eval with an expression other than paddle\'s '
-                                 'LoDTensor reduction')
+    raise pickle.UnpicklingError(
+        "builtins.eval with an expression other than paddle's LoDTensor reduction"
+    )
 
 
 def _latin1_bytes(text, encoding='latin1'):
@@ -55,17 +61,27 @@ def _allowed_globals():
     rebuild_array = np.zeros(1).__reduce__()[0]
     rebuild_scalar = np.float64(0).__reduce__()[0]
     allowed = {
-        ('builtins', 'tuple'): tuple, ('builtins', 'list'): list, ('builtins', 'dict'): dict,
-        ('builtins', 'set'): set, ('builtins', 'frozenset'): frozenset,
-        ('builtins', 'bytearray'): bytearray, ('builtins', 'complex'): complex,
+        ('builtins', 'tuple'): tuple,
+        ('builtins', 'list'): list,
+        ('builtins', 'dict'): dict,
+        ('builtins', 'set'): set,
+        ('builtins', 'frozenset'): frozenset,
+        ('builtins', 'bytearray'): bytearray,
+        ('builtins', 'complex'): complex,
         ('builtins', 'eval'): _lod_tensor_data,
         ('_codecs', 'encode'): _latin1_bytes,
         ('collections', 'OrderedDict'): collections.OrderedDict,
-        ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype,
+        ('numpy', 'ndarray'): np.ndarray,
+        ('numpy', 'dtype'): np.dtype,
     }
     # Python 2 era pickles spell the builtins module __builtin__.
-    allowed.update({('__builtin__', name): obj for (module, name), obj in list(allowed.items())
-                    if module == 'builtins'})
+    allowed.update(
+        {
+            ('__builtin__', name): obj
+            for (module, name), obj in list(allowed.items())
+            if module == 'builtins'
+        }
+    )
     for package in ('numpy.core', 'numpy._core'):
         allowed[(f'{package}.multiarray', '_reconstruct')] = rebuild_array
         allowed[(f'{package}.multiarray', 'scalar')] = rebuild_scalar
@@ -98,14 +114,16 @@ def unpickle(data, path):
         return _WeightsUnpickler(io.BytesIO(data), encoding='latin1').load()
     except _Refused as refused:
         raise RefusedWeights(
-            f"{path}: refused to load: it asks to call {refused.wanted}, which a weights file "
-            f"never needs (only arrays, numbers, strings and containers are loaded); use "
-            f"weights from a source you trust, re-saved with paddle.save") from None
+            f'{path}: refused to load: it asks to call {refused.wanted}, which a weights file '
+            f'never needs (only arrays, numbers, strings and containers are loaded); use '
+            f'weights from a source you trust, re-saved with paddle.save'
+        ) from None
     except Exception as exc:  # truncated or foreign bytes fail in many ways inside pickle
         detail = ' '.join(str(exc).split()) or type(exc).__name__
         raise DamagedWeights(
-            f"{path}: cannot be read as a paddle.save file ({detail}): it is truncated, "
-            f"damaged or not a .pdparams/.pdopt/.pdstates file") from None
+            f'{path}: cannot be read as a paddle.save file ({detail}): it is truncated, '
+            f'damaged or not a .pdparams/.pdopt/.pdstates file'
+        ) from None
 
 
 def load(path):
@@ -117,8 +135,7 @@ def load(path):
         with open(path, 'rb') as f:
             data = f.read()
     except OSError as exc:
-        raise DamagedWeights(f"{path}: cannot be read ({exc.strerror}): check the "
-                             f"path") from None
+        raise DamagedWeights(f'{path}: cannot be read ({exc.strerror}): check the path') from None
     obj = unpickle(data, path)
     # As paddle.load: a state dict saved with its name table gets tensors named as saved;
     # any other object gets its arrays (or paddle's (name, array) tensor tuples) as tensors.

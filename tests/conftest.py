@@ -13,8 +13,14 @@ TEST_CONFIGS = os.path.join(REPO_ROOT, 'tests', 'configs')
 
 def run_cli(*args, timeout=300, env=None):
     """Runs a repo script (e.g. 'train.py', '--config', ...) as a subprocess from the repo root."""
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def data_opts(root):
@@ -33,8 +39,19 @@ def synthetic_root(tmp_path_factory):
 def teacher_weights(tmp_path_factory, synthetic_root):
     """A tiny teacher (tests/configs/tiny_teacher.yml) trained once with train.py, 2 iters."""
     save_dir = tmp_path_factory.mktemp('teacher')
-    result = run_cli('train.py', '--config', os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
-                     '--iters', '2', '--save_interval', '2', '--seed', '0', '--save_dir',
-                     str(save_dir), *data_opts(synthetic_root))
+    result = run_cli(
+        'train.py',
+        '--config',
+        os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+        '--iters',
+        '2',
+        '--save_interval',
+        '2',
+        '--seed',
+        '0',
+        '--save_dir',
+        str(save_dir),
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return str(save_dir / 'iter_2' / 'model.pdparams')

@@ -1,5 +1,6 @@
 """paddleseg_ext/compat.py: paddleseg's CrossEntropyLoss (YAML `type: CrossEntropyLoss`) as
 repaired for paddle 3, against a numpy reference; the program file names of either format."""
+
 import numpy as np
 import paddle
 import pytest
@@ -23,21 +24,24 @@ def reference_cross_entropy(logit, label, weight=None, top_k=1.0):
     coef = class_weight[target] if weight is not None else np.ones_like(nll)
     if top_k == 1.0:
         return nll.mean() / (kept * coef).mean()
-    order = np.argsort(-nll.ravel())[:int(top_k * nll.size)]
+    order = np.argsort(-nll.ravel())[: int(top_k * nll.size)]
     return nll.ravel()[order].mean() / coef.ravel()[order].mean()
 
 
-@pytest.mark.parametrize('options', [{}, {'weight': [1.0, 2.0, 0.5]},
-                                     {'top_k_percent_pixels': 0.5}])
+@pytest.mark.parametrize(
+    'options', [{}, {'weight': [1.0, 2.0, 0.5]}, {'top_k_percent_pixels': 0.5}]
+)
 def test_cross_entropy_matches_numpy(options):
     rng = np.random.default_rng(0)
     logit = rng.normal(size=(2, 3, 4, 5)).astype('float32')
     label = rng.integers(0, 3, size=(2, 4, 5))
     label[0, 0, :] = IGNORE
-    loss = manager.LOSSES['CrossEntropyLoss'](**options)(paddle.to_tensor(logit),
-                                                         paddle.to_tensor(label))
-    expected = reference_cross_entropy(logit, label, options.get('weight'),
-                                       options.get('top_k_percent_pixels', 1.0))
+    loss = manager.LOSSES['CrossEntropyLoss'](**options)(
+        paddle.to_tensor(logit), paddle.to_tensor(label)
+    )
+    expected = reference_cross_entropy(
+        logit, label, options.get('weight'), options.get('top_k_percent_pixels', 1.0)
+    )
     assert loss.dtype == paddle.float32
     assert abs(float(loss) - expected) <= 1e-5 * abs(expected)
 

@@ -1,5 +1,6 @@
 """Deployment: export (Paddle Inference), predict, val.py's test-time options, run plots and
 int8 quantization (where PaddleSlim is installed), on the tiny 64x64 student."""
+
 import json
 import os
 import shutil
@@ -44,9 +45,21 @@ def dygraph_model(root, weights):
 def trained(synthetic_root, tmp_path_factory):
     """best weights of a 2-iteration tiny run."""
     save_dir = str(tmp_path_factory.mktemp('deploy_run') / 'out')
-    result = run_cli('train.py', '--config', TINY_STUDENT, '--iters', '2', '--save_interval',
-                     '2', '--do_eval', '--seed', '0', '--save_dir', save_dir,
-                     *data_opts(synthetic_root))
+    result = run_cli(
+        'train.py',
+        '--config',
+        TINY_STUDENT,
+        '--iters',
+        '2',
+        '--save_interval',
+        '2',
+        '--do_eval',
+        '--seed',
+        '0',
+        '--save_dir',
+        save_dir,
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return os.path.join(save_dir, 'best_model', 'model.pdparams')
 
@@ -55,8 +68,18 @@ def trained(synthetic_root, tmp_path_factory):
 def exported(trained, synthetic_root, tmp_path_factory):
     """tools/export.py --output_op none, as a user runs it."""
     save_dir = str(tmp_path_factory.mktemp('exported') / 'infer')
-    result = run_cli('tools/export.py', '--config', TINY_STUDENT, '--model_path', trained,
-                     '--save_dir', save_dir, '--output_op', 'none', *data_opts(synthetic_root))
+    result = run_cli(
+        'tools/export.py',
+        '--config',
+        TINY_STUDENT,
+        '--model_path',
+        trained,
+        '--save_dir',
+        save_dir,
+        '--output_op',
+        'none',
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return save_dir
 
@@ -64,9 +87,11 @@ def exported(trained, synthetic_root, tmp_path_factory):
 # --------------------------------------------------------------------------------------------
 # Export
 
+
 def run_predictor(model_dir, image):
-    config = paddle.inference.Config(os.path.join(model_dir, MODEL_FILENAME),
-                                     os.path.join(model_dir, 'model.pdiparams'))
+    config = paddle.inference.Config(
+        os.path.join(model_dir, MODEL_FILENAME), os.path.join(model_dir, 'model.pdiparams')
+    )
     repair_onednn_config(config)  # what a plain Paddle Inference 3.3 user needs too (README)
     predictor = paddle.inference.create_predictor(config)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
@@ -88,15 +113,22 @@ def test_export_matches_dygraph_logits(exported, trained, synthetic_root):
     with open(os.path.join(exported, 'deploy.yaml')) as f:
         deploy = yaml.safe_load(f)['Deploy']
     assert deploy['model'] == MODEL_FILENAME and deploy['params'] == 'model.pdiparams'
-    assert deploy['transforms'] == [{'type': 'Resize', 'target_size': [64, 64]},
-                                    {'type': 'Normalize'}]
+    assert deploy['transforms'] == [
+        {'type': 'Resize', 'target_size': [64, 64]},
+        {'type': 'Normalize'},
+    ]
     assert deploy['input_shape'] == [-1, 3, -1, -1]
     assert deploy['output_op'] == 'none' and deploy['output_dtype'] == 'float32'
 
 
 def test_export_argmax_with_fixed_shape(trained, synthetic_root, tmp_path):
-    info = export_model(TINY_STUDENT, trained, str(tmp_path), input_shape=[1, 3, 64, 64],
-                        opts=data_opts(synthetic_root)[1:])
+    info = export_model(
+        TINY_STUDENT,
+        trained,
+        str(tmp_path),
+        input_shape=[1, 3, 64, 64],
+        opts=data_opts(synthetic_root)[1:],
+    )
     assert info['Deploy']['output_op'] == 'argmax' and info['Deploy']['output_dtype'] == 'int32'
     assert info['Deploy']['input_shape'] == [1, 3, 64, 64]
     image = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype('float32')
@@ -111,8 +143,11 @@ def test_export_errors_are_one_line(trained, tmp_path):
         export_model(TINY_STUDENT, str(tmp_path / 'missing.pdparams'), str(tmp_path))
     with pytest.raises(UserInputError, match='input_shape'):
         export_model(TINY_STUDENT, trained, str(tmp_path), input_shape=[3, 64, 64])
-    with pytest.raises(UserInputError, match=r'C is 1, but the config.s val images have 3 '
-                                             r'\(val_dataset.img_channels\): use 3'):
+    with pytest.raises(
+        UserInputError,
+        match=r'C is 1, but the config.s val images have 3 '
+        r'\(val_dataset.img_channels\): use 3',
+    ):
         export_model(TINY_STUDENT, trained, str(tmp_path), input_shape=[1, 1, 64, 64])
     with pytest.raises(UserInputError, match='output_op'):
         export_model(TINY_STUDENT, trained, str(tmp_path), output_op='sigmoid')
@@ -120,6 +155,7 @@ def test_export_errors_are_one_line(trained, tmp_path):
 
 # --------------------------------------------------------------------------------------------
 # Predict
+
 
 @pytest.fixture(scope='module')
 def image_folder(synthetic_root, tmp_path_factory):
@@ -155,15 +191,34 @@ def check_predictions(save_dir, image_folder):
     return masks
 
 
-def test_predict_with_weights_and_with_inference_dir(trained, exported, image_folder,
-                                                     synthetic_root, tmp_path):
-    from_weights = run_cli('tools/predict.py', '--config', TINY_STUDENT, '--model_path', trained,
-                           '--image_path', image_folder, '--save_dir', str(tmp_path / 'w'),
-                           *data_opts(synthetic_root))
+def test_predict_with_weights_and_with_inference_dir(
+    trained, exported, image_folder, synthetic_root, tmp_path
+):
+    from_weights = run_cli(
+        'tools/predict.py',
+        '--config',
+        TINY_STUDENT,
+        '--model_path',
+        trained,
+        '--image_path',
+        image_folder,
+        '--save_dir',
+        str(tmp_path / 'w'),
+        *data_opts(synthetic_root),
+    )
     assert from_weights.returncode == 0, from_weights.stderr[-3000:]
-    from_export = run_cli('tools/predict.py', '--config', TINY_STUDENT, '--inference_dir',
-                          exported, '--image_path', image_folder, '--save_dir',
-                          str(tmp_path / 'i'), *data_opts(synthetic_root))
+    from_export = run_cli(
+        'tools/predict.py',
+        '--config',
+        TINY_STUDENT,
+        '--inference_dir',
+        exported,
+        '--image_path',
+        image_folder,
+        '--save_dir',
+        str(tmp_path / 'i'),
+        *data_opts(synthetic_root),
+    )
     assert from_export.returncode == 0, from_export.stderr[-3000:]
     masks_w = check_predictions(str(tmp_path / 'w'), image_folder)
     masks_i = check_predictions(str(tmp_path / 'i'), image_folder)
@@ -177,15 +232,23 @@ def test_predict_list_file_names_and_errors(exported, image_folder, synthetic_ro
     os.makedirs(list_dir / 'sub')
     shutil.copy(os.path.join(image_folder, names[0]), list_dir / 'sub' / names[0])
     list_file = list_dir / 'test.txt'
-    list_file.write_text(f'sub/{names[0]} ignored_label.png\n\n'
-                         f'{os.path.join(image_folder, names[1])}\n')
+    list_file.write_text(
+        f'sub/{names[0]} ignored_label.png\n\n{os.path.join(image_folder, names[1])}\n'
+    )
     stems = [os.path.splitext(n)[0] for n in names]
     assert [name for _, name in list_images(str(list_file))] == [f'sub/{stems[0]}', stems[1]]
 
-    written = predict(TINY_STUDENT, str(list_file), str(tmp_path / 'out'),
-                      inference_dir=exported, opts=data_opts(synthetic_root)[1:])
+    written = predict(
+        TINY_STUDENT,
+        str(list_file),
+        str(tmp_path / 'out'),
+        inference_dir=exported,
+        opts=data_opts(synthetic_root)[1:],
+    )
     assert [os.path.relpath(mask, tmp_path / 'out') for mask, _ in written] == [
-        f'pseudo_color_prediction/sub/{stems[0]}.png', f'pseudo_color_prediction/{stems[1]}.png']
+        f'pseudo_color_prediction/sub/{stems[0]}.png',
+        f'pseudo_color_prediction/{stems[1]}.png',
+    ]
 
     list_file.write_text('missing.jpg\n')
     with pytest.raises(UserInputError, match=r'test.txt:1: image .* does not exist'):
@@ -199,22 +262,26 @@ def test_predict_list_file_names_and_errors(exported, image_folder, synthetic_ro
 def test_inference_model_evaluates_like_dygraph(trained, exported, synthetic_root):
     from paddleseg.cvlibs import SegBuilder
     from paddleseg_ext.config import build
+
     val_dataset = build(SegBuilder(tiny_config(synthetic_root)), 'val_dataset')
     dygraph = evaluate(dygraph_model(synthetic_root, trained), val_dataset, print_detail=False)
-    exported_metrics = evaluate_inference(InferenceModel(exported), val_dataset,
-                                          print_detail=False)
+    exported_metrics = evaluate_inference(InferenceModel(exported), val_dataset, print_detail=False)
     assert exported_metrics['miou'] == pytest.approx(dygraph['miou'], abs=1e-3)
 
 
 # --------------------------------------------------------------------------------------------
 # val.py: --aug_eval and --is_slide
 
+
 def test_flip_aug_equals_plain_for_flip_equivariant_model(dataset):  # noqa: F811
     plain = evaluate(ChannelMeanModel(), dataset, print_detail=False)
-    for flips in ({}, {'flip_horizontal': True}, {'flip_horizontal': True,
-                                                  'flip_vertical': True}):
-        flipped = evaluate(ChannelMeanModel(), dataset, print_detail=False,
-                           inference=InferenceOptions(aug_eval=True, **flips))
+    for flips in ({}, {'flip_horizontal': True}, {'flip_horizontal': True, 'flip_vertical': True}):
+        flipped = evaluate(
+            ChannelMeanModel(),
+            dataset,
+            print_detail=False,
+            inference=InferenceOptions(aug_eval=True, **flips),
+        )
         assert flipped['miou'] == pytest.approx(plain['miou'], abs=1e-9), flips
         assert flipped['class_iou'] == pytest.approx(plain['class_iou'], abs=1e-9), flips
 
@@ -224,16 +291,22 @@ def test_slide_equals_plain_for_full_and_overlapping_windows(dataset):  # noqa: 
     # The transforms resize to 32x32: one full-size window; then 16x16 windows every 8 px,
     # which a per-pixel model predicts the same wherever they overlap.
     for crop, stride in (((32, 32), (32, 32)), ((16, 16), (8, 8))):
-        slid = evaluate(ChannelMeanModel(), dataset, print_detail=False,
-                        inference=InferenceOptions(is_slide=True, crop_size=crop,
-                                                   stride=stride))
+        slid = evaluate(
+            ChannelMeanModel(),
+            dataset,
+            print_detail=False,
+            inference=InferenceOptions(is_slide=True, crop_size=crop, stride=stride),
+        )
         assert slid['miou'] == pytest.approx(plain['miou'], abs=1e-9), crop
 
 
 def test_multi_scale_runs(dataset):  # noqa: F811
-    result = evaluate(ChannelMeanModel(), dataset, print_detail=False,
-                      inference=InferenceOptions(aug_eval=True, scales=[0.75, 1.0, 1.25],
-                                                 flip_horizontal=True))
+    result = evaluate(
+        ChannelMeanModel(),
+        dataset,
+        print_detail=False,
+        inference=InferenceOptions(aug_eval=True, scales=[0.75, 1.0, 1.25], flip_horizontal=True),
+    )
     plain = evaluate(ChannelMeanModel(), dataset, print_detail=False)
     assert 0.5 < result['miou'] <= 1.0
     assert abs(result['miou'] - plain['miou']) < 0.05
@@ -249,8 +322,9 @@ class RampModel(paddle.nn.Layer):
 
 
 def test_aug_averages_softmax_of_flipped_back_predictions():
-    image = paddle.to_tensor(np.random.default_rng(0).standard_normal((1, 3, 6, 8)),
-                             dtype='float32')
+    image = paddle.to_tensor(
+        np.random.default_rng(0).standard_normal((1, 3, 6, 8)), dtype='float32'
+    )
     model = RampModel()
     scores = infer_scores(model, image, InferenceOptions(aug_eval=True, flip_horizontal=True))
     softmax = paddle.nn.functional.softmax
@@ -272,20 +346,43 @@ def test_inference_option_mistakes_are_one_line():
 
 def test_val_cli_aug_eval(trained, synthetic_root, tmp_path):
     metrics_path = str(tmp_path / 'metrics.json')
-    result = run_cli('val.py', '--config', TINY_STUDENT, '--model_path', trained, '--aug_eval',
-                     '--flip_horizontal', '--scales', '0.75', '1.0', '--json', metrics_path,
-                     *data_opts(synthetic_root))
+    result = run_cli(
+        'val.py',
+        '--config',
+        TINY_STUDENT,
+        '--model_path',
+        trained,
+        '--aug_eval',
+        '--flip_horizontal',
+        '--scales',
+        '0.75',
+        '1.0',
+        '--json',
+        metrics_path,
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(metrics_path) as f:
         assert 0.0 <= json.load(f)['miou'] <= 1.0
-    result = run_cli('val.py', '--config', TINY_STUDENT, '--model_path', trained,
-                     '--is_slide', '--crop_size', '32', '32', *data_opts(synthetic_root))
+    result = run_cli(
+        'val.py',
+        '--config',
+        TINY_STUDENT,
+        '--model_path',
+        trained,
+        '--is_slide',
+        '--crop_size',
+        '32',
+        '32',
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith('error: --is_slide needs --stride')
 
 
 # --------------------------------------------------------------------------------------------
 # tools/plot_run.py
+
 
 def write_fake_run(folder, terms, seed):
     rng = np.random.default_rng(seed)
@@ -294,18 +391,41 @@ def write_fake_run(folder, terms, seed):
         for iteration in range(10, 110, 10):
             values = {term: float(rng.uniform(0.1, 1.0)) for term in terms}
             values['loss'] = sum(values.values())
-            f.write(json.dumps({'iter': iteration, 'tag': 'Train', **values, 'lr': 0.01,
-                                'batch_cost': 0.3, 'reader_cost': 0.01, 'ips': 10.0,
-                                'cpu_util': 0.9}) + '\n')
+            f.write(
+                json.dumps(
+                    {
+                        'iter': iteration,
+                        'tag': 'Train',
+                        **values,
+                        'lr': 0.01,
+                        'batch_cost': 0.3,
+                        'reader_cost': 0.01,
+                        'ips': 10.0,
+                        'cpu_util': 0.9,
+                    }
+                )
+                + '\n'
+            )
             if iteration % 50 == 0:
-                f.write(json.dumps({'iter': iteration, 'tag': 'Evaluate',
-                                    'mIoU': float(rng.uniform(0.5, 0.9)), 'Acc': 0.9,
-                                    'Kappa': 0.5, 'Dice': 0.7}) + '\n')
+                f.write(
+                    json.dumps(
+                        {
+                            'iter': iteration,
+                            'tag': 'Evaluate',
+                            'mIoU': float(rng.uniform(0.5, 0.9)),
+                            'Acc': 0.9,
+                            'Kappa': 0.5,
+                            'Dice': 0.7,
+                        }
+                    )
+                    + '\n'
+                )
         f.write('{"iter": 110, "tag": "Tr')  # cut off while being written
 
 
 def test_plot_reads_loss_terms_of_resumed_runs(tmp_path):
     from paddleseg_ext.deploy.plot import loss_terms, read_run_log
+
     write_fake_run(str(tmp_path / 'run'), ['CrossEntropyLoss', 'KLDivergenceLoss(logits)'], 0)
     with open(tmp_path / 'run' / 'train_log.jsonl', 'a') as f:  # resumed at iter 50
         f.write('\n' + json.dumps({'iter': 60, 'tag': 'Train', 'loss': 9.0, 'lr': 0.1}) + '\n')
@@ -318,12 +438,25 @@ def test_plot_run_writes_png_without_paddle(tmp_path):
     write_fake_run(str(tmp_path / 'student'), ['CrossEntropyLoss'], 0)
     write_fake_run(str(tmp_path / 'distilled'), ['CrossEntropyLoss', 'KLDivergenceLoss'], 1)
     out = tmp_path / 'plots' / 'runs.png'
-    code = ('import runpy, sys; sys.argv = ["tools/plot_run.py", sys.argv[1], sys.argv[2], '
-            '"--out", sys.argv[3]]; runpy.run_path("tools/plot_run.py", run_name="__main__"); '
-            'assert "paddle" not in sys.modules, "plot_run imported paddle"')
-    result = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'student'),
-                             str(tmp_path / 'distilled'), str(out)], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120)
+    code = (
+        'import runpy, sys; sys.argv = ["tools/plot_run.py", sys.argv[1], sys.argv[2], '
+        '"--out", sys.argv[3]]; runpy.run_path("tools/plot_run.py", run_name="__main__"); '
+        'assert "paddle" not in sys.modules, "plot_run imported paddle"'
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            code,
+            str(tmp_path / 'student'),
+            str(tmp_path / 'distilled'),
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -339,18 +472,23 @@ def test_plot_run_writes_png_without_paddle(tmp_path):
 # --------------------------------------------------------------------------------------------
 # tools/quantize.py (PaddleSlim: requirements-slim.txt)
 
+
 def test_quantize_int8(trained, image_folder, synthetic_root, tmp_path):
-    pytest.importorskip('paddleslim.quant', reason='PaddleSlim not installed '
-                        '(pip install --no-deps -r requirements-slim.txt)')
+    pytest.importorskip(
+        'paddleslim.quant',
+        reason='PaddleSlim not installed (pip install --no-deps -r requirements-slim.txt)',
+    )
     from paddleseg_ext.deploy.quantize import quantize
+
     float_dir = str(tmp_path / 'float')
     opts = data_opts(synthetic_root)[1:]
     if PADDLE_3:  # PaddleSlim reads only paddle 2's program format: a PIR export says so
         export_model(TINY_STUDENT, trained, float_dir, output_op='none', opts=opts)
         with pytest.raises(UserInputError, match='--program_format pdmodel'):
             quantize(TINY_STUDENT, float_dir, str(tmp_path / 'unused'), opts=opts)
-    export_model(TINY_STUDENT, trained, float_dir, output_op='none', opts=opts,
-                 program_format='pdmodel')
+    export_model(
+        TINY_STUDENT, trained, float_dir, output_op='none', opts=opts, program_format='pdmodel'
+    )
     save_dir = str(tmp_path / 'int8')
     results = quantize(TINY_STUDENT, float_dir, save_dir, batch_nums=4, runs=3, opts=opts)
     assert {'model.pdmodel', 'model.pdiparams', 'deploy.yaml'} <= set(os.listdir(save_dir))
@@ -360,8 +498,13 @@ def test_quantize_int8(trained, image_folder, synthetic_root, tmp_path):
         assert 0.0 <= results[name]['miou'] <= 1.0 and results[name]['latency_ms'] > 0
     assert results['int8']['params_mb'] < results['float']['params_mb'] / 2
     assert abs(results['int8']['miou'] - results['float']['miou']) < 0.1
-    written = predict(TINY_STUDENT, image_folder, str(tmp_path / 'pred'), inference_dir=save_dir,
-                      opts=data_opts(synthetic_root)[1:])
+    written = predict(
+        TINY_STUDENT,
+        image_folder,
+        str(tmp_path / 'pred'),
+        inference_dir=save_dir,
+        opts=data_opts(synthetic_root)[1:],
+    )
     assert len(written) == 2 and all(os.path.isfile(mask) for mask, _ in written)
 
 
@@ -369,11 +512,15 @@ def test_quantized_mobileseg_runs_on_small_images(synthetic_root, tmp_path):
     """MobileSeg's context module pools a 64x64 image's 2x2 map into 4x4 bins: oneDNN has no
     int8 kernel for that pooling, so only convolutions and matmuls run in int8. On paddle 3
     the export for PaddleSlim stops with one line instead (paddle 3.3's old IR)."""
-    pytest.importorskip('paddleslim.quant', reason='PaddleSlim not installed '
-                        '(pip install --no-deps -r requirements-slim.txt)')
+    pytest.importorskip(
+        'paddleslim.quant',
+        reason='PaddleSlim not installed (pip install --no-deps -r requirements-slim.txt)',
+    )
     from paddleseg_ext.deploy.quantize import quantize
-    config = os.path.join(REPO_ROOT, 'configs', 'cpu',
-                          'mobileseg_mobilenetv3_large_optic_disc_64x64_student.yml')
+
+    config = os.path.join(
+        REPO_ROOT, 'configs', 'cpu', 'mobileseg_mobilenetv3_large_optic_disc_64x64_student.yml'
+    )
     opts = data_opts(synthetic_root)[1:]
     model, _ = build_model_without_weights(load_config(config, opts=opts))
     weights = str(tmp_path / 'init.pdparams')
@@ -381,11 +528,10 @@ def test_quantized_mobileseg_runs_on_small_images(synthetic_root, tmp_path):
     float_dir = str(tmp_path / 'float')
     if PADDLE_3:  # its old IR cannot trace MobileNetV3: one line says so (README)
         with pytest.raises(UserInputError, match='cannot trace this model'):
-            export_model(config, weights, float_dir, output_op='none', opts=opts,
-                         program_format='pdmodel')
+            export_model(
+                config, weights, float_dir, output_op='none', opts=opts, program_format='pdmodel'
+            )
         return
-    export_model(config, weights, float_dir, output_op='none', opts=opts,
-                 program_format='pdmodel')
-    results = quantize(config, float_dir, str(tmp_path / 'int8'), batch_nums=2, runs=2,
-                       opts=opts)
+    export_model(config, weights, float_dir, output_op='none', opts=opts, program_format='pdmodel')
+    results = quantize(config, float_dir, str(tmp_path / 'int8'), batch_nums=2, runs=2, opts=opts)
     assert 0.0 <= results['int8']['miou'] <= 1.0 and results['int8']['latency_ms'] > 0

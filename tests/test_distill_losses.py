@@ -2,8 +2,15 @@ import numpy as np
 import paddle
 import pytest
 
-from slim.distill.losses import (ChannelWiseDistillLoss, DISTLoss, DKDLoss, FSPLoss,
-                                 KLDivergenceLoss, L2Loss, PairwiseAffinityLoss)
+from slim.distill.losses import (
+    ChannelWiseDistillLoss,
+    DISTLoss,
+    DKDLoss,
+    FSPLoss,
+    KLDivergenceLoss,
+    L2Loss,
+    PairwiseAffinityLoss,
+)
 
 TOLERANCE = 1e-5
 SHAPE = (2, 3, 4, 6)
@@ -25,8 +32,7 @@ def _np_log_softmax(x, axis):
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def _np_kl(student, teacher, student_temp, teacher_temp, label=None,
-           ignore_index=255):
+def _np_kl(student, teacher, student_temp, teacher_temp, label=None, ignore_index=255):
     log_p_teacher = _np_log_softmax(teacher / teacher_temp, axis=1)
     log_p_student = _np_log_softmax(student / student_temp, axis=1)
     pixel_kl = (np.exp(log_p_teacher) * (log_p_teacher - log_p_student)).sum(1)
@@ -47,8 +53,9 @@ def _np_channel_wise(student, teacher, tau):
 
 def _np_fsp(first, second):
     n, c1, h, w = first.shape
-    return np.einsum('nip,njp->nij', first.reshape(n, c1, -1),
-                     second.reshape(n, second.shape[1], -1)) / (h * w)
+    return np.einsum(
+        'nip,njp->nij', first.reshape(n, c1, -1), second.reshape(n, second.shape[1], -1)
+    ) / (h * w)
 
 
 def _np_pearson(a, b):
@@ -75,15 +82,15 @@ def _np_dkd(student, teacher, label, alpha, beta, temperature, ignore_index=255)
     """Per row: TCKD, the KL of (p_target, 1 - p_target), and NCKD, the KL of the other
     classes' probabilities renormalised; rows are images (N, C) or pixels (N, C, H, W)."""
     if student.ndim == 4:
-        student, teacher = (x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
-                            for x in (student, teacher))
+        student, teacher = (
+            x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]) for x in (student, teacher)
+        )
     label = label.reshape(-1)
     losses = []
     for row_s, row_t, target in zip(student, teacher, label):
         if target == ignore_index:
             continue
-        p_s, p_t = (np.exp(_np_log_softmax(row / temperature, axis=0))
-                    for row in (row_s, row_t))
+        p_s, p_t = (np.exp(_np_log_softmax(row / temperature, axis=0)) for row in (row_s, row_t))
         b_s = np.array([p_s[target], 1 - p_s[target]])
         b_t = np.array([p_t[target], 1 - p_t[target]])
         others = np.arange(len(row_s)) != target
@@ -91,7 +98,7 @@ def _np_dkd(student, teacher, label, alpha, beta, temperature, ignore_index=255)
         tckd = (b_t * np.log(b_t / b_s)).sum()
         nckd = (q_t * np.log(q_t / q_s)).sum()
         losses.append(alpha * tckd + beta * nckd)
-    return np.mean(losses) * temperature ** 2
+    return np.mean(losses) * temperature**2
 
 
 def _np_pool(x, window, pool):
@@ -102,7 +109,9 @@ def _np_pool(x, window, pool):
     reduce = np.mean if pool == 'avg' else np.max
     for i in range(out_h):
         for j in range(out_w):
-            patch = x[:, :, i * window[0]:(i + 1) * window[0], j * window[1]:(j + 1) * window[1]]
+            patch = x[
+                :, :, i * window[0] : (i + 1) * window[0], j * window[1] : (j + 1) * window[1]
+            ]
             out[:, :, i, j] = reduce(patch, axis=(2, 3))
     return out
 
@@ -112,7 +121,8 @@ def _np_pairwise(student, teacher, window, pool='avg'):
         flat = _np_pool(x, window, pool).reshape(x.shape[0], x.shape[1], -1)
         unit = flat / (np.linalg.norm(flat, axis=1, keepdims=True) + 1e-8)
         return np.einsum('ncp,ncq->npq', unit, unit)
-    return ((affinity(student) - affinity(teacher))**2).mean()
+
+    return ((affinity(student) - affinity(teacher)) ** 2).mean()
 
 
 def _np_bilinear_half_pixel(x, out_h, out_w):
@@ -135,12 +145,15 @@ def _np_bilinear_half_pixel(x, out_h, out_w):
 # ---- values ----
 
 
-@pytest.mark.parametrize('kwargs, student_temp, teacher_temp', [
-    ({}, 1.0, 1.0),
-    ({'temperature': 4.0}, 4.0, 4.0),
-    ({'student_temperature': 2.0, 'teacher_temperature': 5.0}, 2.0, 5.0),
-    ({'temperature': 3.0, 'teacher_temperature': 0.5}, 3.0, 0.5),
-])
+@pytest.mark.parametrize(
+    'kwargs, student_temp, teacher_temp',
+    [
+        ({}, 1.0, 1.0),
+        ({'temperature': 4.0}, 4.0, 4.0),
+        ({'student_temperature': 2.0, 'teacher_temperature': 5.0}, 2.0, 5.0),
+        ({'temperature': 3.0, 'teacher_temperature': 0.5}, 3.0, 0.5),
+    ],
+)
 def test_kl_loss_matches_numpy(kwargs, student_temp, teacher_temp):
     student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
     loss = KLDivergenceLoss(**kwargs)(_tensor(student), _tensor(teacher))
@@ -162,9 +175,16 @@ def test_kl_loss_standardized_matches_numpy(shape):
     moved = _tensor(teacher * 0.2 - 5)
     np.testing.assert_allclose(
         KLDivergenceLoss(temperature=2.0, standardize=True)(_tensor(student), moved).numpy(),
-        loss.numpy(), atol=TOLERANCE)
-    assert abs(float(KLDivergenceLoss(temperature=2.0)(_tensor(student), moved))
-               - float(KLDivergenceLoss(temperature=2.0)(_tensor(student), _tensor(teacher)))) > 0.1
+        loss.numpy(),
+        atol=TOLERANCE,
+    )
+    assert (
+        abs(
+            float(KLDivergenceLoss(temperature=2.0)(_tensor(student), moved))
+            - float(KLDivergenceLoss(temperature=2.0)(_tensor(student), _tensor(teacher)))
+        )
+        > 0.1
+    )
 
 
 def test_kl_loss_ignores_masked_pixels():
@@ -173,7 +193,8 @@ def test_kl_loss_ignores_masked_pixels():
     label = np.random.RandomState(2).randint(0, 3, size=(n, h, w))
     label[:, :2, :3] = 255
     loss = KLDivergenceLoss(student_temperature=2.0, teacher_temperature=3.0)(
-        _tensor(student), _tensor(teacher), _tensor(label.astype('int64')))
+        _tensor(student), _tensor(teacher), _tensor(label.astype('int64'))
+    )
     expected = _np_kl(student, teacher, 2.0, 3.0, label)
     np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
 
@@ -199,26 +220,23 @@ def test_channel_wise_loss_matches_numpy(tau):
 def test_l2_loss_matches_numpy():
     student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
     loss = L2Loss()(_tensor(student), _tensor(teacher))
-    np.testing.assert_allclose(
-        loss.numpy(), ((student - teacher)**2).mean(), atol=TOLERANCE)
+    np.testing.assert_allclose(loss.numpy(), ((student - teacher) ** 2).mean(), atol=TOLERANCE)
 
 
 def test_fsp_loss_matches_numpy():
     student = (_random((2, 3, 4, 5), 0), _random((2, 6, 4, 5), 1))
     teacher = (_random((2, 3, 8, 10), 2), _random((2, 6, 8, 10), 3))
-    loss = FSPLoss()([_tensor(x) for x in student],
-                     [_tensor(x) for x in teacher])
-    expected = ((_np_fsp(*student) - _np_fsp(*teacher))**2).mean()
+    loss = FSPLoss()([_tensor(x) for x in student], [_tensor(x) for x in teacher])
+    expected = ((_np_fsp(*student) - _np_fsp(*teacher)) ** 2).mean()
     np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
 
 
 def test_fsp_loss_resizes_second_map_to_first():
     first, second_small = _random((2, 3, 4, 6), 0), _random((2, 5, 2, 3), 1)
     teacher = (_random((2, 3, 4, 6), 2), _random((2, 5, 4, 6), 3))
-    loss = FSPLoss()([_tensor(first), _tensor(second_small)],
-                     [_tensor(x) for x in teacher])
+    loss = FSPLoss()([_tensor(first), _tensor(second_small)], [_tensor(x) for x in teacher])
     student_fsp = _np_fsp(first, _np_bilinear_half_pixel(second_small, 4, 6))
-    expected = ((student_fsp - _np_fsp(*teacher))**2).mean()
+    expected = ((student_fsp - _np_fsp(*teacher)) ** 2).mean()
     np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
 
 
@@ -226,8 +244,7 @@ def test_fsp_loss_resizes_second_map_to_first():
 def test_dist_loss_matches_numpy(kwargs):
     student, teacher = _random(SHAPE, 0), _random(SHAPE, 1)
     loss = DISTLoss(**kwargs)(_tensor(student), _tensor(teacher))
-    np.testing.assert_allclose(loss.numpy(), _np_dist(student, teacher, **kwargs),
-                               atol=TOLERANCE)
+    np.testing.assert_allclose(loss.numpy(), _np_dist(student, teacher, **kwargs), atol=TOLERANCE)
 
 
 def test_dist_loss_leaves_ignored_pixels_out_of_both_relations():
@@ -256,8 +273,9 @@ def test_dist_loss_on_classification_logits_matches_numpy():
     """(N, C) logits: the images are the rows; a sample labelled ignore_index is left out."""
     student, teacher = _random((7, 10), 0), _random((7, 10), 1) * 3
     label = np.array([0, 255, 3, 4, 9, 255, 1], dtype='int64')
-    loss = DISTLoss(tau=4.0, beta=2.0, gamma=2.0)(_tensor(student), _tensor(teacher),
-                                                  _tensor(label))
+    loss = DISTLoss(tau=4.0, beta=2.0, gamma=2.0)(
+        _tensor(student), _tensor(teacher), _tensor(label)
+    )
     expected = _np_dist(student, teacher, tau=4.0, beta=2.0, gamma=2.0, label=label)
     np.testing.assert_allclose(loss.numpy(), expected, atol=TOLERANCE)
     assert abs(float(loss) - _np_dist(student, teacher, tau=4.0, beta=2.0, gamma=2.0)) > 1e-3
@@ -268,14 +286,16 @@ def test_dist_loss_is_zero_when_the_student_is_the_teacher():
     assert abs(float(DISTLoss()(_tensor(teacher), _tensor(teacher)))) < 1e-5
 
 
-@pytest.mark.parametrize('student_shape, teacher_shape, scale, pool, window', [
-    ((2, 3, 4, 6), (2, 5, 4, 6), 0.5, 'avg', (2, 3)),      # channels differ
-    ((2, 4, 8, 8), (2, 4, 8, 8), 0.25, 'max', (2, 2)),
-    ((2, 3, 5, 7), (2, 6, 5, 7), 0.4, 'avg', (2, 3)),      # partial last windows
-    ((2, 2, 4, 4), (2, 2, 4, 4), 0.25, 'avg', (1, 1)),     # every pixel a node
-])
-def test_pairwise_affinity_loss_matches_numpy(student_shape, teacher_shape, scale, pool,
-                                              window):
+@pytest.mark.parametrize(
+    'student_shape, teacher_shape, scale, pool, window',
+    [
+        ((2, 3, 4, 6), (2, 5, 4, 6), 0.5, 'avg', (2, 3)),  # channels differ
+        ((2, 4, 8, 8), (2, 4, 8, 8), 0.25, 'max', (2, 2)),
+        ((2, 3, 5, 7), (2, 6, 5, 7), 0.4, 'avg', (2, 3)),  # partial last windows
+        ((2, 2, 4, 4), (2, 2, 4, 4), 0.25, 'avg', (1, 1)),  # every pixel a node
+    ],
+)
+def test_pairwise_affinity_loss_matches_numpy(student_shape, teacher_shape, scale, pool, window):
     student, teacher = _random(student_shape, 0), _random(teacher_shape, 1)
     loss = PairwiseAffinityLoss(scale=scale, pool=pool)(_tensor(student), _tensor(teacher))
     expected = _np_pairwise(student, teacher, window, pool)
@@ -298,13 +318,15 @@ def test_pairwise_affinity_loss_rejects_bad_arguments(kwargs):
 # ---- resize path: student half the teacher's spatial size ----
 
 
-@pytest.mark.parametrize('loss_layer, reference', [
-    (KLDivergenceLoss(temperature=2.0), lambda s, t: _np_kl(s, t, 2.0, 2.0)),
-    (ChannelWiseDistillLoss(tau=4.0),
-     lambda s, t: _np_channel_wise(s, t, 4.0)),
-    (L2Loss(), lambda s, t: ((s - t)**2).mean()),
-    (DISTLoss(tau=2.0), lambda s, t: _np_dist(s, t, tau=2.0)),
-])
+@pytest.mark.parametrize(
+    'loss_layer, reference',
+    [
+        (KLDivergenceLoss(temperature=2.0), lambda s, t: _np_kl(s, t, 2.0, 2.0)),
+        (ChannelWiseDistillLoss(tau=4.0), lambda s, t: _np_channel_wise(s, t, 4.0)),
+        (L2Loss(), lambda s, t: ((s - t) ** 2).mean()),
+        (DISTLoss(tau=2.0), lambda s, t: _np_dist(s, t, tau=2.0)),
+    ],
+)
 def test_student_is_resized_to_teacher(loss_layer, reference):
     n, c, h, w = SHAPE
     student, teacher = _random((n, c, h // 2, w // 2), 0), _random(SHAPE, 1)
@@ -316,13 +338,13 @@ def test_student_is_resized_to_teacher(loss_layer, reference):
 # ---- channel mismatch ----
 
 
-@pytest.mark.parametrize('loss_layer', [KLDivergenceLoss(), ChannelWiseDistillLoss(),
-                                        L2Loss(), DISTLoss()])
+@pytest.mark.parametrize(
+    'loss_layer', [KLDivergenceLoss(), ChannelWiseDistillLoss(), L2Loss(), DISTLoss()]
+)
 def test_channel_mismatch_raises(loss_layer):
     student_shape, teacher_shape = [2, 3, 4, 6], [2, 5, 4, 6]
     with pytest.raises(ValueError) as error:
-        loss_layer(_tensor(_random(student_shape, 0)),
-                   _tensor(_random(teacher_shape, 1)))
+        loss_layer(_tensor(_random(student_shape, 0)), _tensor(_random(teacher_shape, 1)))
     assert str(student_shape) in str(error.value)
     assert str(teacher_shape) in str(error.value)
 
@@ -340,25 +362,33 @@ def test_fsp_channel_mismatch_raises():
 
 
 def _pair_inputs(requires_grad):
-    return (_tensor(_random(SHAPE, 0), requires_grad),
-            _tensor(_random(SHAPE, 1), requires_grad))
+    return (_tensor(_random(SHAPE, 0), requires_grad), _tensor(_random(SHAPE, 1), requires_grad))
 
 
 def _fsp_inputs(requires_grad):
-    return ([_tensor(_random((2, 3, 4, 5), 0), requires_grad),
-             _tensor(_random((2, 6, 4, 5), 1), requires_grad)],
-            [_tensor(_random((2, 3, 4, 5), 2), requires_grad),
-             _tensor(_random((2, 6, 4, 5), 3), requires_grad)])
+    return (
+        [
+            _tensor(_random((2, 3, 4, 5), 0), requires_grad),
+            _tensor(_random((2, 6, 4, 5), 1), requires_grad),
+        ],
+        [
+            _tensor(_random((2, 3, 4, 5), 2), requires_grad),
+            _tensor(_random((2, 6, 4, 5), 3), requires_grad),
+        ],
+    )
 
 
-@pytest.mark.parametrize('loss_layer, make_inputs', [
-    (KLDivergenceLoss(student_temperature=2.0, teacher_temperature=3.0), _pair_inputs),
-    (ChannelWiseDistillLoss(tau=4.0), _pair_inputs),
-    (L2Loss(), _pair_inputs),
-    (FSPLoss(), _fsp_inputs),
-    (DISTLoss(tau=2.0), _pair_inputs),
-    (PairwiseAffinityLoss(scale=0.5), _pair_inputs),
-])
+@pytest.mark.parametrize(
+    'loss_layer, make_inputs',
+    [
+        (KLDivergenceLoss(student_temperature=2.0, teacher_temperature=3.0), _pair_inputs),
+        (ChannelWiseDistillLoss(tau=4.0), _pair_inputs),
+        (L2Loss(), _pair_inputs),
+        (FSPLoss(), _fsp_inputs),
+        (DISTLoss(tau=2.0), _pair_inputs),
+        (PairwiseAffinityLoss(scale=0.5), _pair_inputs),
+    ],
+)
 def test_gradient_reaches_student_only(loss_layer, make_inputs):
     student, teacher = make_inputs(requires_grad=True)
     loss_layer(student, teacher).backward()
@@ -373,10 +403,12 @@ def test_dkd_loss_on_classification_logits_matches_numpy():
     """(N, C) logits: the images are the rows; a sample labelled ignore_index is left out."""
     student, teacher = _random((7, 10), 0), _random((7, 10), 1) * 3
     label = np.array([0, 255, 3, 4, 9, 255, 1], dtype='int64')
-    loss = DKDLoss(alpha=0.7, beta=3.0, temperature=2.0)(_tensor(student), _tensor(teacher),
-                                                         _tensor(label))
-    np.testing.assert_allclose(loss.numpy(), _np_dkd(student, teacher, label, 0.7, 3.0, 2.0),
-                               rtol=TOLERANCE)
+    loss = DKDLoss(alpha=0.7, beta=3.0, temperature=2.0)(
+        _tensor(student), _tensor(teacher), _tensor(label)
+    )
+    np.testing.assert_allclose(
+        loss.numpy(), _np_dkd(student, teacher, label, 0.7, 3.0, 2.0), rtol=TOLERANCE
+    )
 
 
 def test_dkd_loss_on_segmentation_maps_matches_numpy():
@@ -385,8 +417,9 @@ def test_dkd_loss_on_segmentation_maps_matches_numpy():
     label = np.random.RandomState(2).randint(0, 3, size=(n, h, w))
     label[0, :2] = 255
     loss = DKDLoss()(_tensor(student), _tensor(teacher), _tensor(label.astype('int64')))
-    np.testing.assert_allclose(loss.numpy(), _np_dkd(student, teacher, label, 1.0, 8.0, 4.0),
-                               rtol=TOLERANCE)
+    np.testing.assert_allclose(
+        loss.numpy(), _np_dkd(student, teacher, label, 1.0, 8.0, 4.0), rtol=TOLERANCE
+    )
 
 
 def test_dkd_loss_decouples_kd():
@@ -395,11 +428,15 @@ def test_dkd_loss_decouples_kd():
     student, teacher = _random((5, 4), 0), _random((5, 4), 1) * 3
     label = np.array([0, 1, 2, 3, 1], dtype='int64')
     p_target = np.exp(_np_log_softmax(teacher / 2.0, axis=1))[np.arange(5), label]
-    rows = [DKDLoss(alpha=1.0, beta=1 - p_target[i], temperature=2.0)(
-        _tensor(student[i:i + 1]), _tensor(teacher[i:i + 1]), _tensor(label[i:i + 1]))
-        for i in range(5)]
-    np.testing.assert_allclose(np.mean([float(row) for row in rows]),
-                               _np_kl(student, teacher, 2.0, 2.0), rtol=TOLERANCE)
+    rows = [
+        DKDLoss(alpha=1.0, beta=1 - p_target[i], temperature=2.0)(
+            _tensor(student[i : i + 1]), _tensor(teacher[i : i + 1]), _tensor(label[i : i + 1])
+        )
+        for i in range(5)
+    ]
+    np.testing.assert_allclose(
+        np.mean([float(row) for row in rows]), _np_kl(student, teacher, 2.0, 2.0), rtol=TOLERANCE
+    )
 
 
 def test_dkd_loss_gradient_reaches_student_only():
@@ -412,8 +449,16 @@ def test_dkd_loss_gradient_reaches_student_only():
 def test_our_losses_are_registered_under_names_of_their_own():
     from paddleseg.cvlibs import manager
     from paddleseg.models.losses.kl_loss import KLLoss as PaddleSegKLLoss
-    for loss_class in (KLDivergenceLoss, ChannelWiseDistillLoss, L2Loss, FSPLoss, DISTLoss,
-                       DKDLoss, PairwiseAffinityLoss):
+
+    for loss_class in (
+        KLDivergenceLoss,
+        ChannelWiseDistillLoss,
+        L2Loss,
+        FSPLoss,
+        DISTLoss,
+        DKDLoss,
+        PairwiseAffinityLoss,
+    ):
         assert manager.LOSSES[loss_class.__name__] is loss_class
     assert manager.LOSSES['KLLoss'] is PaddleSegKLLoss  # paddleseg's name keeps its meaning
 
@@ -422,20 +467,34 @@ def test_our_losses_are_registered_under_names_of_their_own():
 
 
 def _pair_inputs_of(shape, seed):
-    return (_tensor(_random(shape, seed), requires_grad=True),
-            _tensor(_random(shape, seed + 1)))
+    return (_tensor(_random(shape, seed), requires_grad=True), _tensor(_random(shape, seed + 1)))
 
 
-@pytest.mark.parametrize('make_loss', [
-    lambda: KLDivergenceLoss(temperature=2.0), lambda: ChannelWiseDistillLoss(tau=4.0), L2Loss,
-    lambda: DISTLoss(tau=2.0), DKDLoss, lambda: PairwiseAffinityLoss(scale=0.125)],
-    ids=['KLDivergenceLoss', 'ChannelWiseDistillLoss', 'L2Loss', 'DISTLoss', 'DKDLoss',
-         'PairwiseAffinityLoss'])
+@pytest.mark.parametrize(
+    'make_loss',
+    [
+        lambda: KLDivergenceLoss(temperature=2.0),
+        lambda: ChannelWiseDistillLoss(tau=4.0),
+        L2Loss,
+        lambda: DISTLoss(tau=2.0),
+        DKDLoss,
+        lambda: PairwiseAffinityLoss(scale=0.125),
+    ],
+    ids=[
+        'KLDivergenceLoss',
+        'ChannelWiseDistillLoss',
+        'L2Loss',
+        'DISTLoss',
+        'DKDLoss',
+        'PairwiseAffinityLoss',
+    ],
+)
 def test_every_map_loss_is_cheap_at_512x512(make_loss):
     """Forward and backward over a batch of two 512x512 maps take a fraction of a second: a
     guard against kernels quadratic in the map's length (paddle's CPU log_softmax over H*W
     took tens of seconds here), not a speed target."""
     import time
+
     loss_layer = make_loss()
     student, teacher = _pair_inputs_of((2, 2, 512, 512), seed=0)
     label = _tensor(np.random.RandomState(2).randint(0, 2, size=(2, 512, 512)).astype('int64'))

@@ -6,6 +6,7 @@ CUDA_VISIBLE_DEVICES (nor XPU_VISIBLE_DEVICES / PADDLE_XCCL_BACKEND): the mere p
 the variable, even empty, makes it launch in GPU mode, which on a CPU build starts no
 worker at all (only default.gpu.log is written). The test removes them from the environment.
 """
+
 import glob
 import json
 import os
@@ -17,27 +18,54 @@ from conftest import TEST_CONFIGS, data_opts, run_cli
 def test_two_process_cpu_training(synthetic_root, tmp_path):
     save_dir = str(tmp_path / 'out')
     log_dir = str(tmp_path / 'launch_logs')
-    env = {key: value for key, value in os.environ.items()
-           if key not in ('CUDA_VISIBLE_DEVICES', 'XPU_VISIBLE_DEVICES', 'PADDLE_XCCL_BACKEND')}
-    result = run_cli('-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
-                     '--log_dir', log_dir,
-                     'train.py', '--config', os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
-                     '--iters', '4', '--save_interval', '4', '--seed', '0', '--device', 'cpu',
-                     '--save_dir', save_dir, *data_opts(synthetic_root),
-                     timeout=240, env=env)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ('CUDA_VISIBLE_DEVICES', 'XPU_VISIBLE_DEVICES', 'PADDLE_XCCL_BACKEND')
+    }
+    result = run_cli(
+        '-m',
+        'paddle.distributed.launch',
+        '--nproc_per_node',
+        '2',
+        '--log_dir',
+        log_dir,
+        'train.py',
+        '--config',
+        os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+        '--iters',
+        '4',
+        '--save_interval',
+        '4',
+        '--seed',
+        '0',
+        '--device',
+        'cpu',
+        '--save_dir',
+        save_dir,
+        *data_opts(synthetic_root),
+        timeout=240,
+        env=env,
+    )
     worker_logs = {}
     for rank in (0, 1):
         path = os.path.join(log_dir, f'workerlog.{rank}')
         assert os.path.isfile(path), os.listdir(log_dir) if os.path.isdir(log_dir) else None
         with open(path, errors='replace') as f:
             worker_logs[rank] = f.read()
-    assert result.returncode == 0, (result.stdout[-2000:], worker_logs[0][-2000:],
-                                    worker_logs[1][-2000:])
+    assert result.returncode == 0, (
+        result.stdout[-2000:],
+        worker_logs[0][-2000:],
+        worker_logs[1][-2000:],
+    )
 
     # The checkpoint is written once (by rank 0), complete, and no temporary folder is left.
     assert sorted(os.listdir(save_dir)) == ['iter_4', 'train_log.jsonl'], os.listdir(save_dir)
     assert set(os.listdir(os.path.join(save_dir, 'iter_4'))) == {
-        'model.pdparams', 'model.pdopt', 'train_state.pdstates'}
+        'model.pdparams',
+        'model.pdopt',
+        'train_state.pdstates',
+    }
     with open(os.path.join(save_dir, 'train_log.jsonl')) as f:
         records = [json.loads(line) for line in f]
     assert [r['iter'] for r in records if r['tag'] == 'Train'] == [4]  # one writer

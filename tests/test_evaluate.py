@@ -42,9 +42,13 @@ def dataset(tmp_path_factory):
         cv2.imwrite(str(root / f'label{index}.png'), label)
         lines.append(f'img{index}.png label{index}.png\n')
     (root / 'val.txt').write_text(''.join(lines))
-    return Dataset(mode='val', dataset_root=str(root), num_classes=NUM_CLASSES,
-                   val_path=str(root / 'val.txt'),
-                   transforms=[T.Resize(target_size=(32, 32)), T.Normalize()])
+    return Dataset(
+        mode='val',
+        dataset_root=str(root),
+        num_classes=NUM_CLASSES,
+        val_path=str(root / 'val.txt'),
+        transforms=[T.Resize(target_size=(32, 32)), T.Normalize()],
+    )
 
 
 def bilinear_resize(logits, out_h, out_w):
@@ -85,8 +89,16 @@ def test_miou_matches_independent_numpy_computation(dataset):
     result = evaluate(ChannelMeanModel(), dataset, print_detail=False)
     assert result['miou'] == pytest.approx(expected_miou, abs=1e-6)
     assert result['num_images'] == len(IMAGE_SIZES)
-    assert set(result) >= {'miou', 'class_iou', 'acc', 'class_precision', 'class_recall',
-                           'kappa', 'dice', 'class_dice'}
+    assert set(result) >= {
+        'miou',
+        'class_iou',
+        'acc',
+        'class_precision',
+        'class_recall',
+        'kappa',
+        'dice',
+        'class_dice',
+    }
 
 
 def test_dataloader_path_gives_same_metrics(dataset):
@@ -126,8 +138,11 @@ def test_rejects_unknown_precision(dataset):
 @pytest.mark.parametrize('class_id', [0, 1])
 def test_constant_prediction_scores_one_class_everywhere(dataset, class_id):
     from paddleseg_ext.evaluation.evaluate import constant_prediction_metrics
-    labels = [cv2.imread(str(dataset.file_list[i][1]), cv2.IMREAD_GRAYSCALE)
-              for i in range(len(IMAGE_SIZES))]
+
+    labels = [
+        cv2.imread(str(dataset.file_list[i][1]), cv2.IMREAD_GRAYSCALE)
+        for i in range(len(IMAGE_SIZES))
+    ]
     valid = np.concatenate([label[label != 255] for label in labels])
     # Predicting class_id everywhere: its IoU is its share of the valid pixels, the other's 0.
     share = np.mean(valid == class_id)

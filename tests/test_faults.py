@@ -1,5 +1,6 @@
 """Faults in the middle of a run lose nothing: a full disk while saving, a damaged newest
 checkpoint, a worker of a two-process run killed. End to end through the CLIs."""
+
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ TINY = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 
 # Loaded by Python at start-up from PYTHONPATH: paddle.save then fails like a full disk
 # (a partial file, then ENOSPC) for the paths containing $FAULT_SAVE_PATH.
-NO_SPACE_HOOK = '''
+NO_SPACE_HOOK = """
 import os
 if os.environ.get('FAULT_SAVE_PATH'):
     import errno
@@ -29,18 +30,31 @@ if os.environ.get('FAULT_SAVE_PATH'):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
     paddle.save = save
-'''
+"""
 
 
 def train(save_dir, root, *extra, env=None, timeout=240):
-    return run_cli('train.py', '--config', TINY, '--save_interval', '2', '--seed', '0',
-                   '--save_dir', str(save_dir), *extra, *data_opts(root), env=env,
-                   timeout=timeout)
+    return run_cli(
+        'train.py',
+        '--config',
+        TINY,
+        '--save_interval',
+        '2',
+        '--seed',
+        '0',
+        '--save_dir',
+        str(save_dir),
+        *extra,
+        *data_opts(root),
+        env=env,
+        timeout=timeout,
+    )
 
 
 def assert_loads(folder):
     assert weights.load(os.path.join(folder, 'train_state.pdstates'))['iter'] == int(
-        os.path.basename(folder).split('_')[1])
+        os.path.basename(folder).split('_')[1]
+    )
     checkpoint.read_checkpoint(folder)
 
 
@@ -55,8 +69,8 @@ def test_no_space_while_saving(tmp_path, synthetic_root):
     assert 'Traceback' not in result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr
-    assert errors[0].startswith(f"error: saving {save_dir / 'iter_4'} failed (No space left")
-    assert f"{save_dir / 'iter_2'} is intact" in errors[0]
+    assert errors[0].startswith(f'error: saving {save_dir / "iter_4"} failed (No space left')
+    assert f'{save_dir / "iter_2"} is intact' in errors[0]
     assert sorted(os.listdir(save_dir)) == ['iter_2', 'train_log.jsonl']
     assert_loads(str(save_dir / 'iter_2'))
 
@@ -66,13 +80,14 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous(tmp_path, synthetic
     first = train(save_dir, synthetic_root, '--iters', '4')
     assert first.returncode == 0, first.stderr[-2000:]
     damaged = save_dir / 'iter_4' / 'model.pdopt'
-    damaged.write_bytes(damaged.read_bytes()[:len(damaged.read_bytes()) // 2])
+    damaged.write_bytes(damaged.read_bytes()[: len(damaged.read_bytes()) // 2])
     resumed = train(save_dir, synthetic_root, '--iters', '4', '--resume_model', 'auto')
     output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, output[-3000:]
-    assert (f"skipping checkpoint {save_dir / 'iter_4'}: {damaged}: cannot be read"
-            in output), output[-3000:]
-    assert f"Resumed from {save_dir / 'iter_2'} at iter 2" in output
+    assert f'skipping checkpoint {save_dir / "iter_4"}: {damaged}: cannot be read' in output, (
+        output[-3000:]
+    )
+    assert f'Resumed from {save_dir / "iter_2"} at iter 2' in output
     assert_loads(str(save_dir / 'iter_4'))  # written again by the resumed run
 
 
@@ -88,8 +103,9 @@ def worker_pids(launcher_pid):
             if parent != launcher_pid:
                 continue
             with open(f'/proc/{entry}/environ', 'rb') as f:
-                environ = dict(item.split(b'=', 1) for item in f.read().split(b'\0')
-                               if b'=' in item)
+                environ = dict(
+                    item.split(b'=', 1) for item in f.read().split(b'\0') if b'=' in item
+                )
         except (OSError, ValueError):
             continue
         if b'PADDLE_TRAINER_ID' in environ:
@@ -99,14 +115,41 @@ def worker_pids(launcher_pid):
 
 def test_killed_worker_ends_the_launch_and_resume_auto_completes(tmp_path, synthetic_root):
     save_dir = tmp_path / 'run'
-    env = {key: value for key, value in os.environ.items()  # see test_distributed_cli.py
-           if key not in ('CUDA_VISIBLE_DEVICES', 'XPU_VISIBLE_DEVICES', 'PADDLE_XCCL_BACKEND')}
+    env = {
+        key: value
+        for key, value in os.environ.items()  # see test_distributed_cli.py
+        if key not in ('CUDA_VISIBLE_DEVICES', 'XPU_VISIBLE_DEVICES', 'PADDLE_XCCL_BACKEND')
+    }
     launch = subprocess.Popen(
-        [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
-         '--log_dir', str(tmp_path / 'launch_logs'), 'train.py', '--config', TINY,
-         '--iters', '400', '--save_interval', '2', '--seed', '0', '--device', 'cpu',
-         '--save_dir', str(save_dir), *data_opts(synthetic_root)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            '-m',
+            'paddle.distributed.launch',
+            '--nproc_per_node',
+            '2',
+            '--log_dir',
+            str(tmp_path / 'launch_logs'),
+            'train.py',
+            '--config',
+            TINY,
+            '--iters',
+            '400',
+            '--save_interval',
+            '2',
+            '--seed',
+            '0',
+            '--device',
+            'cpu',
+            '--save_dir',
+            str(save_dir),
+            *data_opts(synthetic_root),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 180
         while not checkpoint.checkpoint_dirs(str(save_dir)) and time.time() < deadline:
@@ -130,8 +173,9 @@ def test_killed_worker_ends_the_launch_and_resume_auto_completes(tmp_path, synth
     assert not os.path.exists(survivor)
     newest = checkpoint.checkpoint_dirs(str(save_dir))[-1]
     newest_iter = int(os.path.basename(newest).split('_')[1])
-    resumed = train(save_dir, synthetic_root, '--iters', str(newest_iter + 2),
-                    '--resume_model', 'auto')
+    resumed = train(
+        save_dir, synthetic_root, '--iters', str(newest_iter + 2), '--resume_model', 'auto'
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f'Resumed from {newest} at iter {newest_iter}' in resumed.stdout + resumed.stderr
     assert_loads(os.path.join(save_dir, f'iter_{newest_iter + 2}'))

@@ -1,6 +1,7 @@
 """A fixed-seed set of corrupted inputs (images, labels, list lines, config values), each
 through train.py: every one exits 1 with one line and no traceback, none hangs, and a
 checkpoint already in save_dir is left as it was."""
+
 import hashlib
 import os
 import random
@@ -19,7 +20,7 @@ TINY = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 
 def _truncate(rng, path):
     data = path.read_bytes()
-    path.write_bytes(data[:rng.randrange(len(data) // 4, len(data) * 3 // 4)])
+    path.write_bytes(data[: rng.randrange(len(data) // 4, len(data) * 3 // 4)])
 
 
 def _garbage(rng, path):
@@ -43,29 +44,39 @@ def _label_rgb(rng, path):
 
 def _label_size(rng, path):
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    cv2.imwrite(str(path), label[:-rng.randrange(1, 8)])
+    cv2.imwrite(str(path), label[: -rng.randrange(1, 8)])
 
 
-FILE_FAULTS = {'image': [_truncate, _garbage, _empty],
-               'label': [_truncate, _garbage, _label_value, _label_rgb, _label_size]}
+FILE_FAULTS = {
+    'image': [_truncate, _garbage, _empty],
+    'label': [_truncate, _garbage, _label_value, _label_rgb, _label_size],
+}
 
 
 def _list_line(rng, lines):
     image, label = lines[0].split()
-    return rng.choice([
-        f'{image} {label} {label}',                        # three fields
-        image,                                             # no label
-        f'{image} missing/{rng.randrange(10**6)}.png',    # a label that does not exist
-        f'{image}\t{label}',                               # wrong separator
-    ])
+    return rng.choice(
+        [
+            f'{image} {label} {label}',  # three fields
+            image,  # no label
+            f'{image} missing/{rng.randrange(10**6)}.png',  # a label that does not exist
+            f'{image}\t{label}',  # wrong separator
+        ]
+    )
 
 
 # (config key path, a wrong value); the seed picks which of each group run.
 CONFIG_FAULTS = [
-    (('batch_size',), 'abc'), (('batch_size',), -2), (('iters',), 'many'), (('iters',), 0),
-    (('lr_scheduler', 'learning_rate'), 'fast'), (('model', 'num_classes'), 0),
-    (('model', 'backbone'), 'ResNet18_vd'), (('train_dataset', 'transforms'), 'Resize'),
-    (('optimizer', 'momentum'), 'high'), (('loss', 'coef'), []),
+    (('batch_size',), 'abc'),
+    (('batch_size',), -2),
+    (('iters',), 'many'),
+    (('iters',), 0),
+    (('lr_scheduler', 'learning_rate'), 'fast'),
+    (('model', 'num_classes'), 0),
+    (('model', 'backbone'), 'ResNet18_vd'),
+    (('train_dataset', 'transforms'), 'Resize'),
+    (('optimizer', 'momentum'), 'high'),
+    (('loss', 'coef'), []),
     (('train_dataset', 'transforms', 0, 'target_size'), [-64, 64]),
 ]
 
@@ -73,20 +84,30 @@ CONFIG_FAULTS = [
 def cases():
     """[(case id, kind, parameter)], the same for every run."""
     rng = random.Random(SEED)
-    found = [(f'image-{fault.__name__[1:]}', 'image', fault)
-             for fault in rng.sample(FILE_FAULTS['image'], 2)]
-    found += [(f'label-{fault.__name__[1:]}', 'label', fault)
-              for fault in rng.sample(FILE_FAULTS['label'], 3)]
+    found = [
+        (f'image-{fault.__name__[1:]}', 'image', fault)
+        for fault in rng.sample(FILE_FAULTS['image'], 2)
+    ]
+    found += [
+        (f'label-{fault.__name__[1:]}', 'label', fault)
+        for fault in rng.sample(FILE_FAULTS['label'], 3)
+    ]
     found += [('list-line', 'list', rng.randrange(2)), ('list-binary', 'list-binary', None)]
-    found += [(f"config-{'.'.join(map(str, key))}={value!r}", 'config', (key, value))
-              for key, value in rng.sample(CONFIG_FAULTS, 3)]
+    found += [
+        (f'config-{".".join(map(str, key))}={value!r}', 'config', (key, value))
+        for key, value in rng.sample(CONFIG_FAULTS, 3)
+    ]
     return found
 
 
 def digests(folder):
-    return {os.path.relpath(os.path.join(d, n), folder):
-            hashlib.sha256(open(os.path.join(d, n), 'rb').read()).hexdigest()
-            for d, _, names in os.walk(folder) for n in names}
+    return {
+        os.path.relpath(os.path.join(d, n), folder): hashlib.sha256(
+            open(os.path.join(d, n), 'rb').read()
+        ).hexdigest()
+        for d, _, names in os.walk(folder)
+        for n in names
+    }
 
 
 @pytest.fixture(scope='module')
@@ -98,8 +119,9 @@ def saved_run(tmp_path_factory, teacher_weights):
 
 
 @pytest.mark.parametrize('case_id,kind,parameter', cases(), ids=[c[0] for c in cases()])
-def test_corrupted_input_is_one_line_and_loses_nothing(case_id, kind, parameter, tmp_path,
-                                                       synthetic_root, saved_run):
+def test_corrupted_input_is_one_line_and_loses_nothing(
+    case_id, kind, parameter, tmp_path, synthetic_root, saved_run
+):
     rng = random.Random(f'{SEED}-{case_id}')
     root = tmp_path / 'data'
     with open(os.path.join(synthetic_root, 'train_list.txt')) as f:
@@ -116,8 +138,7 @@ def test_corrupted_input_is_one_line_and_loses_nothing(case_id, kind, parameter,
         lines[parameter] = _list_line(rng, lines)
     elif kind == 'list-binary':
         lines.append(bytes(rng.randrange(128, 256) for _ in range(20)).decode('latin1'))
-    (root / 'train_list.txt').write_bytes(''.join(f'{line}\n' for line in lines)
-                                          .encode('latin1'))
+    (root / 'train_list.txt').write_bytes(''.join(f'{line}\n' for line in lines).encode('latin1'))
     opts = [f'train_dataset.dataset_root={root}', f'val_dataset.dataset_root={root}']
     if kind == 'config':
         key, value = parameter
@@ -138,8 +159,17 @@ def test_corrupted_input_is_one_line_and_loses_nothing(case_id, kind, parameter,
 
     iters = [] if kind == 'config' and parameter[0] == ('iters',) else ['--iters', '1']
     before = digests(saved_run)
-    result = run_cli('train.py', '--config', config, *iters, '--save_dir', str(saved_run),
-                     '--opts', *opts, timeout=90)
+    result = run_cli(
+        'train.py',
+        '--config',
+        config,
+        *iters,
+        '--save_dir',
+        str(saved_run),
+        '--opts',
+        *opts,
+        timeout=90,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert 'Traceback' not in output, output[-3000:]

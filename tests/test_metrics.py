@@ -9,9 +9,7 @@ from paddleseg_ext.evaluation.metrics import confusion_matrix, segmentation_metr
 #   label 2 -> pred 2, 2           row [0, 0, 2]
 LABEL = np.array([[0, 0, 0, 0, 1], [1, 1, 1, 2, 2]])
 PRED = np.array([[0, 0, 0, 1, 0], [1, 1, 2, 2, 2]])
-CM = np.array([[3, 1, 0],
-               [1, 2, 1],
-               [0, 0, 2]])
+CM = np.array([[3, 1, 0], [1, 2, 1], [0, 0, 2]])
 # intersect = diag = [3, 2, 2], label_area (rows) = [4, 4, 2], pred_area (cols) = [4, 3, 3]
 
 
@@ -59,8 +57,8 @@ def test_ignore_index_pixels_change_nothing():
     pred = np.concatenate([PRED, np.array([[0, 1, 2, 0, 1]])])
     np.testing.assert_array_equal(confusion_matrix(pred, label, num_classes=3), CM)
     np.testing.assert_array_equal(
-        confusion_matrix(PRED, np.where(LABEL == 2, 7, LABEL), 3, ignore_index=7)[:2],
-        CM[:2])
+        confusion_matrix(PRED, np.where(LABEL == 2, 7, LABEL), 3, ignore_index=7)[:2], CM[:2]
+    )
 
 
 def test_class_absent_from_pred_and_label_counts_as_iou_zero():
@@ -115,4 +113,5 @@ def test_random_against_naive_loop():
     pred = rng.integers(0, num_classes, size=label.shape).astype(np.uint8)
     np.testing.assert_array_equal(
         confusion_matrix(pred, label, num_classes),
-        naive_confusion_matrix(pred, label, num_classes, ignore_index=255))
+        naive_confusion_matrix(pred, label, num_classes, ignore_index=255),
+    )

@@ -1,5 +1,6 @@
 """`pretrained:` URLs: downloaded once into the cache by atomic writes (a local HTTP server
 on 127.0.0.1 and file:// URLs), and the teacher weights' sha256 in the run log."""
+
 import hashlib
 import http.server
 import io
@@ -18,6 +19,7 @@ from test_weights import write_config
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves `files` {path: bytes}; '/cut/<name>' announces more bytes than it sends."""
+
     files = {}
     requests = []
 
@@ -85,20 +87,35 @@ def test_archive_is_unpacked_into_the_cache(server, tmp_path):
     assert [n for n in os.listdir(tmp_path / 'cache') if not n.endswith('.d')] == []
 
 
-def test_teacher_from_a_file_url_and_its_sha256_in_the_run_log(tmp_path, synthetic_root,
-                                                               teacher_weights):
+def test_teacher_from_a_file_url_and_its_sha256_in_the_run_log(
+    tmp_path, synthetic_root, teacher_weights
+):
     with open(teacher_weights, 'rb') as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    teacher_cfg = write_config(tmp_path / 'teacher.yml',
-                               os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
-                               pretrained=f'file://{teacher_weights}')
+    teacher_cfg = write_config(
+        tmp_path / 'teacher.yml',
+        os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+        pretrained=f'file://{teacher_weights}',
+    )
     save_dir = tmp_path / 'run'
     env = dict(os.environ, PADDLESEG_DISTILL_CACHE=str(tmp_path / 'cache'))
-    result = run_cli('distill_train.py', '--allow_weak_teacher',
-                     '--teacher_config', teacher_cfg, '--student_config',
-                     os.path.join(TEST_CONFIGS, 'tiny_student.yml'), '--iters', '1',
-                     '--save_interval', '1', '--save_dir', str(save_dir),
-                     *data_opts(synthetic_root), env=env, timeout=240)
+    result = run_cli(
+        'distill_train.py',
+        '--allow_weak_teacher',
+        '--teacher_config',
+        teacher_cfg,
+        '--student_config',
+        os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+        '--iters',
+        '1',
+        '--save_interval',
+        '1',
+        '--save_dir',
+        str(save_dir),
+        *data_opts(synthetic_root),
+        env=env,
+        timeout=240,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert f'teacher_weights_sha256 {digest}' in output

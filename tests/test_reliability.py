@@ -1,4 +1,5 @@
 """Checkpoints survive crashes and signals; a diverging run stops with a clear error."""
+
 import errno
 import json
 import os
@@ -21,8 +22,9 @@ TINY = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 
 def test_save_atomic_keeps_previous_checkpoint_when_a_save_fails(tmp_path, monkeypatch):
     final = str(tmp_path / 'iter_2')
-    checkpoint.save_atomic(final, {'model.pdparams': {'w': paddle.ones([2])},
-                                   'train_state.pdstates': {'iter': 2}})
+    checkpoint.save_atomic(
+        final, {'model.pdparams': {'w': paddle.ones([2])}, 'train_state.pdstates': {'iter': 2}}
+    )
     real_save = paddle.save
     calls = []
 
@@ -34,8 +36,10 @@ def test_save_atomic_keeps_previous_checkpoint_when_a_save_fails(tmp_path, monke
 
     monkeypatch.setattr(paddle, 'save', no_space_on_second_file)
     with pytest.raises(UserInputError) as failed:
-        checkpoint.save_atomic(str(tmp_path / 'iter_4'),
-                               {'model.pdparams': {'w': paddle.zeros([2])}, 'model.pdopt': {}})
+        checkpoint.save_atomic(
+            str(tmp_path / 'iter_4'),
+            {'model.pdparams': {'w': paddle.zeros([2])}, 'model.pdopt': {}},
+        )
     monkeypatch.setattr(paddle, 'save', real_save)
     message = str(failed.value)
     assert '\n' not in message
@@ -47,8 +51,9 @@ def test_save_atomic_keeps_previous_checkpoint_when_a_save_fails(tmp_path, monke
 
 def test_incomplete_checkpoint_is_not_resumed(tmp_path):
     complete = tmp_path / 'iter_2'
-    checkpoint.save_atomic(str(complete), {name: {'iter': 2}
-                                           for name in checkpoint.CHECKPOINT_FILES})
+    checkpoint.save_atomic(
+        str(complete), {name: {'iter': 2} for name in checkpoint.CHECKPOINT_FILES}
+    )
     (tmp_path / 'iter_4').mkdir()  # e.g. a folder left by hand, no train_state
     (tmp_path / 'iter_6.tmp').mkdir()  # a save that crashed
     folder, saved = checkpoint.resume_checkpoint('auto', str(tmp_path))
@@ -57,11 +62,26 @@ def test_incomplete_checkpoint_is_not_resumed(tmp_path):
 
 def test_sigterm_saves_and_resume_auto_completes(tmp_path, synthetic_root):
     save_dir = str(tmp_path / 'run')
-    args = [sys.executable, 'train.py', '--config', TINY, '--iters', '400', '--save_interval',
-            '2', '--log_iters', '1', '--seed', '0', '--save_dir', save_dir,
-            *data_opts(synthetic_root)]
-    proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    args = [
+        sys.executable,
+        'train.py',
+        '--config',
+        TINY,
+        '--iters',
+        '400',
+        '--save_interval',
+        '2',
+        '--log_iters',
+        '1',
+        '--seed',
+        '0',
+        '--save_dir',
+        save_dir,
+        *data_opts(synthetic_root),
+    ]
+    proc = subprocess.Popen(
+        args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 120
     while not os.path.isdir(os.path.join(save_dir, 'iter_2')) and time.time() < deadline:
         time.sleep(0.2)
@@ -74,9 +94,22 @@ def test_sigterm_saves_and_resume_auto_completes(tmp_path, synthetic_root):
     stopped_iter = int(os.path.basename(stopped_at).split('_')[1])
     assert 2 <= stopped_iter < 400
 
-    resumed = run_cli('train.py', '--config', TINY, '--iters', str(stopped_iter + 2),
-                      '--save_interval', '2', '--seed', '0', '--save_dir', save_dir,
-                      '--resume_model', 'auto', *data_opts(synthetic_root))
+    resumed = run_cli(
+        'train.py',
+        '--config',
+        TINY,
+        '--iters',
+        str(stopped_iter + 2),
+        '--save_interval',
+        '2',
+        '--seed',
+        '0',
+        '--save_dir',
+        save_dir,
+        '--resume_model',
+        'auto',
+        *data_opts(synthetic_root),
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f'Resumed from {stopped_at} at iter {stopped_iter}' in resumed.stdout + resumed.stderr
     assert os.path.isfile(os.path.join(save_dir, f'iter_{stopped_iter + 2}', 'model.pdparams'))
@@ -84,9 +117,22 @@ def test_sigterm_saves_and_resume_auto_completes(tmp_path, synthetic_root):
 
 def test_non_finite_loss_stops_with_iteration_and_term(tmp_path, synthetic_root):
     save_dir = tmp_path / 'run'
-    result = run_cli('train.py', '--config', TINY, '--iters', '8', '--learning_rate', '1e30',
-                     '--save_interval', '1', '--seed', '0', '--save_dir', str(save_dir),
-                     *data_opts(synthetic_root))
+    result = run_cli(
+        'train.py',
+        '--config',
+        TINY,
+        '--iters',
+        '8',
+        '--learning_rate',
+        '1e30',
+        '--save_interval',
+        '1',
+        '--seed',
+        '0',
+        '--save_dir',
+        str(save_dir),
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 1
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith('error: iter ') and 'loss term CrossEntropyLoss is' in error
@@ -99,15 +145,29 @@ def test_non_finite_loss_stops_with_iteration_and_term(tmp_path, synthetic_root)
 
 def test_best_model_is_the_best_evaluated_checkpoint(tmp_path, synthetic_root):
     save_dir = tmp_path / 'run'
-    result = run_cli('train.py', '--config', TINY, '--iters', '6', '--save_interval', '1',
-                     '--do_eval', '--keep_checkpoint_max', '10', '--seed', '0',
-                     '--save_dir', str(save_dir), *data_opts(synthetic_root))
+    result = run_cli(
+        'train.py',
+        '--config',
+        TINY,
+        '--iters',
+        '6',
+        '--save_interval',
+        '1',
+        '--do_eval',
+        '--keep_checkpoint_max',
+        '10',
+        '--seed',
+        '0',
+        '--save_dir',
+        str(save_dir),
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 0, result.stderr
     with open(save_dir / 'train_log.jsonl') as f:
         evals = [r for r in map(json.loads, f) if r['tag'] == 'Evaluate']
     assert [r['iter'] for r in evals] == list(range(1, 7))
     best = max(evals, key=lambda r: r['mIoU'])  # the first of equals, as "better" is strict
     best_weights = weights.load(str(save_dir / 'best_model' / 'model.pdparams'))
-    at_best = weights.load(str(save_dir / f"iter_{best['iter']}" / 'model.pdparams'))
+    at_best = weights.load(str(save_dir / f'iter_{best["iter"]}' / 'model.pdparams'))
     for key, value in at_best.items():
         np.testing.assert_array_equal(best_weights[key].numpy(), value.numpy())

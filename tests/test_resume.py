@@ -1,4 +1,5 @@
 """Resuming a run gives the weights of the uninterrupted run."""
+
 import functools
 import os
 import re
@@ -21,20 +22,42 @@ def command(kind, teacher_weights):
     (distill_auto: their coefficients measured at the start)."""
     if kind == 'train':
         return ['train.py', '--config', TINY_STUDENT]
-    return ['distill_train.py', '--allow_weak_teacher',
-            '--teather_config', TINY_TEACHER, '--teacher_model_path', teacher_weights,
-            '--student_config', TINY_STUDENT_AUTO if kind == 'distill_auto' else TINY_STUDENT_CWD]
+    return [
+        'distill_train.py',
+        '--allow_weak_teacher',
+        '--teather_config',
+        TINY_TEACHER,
+        '--teacher_model_path',
+        teacher_weights,
+        '--student_config',
+        TINY_STUDENT_AUTO if kind == 'distill_auto' else TINY_STUDENT_CWD,
+    ]
 
 
 def train(save_dir, iters, root, *extra, opts=(), kind='train', teacher_weights=None):
-    return run_cli(*command(kind, teacher_weights), '--iters', str(iters),
-                   '--save_interval', '3', '--num_workers', '0', '--seed', '3',
-                   '--save_dir', save_dir, *extra, *data_opts(root), *opts)
+    return run_cli(
+        *command(kind, teacher_weights),
+        '--iters',
+        str(iters),
+        '--save_interval',
+        '3',
+        '--num_workers',
+        '0',
+        '--seed',
+        '3',
+        '--save_dir',
+        save_dir,
+        *extra,
+        *data_opts(root),
+        *opts,
+    )
 
 
 def load_numpy(path):
-    return {key: np.asarray(value.numpy() if hasattr(value, 'numpy') else value)
-            for key, value in weights.load(path).items()}
+    return {
+        key: np.asarray(value.numpy() if hasattr(value, 'numpy') else value)
+        for key, value in weights.load(path).items()
+    }
 
 
 @pytest.mark.parametrize('kind', ['train', 'distill', 'distill_auto'])
@@ -47,8 +70,7 @@ def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path, kind, r
     # decay_steps defaults to --iters, so it is pinned to 6 as in the uninterrupted run.
     with ThreadPoolExecutor(max_workers=2) as pool:
         whole = pool.submit(run, whole_dir, 6, synthetic_root)
-        first = pool.submit(run, split_dir, 3, synthetic_root,
-                            opts=('lr_scheduler.decay_steps=6',))
+        first = pool.submit(run, split_dir, 3, synthetic_root, opts=('lr_scheduler.decay_steps=6',))
         whole, first = whole.result(), first.result()
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert first.returncode == 0, first.stderr[-3000:]
@@ -57,19 +79,23 @@ def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path, kind, r
     second = run(split_dir, 6, synthetic_root, '--resume_model', 'auto')
     assert second.returncode == 0, second.stderr[-3000:]
     resumed_from = os.path.join(split_dir, 'iter_3')
-    assert re.search(rf'Resumed from {re.escape(resumed_from)} at iter 3\b', second.stdout), \
+    assert re.search(rf'Resumed from {re.escape(resumed_from)} at iter 3\b', second.stdout), (
         second.stdout[-3000:]
+    )
     assert 'Training 6 iterations from iter 3' in second.stdout
 
     expected = load_numpy(os.path.join(whole_dir, 'iter_6', 'model.pdparams'))
     actual = load_numpy(os.path.join(split_dir, 'iter_6', 'model.pdparams'))
     assert sorted(actual) == sorted(expected)
-    different = {key: float(np.abs(actual[key] - expected[key]).max())
-                 for key in expected
-                 if actual[key].shape != expected[key].shape
-                 or not np.allclose(actual[key], expected[key], rtol=0, atol=1e-5)}
-    assert not different, f'{len(different)} of {len(expected)} tensors differ: ' \
-                          f'{dict(list(different.items())[:5])}'
+    different = {
+        key: float(np.abs(actual[key] - expected[key]).max())
+        for key in expected
+        if actual[key].shape != expected[key].shape
+        or not np.allclose(actual[key], expected[key], rtol=0, atol=1e-5)
+    }
+    assert not different, (
+        f'{len(different)} of {len(expected)} tensors differ: {dict(list(different.items())[:5])}'
+    )
     # The run really trained: iter 3 and iter 6 weights are not the same.
     at_3 = load_numpy(os.path.join(split_dir, 'iter_3', 'model.pdparams'))
     assert any(not np.allclose(at_3[key], actual[key]) for key in actual)
@@ -77,7 +103,11 @@ def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path, kind, r
         # Measured once, at iter 1; the resumed run keeps the checkpoint's values.
         assert whole.stdout.count('coef auto:') == 2 and first.stdout.count('coef auto:') == 2
         assert 'coef auto:' not in second.stdout
-        coefs = [weights.load(os.path.join(folder, 'iter_6', 'train_state.pdstates'))
-                 ['auxiliary']['coefs'] for folder in (whole_dir, split_dir)]
+        coefs = [
+            weights.load(os.path.join(folder, 'iter_6', 'train_state.pdstates'))['auxiliary'][
+                'coefs'
+            ]
+            for folder in (whole_dir, split_dir)
+        ]
         np.testing.assert_array_equal(np.asarray(coefs[0]), np.asarray(coefs[1]))
         assert np.all(np.asarray(coefs[0]) > 0)

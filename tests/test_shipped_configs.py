@@ -1,6 +1,7 @@
 """Every config under configs/ loads and builds its model, transforms, loss and schedule
 and, for a student config with distill terms, binds them to its teacher's layers, as
 distill_train.py would before training (no data or weights needed)."""
+
 import glob
 import os
 
@@ -10,38 +11,41 @@ import paddleseg_ext  # noqa: F401  (registers the components, before paddle)
 from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext.config import build, build_model_without_weights, load_config
-from slim.benchmark.recipes import (AUGMENTED_RECIPE, AUGMENTED_TEACHER, RECIPES, TEACHER_CONFIG,
-                                   UNTUNED_STUDENTS)
+from slim.benchmark.recipes import (
+    AUGMENTED_RECIPE,
+    AUGMENTED_TEACHER,
+    RECIPES,
+    TEACHER_CONFIG,
+    UNTUNED_STUDENTS,
+)
 from slim.distill.probe import connect
 from slim.distill.schema import parse_terms
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = sorted(os.path.relpath(path, REPO)
-                 for path in glob.glob(os.path.join(REPO, 'configs', '**', '*.yml'),
-                                       recursive=True)
-                 if '_base_' not in path.split(os.sep))
+SHIPPED = sorted(
+    os.path.relpath(path, REPO)
+    for path in glob.glob(os.path.join(REPO, 'configs', '**', '*.yml'), recursive=True)
+    if '_base_' not in path.split(os.sep)
+)
 
 # The teacher each student config with distill terms is written for (its header comment,
 # the README's table or the benchmark's pair). A new one must be added here.
 R18_TEACHER = TEACHER_CONFIG  # the demo's and the benchmarks' teacher
 R50_TEACHER = 'configs/cpu/deeplabv3p_resnet50_os16_optic_disc_64x64_teacher.yml'
-QUICK_START_TEACHER = 'configs/quick_start/deeplabv3p_resnet50_os8_optic_disc_512x512_1k_teacher.yml'
+QUICK_START_TEACHER = (
+    'configs/quick_start/deeplabv3p_resnet50_os8_optic_disc_512x512_1k_teacher.yml'
+)
 TEACHER_OF = {
-    'configs/classification/mobilenetv1_digits_student.yml':
-        'configs/classification/resnet50_digits_teacher.yml',
+    'configs/classification/mobilenetv1_digits_student.yml': 'configs/classification/resnet50_digits_teacher.yml',
     'configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student.yml': R18_TEACHER,
     'configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student_cwd_logits.yml': R18_TEACHER,
-    'configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student_cwd_logits_features.yml':
-        R18_TEACHER,
-    'configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student_kl_feature_cwd.yml':
-        R50_TEACHER,
+    'configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student_cwd_logits_features.yml': R18_TEACHER,
+    'configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_student_kl_feature_cwd.yml': R50_TEACHER,
     **{path: R18_TEACHER for path in RECIPES.values()},
     **{path: R18_TEACHER for path in UNTUNED_STUDENTS.values()},
     AUGMENTED_RECIPE: AUGMENTED_TEACHER,
-    'configs/quick_start/deeplabv3p_resnet18_os8_optic_disc_512x512_1k_student.yml':
-        QUICK_START_TEACHER,
-    'configs/quick_start/mobileseg_mobilenetv3_large_optic_disc_512x512_1k_student.yml':
-        QUICK_START_TEACHER,
+    'configs/quick_start/deeplabv3p_resnet18_os8_optic_disc_512x512_1k_student.yml': QUICK_START_TEACHER,
+    'configs/quick_start/mobileseg_mobilenetv3_large_optic_disc_512x512_1k_student.yml': QUICK_START_TEACHER,
 }
 
 

@@ -1,5 +1,6 @@
 """How the teacher runs: the cache (offline distillation) and the Paddle Inference engine
 give the same losses as the dygraph teacher online; the cache is never stale."""
+
 import json
 import os
 import re
@@ -16,18 +17,36 @@ from slim.distill.teacher import FrozenTeacher
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 STAGE = FeatureRef('stage')
 STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
-LOSS_TERMS = ('CrossEntropyLoss', 'KLDivergenceLoss(logits)',
-              'ChannelWiseDistillLoss(backbone.bb_2_1)')
+LOSS_TERMS = (
+    'CrossEntropyLoss',
+    'KLDivergenceLoss(logits)',
+    'ChannelWiseDistillLoss(backbone.bb_2_1)',
+)
 
 
 def distill(tmp_path, name, synthetic_root, weights, *extra, student=STUDENT_CWD):
     """Runs 1 iteration; (its loss terms from train_log.jsonl, the console output)."""
     save_dir = tmp_path / name
-    result = run_cli('distill_train.py', '--allow_weak_teacher',
-                     '--teather_config', TEACHER, '--student_config',
-                     student, '--teacher_model_path', weights, '--iters', '1',
-                     '--log_iters', '1', '--seed', '0', '--save_dir', str(save_dir),
-                     *extra, *data_opts(synthetic_root))
+    result = run_cli(
+        'distill_train.py',
+        '--allow_weak_teacher',
+        '--teather_config',
+        TEACHER,
+        '--student_config',
+        student,
+        '--teacher_model_path',
+        weights,
+        '--iters',
+        '1',
+        '--log_iters',
+        '1',
+        '--seed',
+        '0',
+        '--save_dir',
+        str(save_dir),
+        *extra,
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 0, result.stderr
     with open(save_dir / 'train_log.jsonl') as f:
         first = next(r for r in map(json.loads, f) if r['tag'] == 'Train')
@@ -35,16 +54,20 @@ def distill(tmp_path, name, synthetic_root, weights, *extra, student=STUDENT_CWD
     return losses, result.stdout + result.stderr
 
 
-def test_cached_and_online_first_iteration_losses_agree(tmp_path, synthetic_root,
-                                                        teacher_weights):
+def test_cached_and_online_first_iteration_losses_agree(tmp_path, synthetic_root, teacher_weights):
     cache = str(tmp_path / 'cache')
     online, _ = distill(tmp_path, 'online', synthetic_root, teacher_weights)
-    cold, cold_log = distill(tmp_path, 'cold', synthetic_root, teacher_weights,
-                             '--teacher_cache', cache)
-    warm, warm_log = distill(tmp_path, 'warm', synthetic_root, teacher_weights,
-                             '--teacher_cache', cache)
-    assert set(online) == {'CrossEntropyLoss', 'KLDivergenceLoss(logits)',
-                           'ChannelWiseDistillLoss(backbone.bb_2_1)'}
+    cold, cold_log = distill(
+        tmp_path, 'cold', synthetic_root, teacher_weights, '--teacher_cache', cache
+    )
+    warm, warm_log = distill(
+        tmp_path, 'warm', synthetic_root, teacher_weights, '--teacher_cache', cache
+    )
+    assert set(online) == {
+        'CrossEntropyLoss',
+        'KLDivergenceLoss(logits)',
+        'ChannelWiseDistillLoss(backbone.bb_2_1)',
+    }
     for losses in (cold, warm):
         assert set(losses) == set(online)
         for name, value in online.items():
@@ -55,14 +78,23 @@ def test_cached_and_online_first_iteration_losses_agree(tmp_path, synthetic_root
 
 
 def test_inference_engine_matches_dygraph_teacher(tmp_path, synthetic_root, teacher_weights):
-    dygraph, dygraph_log = distill(tmp_path, 'dygraph', synthetic_root, teacher_weights,
-                                   '--teacher_engine', 'dygraph')
-    compiled, compiled_log = distill(tmp_path, 'inference', synthetic_root, teacher_weights,
-                                     '--teacher_engine', 'inference')
+    dygraph, dygraph_log = distill(
+        tmp_path, 'dygraph', synthetic_root, teacher_weights, '--teacher_engine', 'dygraph'
+    )
+    compiled, compiled_log = distill(
+        tmp_path, 'inference', synthetic_root, teacher_weights, '--teacher_engine', 'inference'
+    )
     assert 'Teacher compiled for Paddle Inference (CPU oneDNN' in compiled_log
     assert 'Teacher compiled' not in dygraph_log
-    assert set(compiled) == set(dygraph) == {'CrossEntropyLoss', 'KLDivergenceLoss(logits)',
-                                             'ChannelWiseDistillLoss(backbone.bb_2_1)'}
+    assert (
+        set(compiled)
+        == set(dygraph)
+        == {
+            'CrossEntropyLoss',
+            'KLDivergenceLoss(logits)',
+            'ChannelWiseDistillLoss(backbone.bb_2_1)',
+        }
+    )
     for name, value in dygraph.items():
         assert abs(compiled[name] - value) <= 1e-3, (name, compiled[name], value)
 
@@ -73,6 +105,7 @@ def test_a_changed_teacher_gets_a_new_cache(tmp_path, synthetic_root, teacher_we
     other = tmp_path / 'other_teacher.pdparams'
     other.write_bytes(open(teacher_weights, 'rb').read())
     import paddle
+
     state = weights.load(str(other))
     first = next(iter(state))
     state[first] = state[first] * 2
@@ -92,8 +125,15 @@ train_dataset:
     - type: RandomHorizontalFlip
     - type: Normalize
 """)
-    _, log = distill(tmp_path, 'crop', synthetic_root, teacher_weights, '--teacher_cache',
-                     str(tmp_path / 'cache'), student=str(student))
+    _, log = distill(
+        tmp_path,
+        'crop',
+        synthetic_root,
+        teacher_weights,
+        '--teacher_cache',
+        str(tmp_path / 'cache'),
+        student=str(student),
+    )
     assert 'Teacher cache not used' in log and 'RandomPaddingCrop' in log
     assert not os.path.exists(tmp_path / 'cache')
 
@@ -103,8 +143,9 @@ class TwoStageNet(paddle.nn.Layer):
 
     def __init__(self, static_scale=1.0):
         super().__init__()
-        self.stage = paddle.nn.Sequential(paddle.nn.Conv2D(3, 8, 3, padding=1),
-                                          paddle.nn.BatchNorm2D(8), paddle.nn.ReLU())
+        self.stage = paddle.nn.Sequential(
+            paddle.nn.Conv2D(3, 8, 3, padding=1), paddle.nn.BatchNorm2D(8), paddle.nn.ReLU()
+        )
         self.head = paddle.nn.Conv2D(8, 2, 1)
         self.static_scale = static_scale
 
@@ -134,17 +175,26 @@ def test_compiled_teacher_serves_any_batch_and_image_size():
         logits, records = teacher(images)
         expected_logits, expected_records = teacher.dygraph(images)
         np.testing.assert_allclose(logits.numpy(), expected_logits.numpy(), atol=1e-4)
-        np.testing.assert_allclose(records[STAGE].numpy(), expected_records[STAGE].numpy(),
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            records[STAGE].numpy(), expected_records[STAGE].numpy(), atol=1e-4
+        )
     assert teacher.engine == 'inference' and teacher.predictor is not None
 
 
-@pytest.mark.parametrize('model, message', [
-    (DygraphOnlyNet(), 'Teacher not compiled for Paddle Inference (RuntimeError: this model '
-                       'cannot be exported'),
-    (TwoStageNet(static_scale=3.0), 'disagrees with the dygraph teacher on the first batch '
-                                    '(logits: relative difference'),
-])
+@pytest.mark.parametrize(
+    'model, message',
+    [
+        (
+            DygraphOnlyNet(),
+            'Teacher not compiled for Paddle Inference (RuntimeError: this model '
+            'cannot be exported',
+        ),
+        (
+            TwoStageNet(static_scale=3.0),
+            'disagrees with the dygraph teacher on the first batch (logits: relative difference',
+        ),
+    ],
+)
 def test_a_teacher_that_does_not_export_right_runs_in_dygraph(model, message, capsys):
     teacher = frozen(model)
     images = paddle.randn([2, 3, 16, 16])
@@ -173,6 +223,7 @@ class CountingTeacher:
 
 def test_cache_runs_the_teacher_once_per_distinct_input(tmp_path):
     from slim.distill.teacher_cache import TeacherCache
+
     teacher = CountingTeacher()
     cache = TeacherCache(teacher, str(tmp_path), 'key', capacity=4)
     images = paddle.randn([2, 3, 4, 4])

@@ -1,6 +1,7 @@
 """The benchmarks end to end on tiny configs: tools/benchmark_quality.py (the demo's
 pipeline; tools/demo.py runs it with one seed) trains, scores, exports, quantizes and
 reports; tools/benchmark_speed.py times every mode through the real loop."""
+
 import json
 import os
 
@@ -11,13 +12,29 @@ from conftest import TEST_CONFIGS, run_cli
 
 def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
     out = tmp_path / 'benchmark'
-    result = run_cli('tools/benchmark_quality.py',
-                     '--teacher_config', os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
-                     '--student_config', os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
-                     '--data', synthetic_root, '--teacher_data', synthetic_root,
-                     '--teacher_iters', '2', '--student_iters', '2', '--seeds', '0',
-                     '--card_size', '96', '--allow_weak_teacher', '--out', str(out),
-                     timeout=600)
+    result = run_cli(
+        'tools/benchmark_quality.py',
+        '--teacher_config',
+        os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+        '--student_config',
+        os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+        '--data',
+        synthetic_root,
+        '--teacher_data',
+        synthetic_root,
+        '--teacher_iters',
+        '2',
+        '--student_iters',
+        '2',
+        '--seeds',
+        '0',
+        '--card_size',
+        '96',
+        '--allow_weak_teacher',
+        '--out',
+        str(out),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(out / 'report.json') as f:
         report = json.load(f)
@@ -28,8 +45,13 @@ def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
     assert set(card) == {'teacher', 'student_fp32', 'student_int8'}
     assert all(card[name]['latency_ms'] > 0 and card[name]['input_size'] == 96 for name in card)
     for name in ('student_fp32', 'student_int8'):
-        assert abs(card[name]['speedup_vs_teacher'] - card['teacher']['latency_ms'] /
-                   card[name]['latency_ms']) < 1e-9
+        assert (
+            abs(
+                card[name]['speedup_vs_teacher']
+                - card['teacher']['latency_ms'] / card[name]['latency_ms']
+            )
+            < 1e-9
+        )
     assert card['teacher']['params'] == report['params']['teacher']
     assert card['student_fp32']['params'] == report['params']['student']
     assert 0.0 < report['background_only'] < 0.5  # two classes, class 1 scores 0
@@ -40,11 +62,24 @@ def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
 
 
 def test_benchmark_speed_measures_every_mode(tmp_path, synthetic_root):
-    result = run_cli('tools/benchmark_speed.py',
-                     '--teacher_config', os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
-                     '--student_config', os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml'),
-                     '--data', synthetic_root, '--warmup', '1', '--iters', '2', '--rounds', '1',
-                     '--json', str(tmp_path / 'speed.json'), timeout=600)
+    result = run_cli(
+        'tools/benchmark_speed.py',
+        '--teacher_config',
+        os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+        '--student_config',
+        os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml'),
+        '--data',
+        synthetic_root,
+        '--warmup',
+        '1',
+        '--iters',
+        '2',
+        '--rounds',
+        '1',
+        '--json',
+        str(tmp_path / 'speed.json'),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'speed.json') as f:
         speed = json.load(f)
@@ -53,11 +88,9 @@ def test_benchmark_speed_measures_every_mode(tmp_path, synthetic_root):
     assert all(speed['modes'][m]['timed_iters'] == 2 for m in modes)
     assert speed['modes']['online']['teacher_backend'].startswith('CPU oneDNN')
     assert 'teacher_backend' not in speed['modes']['online_dygraph']
-    assert speed['modes']['cached']['cache_entries'] == 2 * speed['modes']['cached'][
-        'train_images']
+    assert speed['modes']['cached']['cache_entries'] == 2 * speed['modes']['cached']['train_images']
     ratios = speed['ratios']
-    assert abs(ratios['online_vs_anchor'] - speed['ips']['online'] / speed['ips']['anchor']) \
-        < 1e-9
+    assert abs(ratios['online_vs_anchor'] - speed['ips']['online'] / speed['ips']['anchor']) < 1e-9
     cached, online = speed['modes']['cached'], speed['modes']['online']
     assert ratios['cache_build_s'] == max(cached['first_epoch_s'] - online['first_epoch_s'], 0)
     assert cached['first_epoch_s'] > 0 and online['first_epoch_s'] > 0
@@ -67,6 +100,7 @@ def test_benchmark_speed_measures_every_mode(tmp_path, synthetic_root):
 def test_student_runs_are_keyed_shared_by_recipes_and_reused(tmp_path, monkeypatch):
     from slim.benchmark import compare
     from slim.benchmark.recipes import Setup
+
     base = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
     with_features = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
     teacher_config = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
@@ -74,8 +108,13 @@ def test_student_runs_are_keyed_shared_by_recipes_and_reused(tmp_path, monkeypat
     weights.write_bytes(b'weights')
 
     def setup(config, data='data/a'):
-        return Setup(recipe='r', teacher_config=teacher_config, student_config=config,
-                     data=data, teacher_data='data/t')
+        return Setup(
+            recipe='r',
+            teacher_config=teacher_config,
+            student_config=config,
+            data=data,
+            teacher_data='data/t',
+        )
 
     key = compare.run_key(setup(base), 0, 10)
     # Only the distill terms differ between these two configs: one student-alone run.
@@ -99,9 +138,11 @@ def test_student_runs_are_keyed_shared_by_recipes_and_reused(tmp_path, monkeypat
 
 
 def test_distilled_runs_keep_a_teacher_cache_in_their_folder_when_the_task_asks(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     from slim.benchmark import compare
     from slim.benchmark.recipes import TASK_DEFAULTS, Setup
+
     assert TASK_DEFAULTS['classification']['teacher_cache']
     weights = tmp_path / 'teacher.pdparams'
     weights.write_bytes(b'weights')
@@ -117,15 +158,21 @@ def test_distilled_runs_keep_a_teacher_cache_in_their_folder_when_the_task_asks(
     monkeypatch.setattr(compare, 'val_curve', lambda run, task: [])
     keys = []
     for cache in (False, True):
-        setup = Setup(recipe='r', teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
-                      student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
-                      data='data/a', teacher_data='data/t', teacher_cache=cache)
+        setup = Setup(
+            recipe='r',
+            teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+            student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+            data='data/a',
+            teacher_data='data/t',
+            teacher_cache=cache,
+        )
         alone = compare.student_run(setup, str(tmp_path / str(cache)), 0, 10)
         distilled = compare.student_run(setup, str(tmp_path / str(cache)), 0, 10, str(weights))
         keys.append((alone['run_dir'][-12:], distilled['run_dir'][-12:]))
         assert caches['student'] is None
-        assert caches['distilled_r'] == (os.path.join(distilled['run_dir'], 'teacher_cache')
-                                         if cache else None)
+        assert caches['distilled_r'] == (
+            os.path.join(distilled['run_dir'], 'teacher_cache') if cache else None
+        )
     # Cached teacher outputs are float16: a cached run is not an online run's twin.
     assert keys[0][0] == keys[1][0] and keys[0][1] != keys[1][1]
 
@@ -134,9 +181,15 @@ def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monke
     import threading
     from slim.benchmark import compare
     from slim.benchmark.recipes import Setup
-    setup = Setup(recipe='r', teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
-                  student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'), data='data/a',
-                  teacher_data='data/t', jobs=2)
+
+    setup = Setup(
+        recipe='r',
+        teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+        student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+        data='data/a',
+        teacher_data='data/t',
+        jobs=2,
+    )
     weights = tmp_path / 'teacher.pdparams'
     weights.write_bytes(b'weights')
     # Each run waits for a second one to start: runs one after the other would time out.
@@ -152,23 +205,33 @@ def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monke
 
     monkeypatch.setattr(os, 'cpu_count', lambda: 4)
     monkeypatch.setattr(compare, 'train', fake_train)
-    monkeypatch.setattr(compare, 'best_score',
-                        lambda run_dir, *a: (0.6 if 'distilled' in run_dir else 0.5) + int(
-                            run_dir.split('_seed')[1][0]))
+    monkeypatch.setattr(
+        compare,
+        'best_score',
+        lambda run_dir, *a: (
+            (0.6 if 'distilled' in run_dir else 0.5) + int(run_dir.split('_seed')[1][0])
+        ),
+    )
     monkeypatch.setattr(compare, 'val_curve', lambda run, task: [])
-    pairs = compare.train_students(setup, str(tmp_path), [0, 1], 10, str(weights),
-                                   then=lambda: events.append('then'))
+    pairs = compare.train_students(
+        setup, str(tmp_path), [0, 1], 10, str(weights), then=lambda: events.append('then')
+    )
     assert threads == [2, 2, 2, 2]
     # The queued task runs once, on a worker a finished run has freed.
     assert events.count('then') == 1 and events.index('then') >= 1
     assert [(alone['score'], distilled['score']) for alone, distilled in pairs] == [
-        (0.5, 0.6), (1.5, 1.6)]
+        (0.5, 0.6),
+        (1.5, 1.6),
+    ]
 
 
-@pytest.mark.parametrize('flags, message', [
-    (['--jobs', '0'], '--jobs 0: the number of runs side by side must be 1 or more'),
-    (['--recipe', 'nope'], '--recipe nope: the segmentation recipes are '),
-])
+@pytest.mark.parametrize(
+    'flags, message',
+    [
+        (['--jobs', '0'], '--jobs 0: the number of runs side by side must be 1 or more'),
+        (['--recipe', 'nope'], '--recipe nope: the segmentation recipes are '),
+    ],
+)
 def test_benchmark_quality_refuses_bad_flags_in_one_line(tmp_path, flags, message):
     result = run_cli('tools/benchmark_quality.py', *flags, '--out', str(tmp_path / 'out'))
     assert result.returncode == 1
@@ -180,9 +243,14 @@ def test_benchmark_quality_refuses_bad_flags_in_one_line(tmp_path, flags, messag
 def test_an_interrupted_student_run_resumes(tmp_path, monkeypatch):
     from slim.benchmark import compare
     from slim.benchmark.recipes import Setup
-    setup = Setup(recipe='r', teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
-                  student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'), data='data/a',
-                  teacher_data='data/t')
+
+    setup = Setup(
+        recipe='r',
+        teacher_config=os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+        student_config=os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+        data='data/a',
+        teacher_data='data/t',
+    )
     run_dir = tmp_path / f'student_seed0_{compare.run_key(setup, 0, 10)}'
     (run_dir / 'iter_5').mkdir(parents=True)
     calls = []

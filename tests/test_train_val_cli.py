@@ -4,6 +4,7 @@ Runs are shared through module-scoped fixtures, and independent runs go concurre
 script spends most of its time importing paddle, not computing). A failing run on bad input
 is killed after BAD_INPUT_TIMEOUT seconds, so a hang is reported instead of blocking pytest.
 """
+
 import json
 import os
 import re
@@ -41,6 +42,7 @@ def run_parallel(commands, workers=4, timeout=300):
 
     A run past `timeout` is killed (SIGKILL) and its entry is the TimeoutExpired.
     """
+
     def run(name):
         try:
             return run_cli(*commands[name], timeout=timeout)
@@ -68,8 +70,10 @@ def error_line(result):
     """The single `error: ...` line of a failed run; checks there is one and no traceback."""
     if isinstance(result, subprocess.TimeoutExpired):
         stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
-        pytest.fail(f'{result.cmd[1:]} hung: killed after {result.timeout} s '
-                    f'(expected exit code 1); stderr tail:\n{(stderr or "")[-800:]}')
+        pytest.fail(
+            f'{result.cmd[1:]} hung: killed after {result.timeout} s '
+            f'(expected exit code 1); stderr tail:\n{(stderr or "")[-800:]}'
+        )
     assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
     assert 'Traceback' not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
@@ -80,6 +84,7 @@ def error_line(result):
 
 # --------------------------------------------------------------------------------------------
 # A dataset written here, in PaddleSeg's generic list-file layout.
+
 
 def write_foreign_dataset(root):
     """Images (jpg and png, odd sizes) + 0/1 labels with a few 255 pixels, list files."""
@@ -93,7 +98,7 @@ def write_foreign_dataset(root):
             ys, xs = np.mgrid[0:height, 0:width]
             cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
             radius = rng.uniform(0.2, 0.35) * min(height, width)
-            label = (((ys - cy) ** 2 + (xs - cx) ** 2) < radius ** 2).astype(np.uint8)
+            label = (((ys - cy) ** 2 + (xs - cx) ** 2) < radius**2).astype(np.uint8)
             image = rng.integers(0, 80, size=(height, width, 3)).astype(np.uint8)
             image[label == 1] += np.array([150, 60, 20], dtype=np.uint8)  # BGR: blue-ish disc
             label[rng.integers(0, height, 5), rng.integers(0, width, 5)] = 255
@@ -112,30 +117,29 @@ def write_foreign_dataset(root):
 
 def write_foreign_config(path, root, iters=3):
     """A complete config (no _base_) on the generic `type: Dataset`."""
-    transforms = ('  transforms:\n'
-                  '    - {type: Resize, target_size: [64, 64]}\n'
-                  '    - {type: Normalize}\n')
+    transforms = (
+        '  transforms:\n    - {type: Resize, target_size: [64, 64]}\n    - {type: Normalize}\n'
+    )
     text = (
-        f"batch_size: 2\n"
-        f"iters: {iters}\n"
-        f"train_dataset:\n"
-        f"  type: Dataset\n"
-        f"  dataset_root: {root}\n"
-        f"  train_path: {os.path.join(root, 'train.txt')}\n"
-        f"  num_classes: 2\n"
-        f"  mode: train\n" + transforms +
-        f"val_dataset:\n"
-        f"  type: Dataset\n"
-        f"  dataset_root: {root}\n"
-        f"  val_path: {os.path.join(root, 'val.txt')}\n"
-        f"  num_classes: 2\n"
-        f"  mode: val\n" + transforms +
-        "optimizer: {type: sgd, momentum: 0.9}\n"
-        "lr_scheduler: {type: PolynomialDecay, learning_rate: 0.01, end_lr: 0, power: 0.9}\n"
-        "loss:\n"
-        "  types:\n"
-        "    - type: CrossEntropyLoss\n"
-        "  coef: [1]\n" + MODEL_YAML)
+        f'batch_size: 2\n'
+        f'iters: {iters}\n'
+        f'train_dataset:\n'
+        f'  type: Dataset\n'
+        f'  dataset_root: {root}\n'
+        f'  train_path: {os.path.join(root, "train.txt")}\n'
+        f'  num_classes: 2\n'
+        f'  mode: train\n' + transforms + f'val_dataset:\n'
+        f'  type: Dataset\n'
+        f'  dataset_root: {root}\n'
+        f'  val_path: {os.path.join(root, "val.txt")}\n'
+        f'  num_classes: 2\n'
+        f'  mode: val\n' + transforms + 'optimizer: {type: sgd, momentum: 0.9}\n'
+        'lr_scheduler: {type: PolynomialDecay, learning_rate: 0.01, end_lr: 0, power: 0.9}\n'
+        'loss:\n'
+        '  types:\n'
+        '    - type: CrossEntropyLoss\n'
+        '  coef: [1]\n' + MODEL_YAML
+    )
     with open(path, 'w') as f:
         f.write(text)
     return path
@@ -149,17 +153,38 @@ def list_pairs(root, split):
 # --------------------------------------------------------------------------------------------
 # The tiny OpticDiscSeg run: train with eval + VisualDL, then val.py.
 
+
 @pytest.fixture(scope='module')
 def tiny_run(synthetic_root, tmp_path_factory):
     save_dir = str(tmp_path_factory.mktemp('tiny_run') / 'out')
-    train = run_cli('train.py', '--config', TINY_STUDENT, '--iters', '4', '--save_interval',
-                    '2', '--do_eval', '--use_vdl', '--seed', '0', '--save_dir', save_dir,
-                    *data_opts(synthetic_root))
+    train = run_cli(
+        'train.py',
+        '--config',
+        TINY_STUDENT,
+        '--iters',
+        '4',
+        '--save_interval',
+        '2',
+        '--do_eval',
+        '--use_vdl',
+        '--seed',
+        '0',
+        '--save_dir',
+        save_dir,
+        *data_opts(synthetic_root),
+    )
     assert train.returncode == 0, train.stderr[-3000:]
     metrics_path = os.path.join(save_dir, 'val_metrics.json')
-    val = run_cli('val.py', '--config', TINY_STUDENT, '--model_path',
-                  os.path.join(save_dir, 'best_model'), '--json', metrics_path,
-                  *data_opts(synthetic_root))
+    val = run_cli(
+        'val.py',
+        '--config',
+        TINY_STUDENT,
+        '--model_path',
+        os.path.join(save_dir, 'best_model'),
+        '--json',
+        metrics_path,
+        *data_opts(synthetic_root),
+    )
     return save_dir, train, val, metrics_path
 
 
@@ -184,9 +209,14 @@ def test_train_log_line_has_paddleseg_fields(tiny_run):
     assert lines, train.stdout[-3000:]
     line = lines[-1]
     assert 'iter: 4/4' in line
-    for pattern in (r'loss: \d+\.\d+', r'lr: \d+\.\d+', r'batch_cost: \d+\.\d+',
-                    r'reader_cost: \d+\.\d+', r'ips: \d+\.\d+ samples/sec',
-                    r'ETA \d\d:\d\d:\d\d'):
+    for pattern in (
+        r'loss: \d+\.\d+',
+        r'lr: \d+\.\d+',
+        r'batch_cost: \d+\.\d+',
+        r'reader_cost: \d+\.\d+',
+        r'ips: \d+\.\d+ samples/sec',
+        r'ETA \d\d:\d\d:\d\d',
+    ):
         assert re.search(pattern, line), (pattern, line)
 
 
@@ -223,24 +253,48 @@ def test_val_reports_and_writes_json(tiny_run):
 # --------------------------------------------------------------------------------------------
 # A dataset this project did not generate: val.py's mIoU against one computed here.
 
+
 @pytest.fixture(scope='module')
 def foreign_run(tmp_path_factory):
     base = tmp_path_factory.mktemp('foreign')
     root = write_foreign_dataset(str(base / 'my_data'))
     config = write_foreign_config(str(base / 'my_config.yml'), root, iters=3)
     save_dir = str(base / 'out')
-    train = run_cli('train.py', '--config', config, '--save_interval', '1', '--do_eval',
-                    '--seed', '1', '--save_dir', save_dir)
+    train = run_cli(
+        'train.py',
+        '--config',
+        config,
+        '--save_interval',
+        '1',
+        '--do_eval',
+        '--seed',
+        '1',
+        '--save_dir',
+        save_dir,
+    )
     assert train.returncode == 0, train.stderr[-3000:]
     # best and last; iter_1 too, as an untrained model's (eval-mode) predictions there are
     # more likely to mix both classes than the nearly-all-background ones of later iters.
-    weights = {'best': os.path.join(save_dir, 'best_model'),
-               'last': os.path.join(save_dir, 'iter_3'),
-               'first': os.path.join(save_dir, 'iter_1')}
-    vals = run_parallel({
-        name: ('val.py', '--config', config, '--model_path', path,
-               '--json', str(base / f'{name}.json'))
-        for name, path in weights.items()}, workers=3)
+    weights = {
+        'best': os.path.join(save_dir, 'best_model'),
+        'last': os.path.join(save_dir, 'iter_3'),
+        'first': os.path.join(save_dir, 'iter_1'),
+    }
+    vals = run_parallel(
+        {
+            name: (
+                'val.py',
+                '--config',
+                config,
+                '--model_path',
+                path,
+                '--json',
+                str(base / f'{name}.json'),
+            )
+            for name, path in weights.items()
+        },
+        workers=3,
+    )
     return root, save_dir, weights, vals, base
 
 
@@ -251,9 +305,14 @@ def independent_miou(weights_dir, root):
     from paddleseg.models import DeepLabV3P
     from paddleseg.models.backbones import ResNet18_vd
 
-    model = DeepLabV3P(num_classes=2, backbone=ResNet18_vd(output_stride=16, in_channels=3),
-                       backbone_indices=[0, 3], aspp_ratios=[1, 6, 12, 18],
-                       aspp_out_channels=256, align_corners=False)
+    model = DeepLabV3P(
+        num_classes=2,
+        backbone=ResNet18_vd(output_stride=16, in_channels=3),
+        backbone_indices=[0, 3],
+        aspp_ratios=[1, 6, 12, 18],
+        aspp_out_channels=256,
+        align_corners=False,
+    )
     state = weights.load(os.path.join(weights_dir, 'model.pdparams'))
     assert sorted(state) == sorted(model.state_dict())
     model.set_state_dict(state)
@@ -261,20 +320,21 @@ def independent_miou(weights_dir, root):
     cm = np.zeros((2, 2), dtype=np.int64)
     with paddle.no_grad():
         for image_path, label_path in list_pairs(root, 'val'):
-            image = cv2.cvtColor(cv2.imread(image_path, cv2.IMREAD_COLOR),
-                                 cv2.COLOR_BGR2RGB).astype('float32')
+            image = cv2.cvtColor(
+                cv2.imread(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+            ).astype('float32')
             label = cv2.imread(label_path, cv2.IMREAD_UNCHANGED)
             assert label.ndim == 2
             image = cv2.resize(image, (64, 64), interpolation=cv2.INTER_LINEAR)
             image = (image / 255.0 - 0.5) / 0.5
             x = paddle.to_tensor(image.transpose(2, 0, 1)[np.newaxis].astype('float32'))
             logits = model(x)[0]
-            logits = F.interpolate(logits, size=label.shape, mode='bilinear',
-                                   align_corners=False)
+            logits = F.interpolate(logits, size=label.shape, mode='bilinear', align_corners=False)
             pred = paddle.argmax(logits, axis=1).numpy()[0]
             kept = label != 255
-            cm += np.bincount(label[kept].astype(np.int64) * 2 + pred[kept],
-                              minlength=4).reshape(2, 2)
+            cm += np.bincount(label[kept].astype(np.int64) * 2 + pred[kept], minlength=4).reshape(
+                2, 2
+            )
     intersect = np.diag(cm).astype(np.float64)
     union = cm.sum(0) + cm.sum(1) - np.diag(cm)
     class_iou = np.where(union > 0, intersect / np.maximum(union, 1), 0.0)
@@ -294,8 +354,10 @@ def test_val_miou_matches_independent_computation(foreign_run, which):
     assert abs(metrics['miou'] - miou) <= 0.01, (metrics, miou, cm)
     assert np.allclose(metrics['class_iou'], class_iou, atol=0.01), (metrics, class_iou, cm)
     # Ignored pixels are left out: the matrix counts the labelled pixels only.
-    labelled = sum(int((cv2.imread(lbl, cv2.IMREAD_UNCHANGED) != 255).sum())
-                   for _, lbl in list_pairs(root, 'val'))
+    labelled = sum(
+        int((cv2.imread(lbl, cv2.IMREAD_UNCHANGED) != 255).sum())
+        for _, lbl in list_pairs(root, 'val')
+    )
     assert cm.sum() == labelled
 
 
@@ -316,11 +378,13 @@ def test_foreign_dataset_train_eval_matches_val(foreign_run):
 # --------------------------------------------------------------------------------------------
 # Bad input: one `error:` line, exit code 1, nothing written.
 
+
 def test_missing_dataset_root_names_folder_and_prepare_command(tmp_path):
     missing = str(tmp_path / 'no_such_data')
     save_dir = str(tmp_path / 'out')
-    result = run_cli('train.py', '--config', TINY_STUDENT, '--save_dir', save_dir,
-                     *data_opts(missing))
+    result = run_cli(
+        'train.py', '--config', TINY_STUDENT, '--save_dir', save_dir, *data_opts(missing)
+    )
     line = error_line(result)
     assert missing in line
     assert 'tools/prepare_data.py' in line
@@ -338,9 +402,20 @@ def _bad_input_cases(base, synthetic_root):
 
     def student_run(name, *extra, save_dir=None, config=TINY_STUDENT, opts=()):
         save_dir = save_dir or os.path.join(base, name, 'out')
-        argv = ('train.py', '--config', config, '--iters', '2', '--save_dir', save_dir,
-                *extra, '--opts', f'train_dataset.dataset_root={synthetic_root}',
-                f'val_dataset.dataset_root={synthetic_root}', *opts)
+        argv = (
+            'train.py',
+            '--config',
+            config,
+            '--iters',
+            '2',
+            '--save_dir',
+            save_dir,
+            *extra,
+            '--opts',
+            f'train_dataset.dataset_root={synthetic_root}',
+            f'val_dataset.dataset_root={synthetic_root}',
+            *opts,
+        )
         return argv, save_dir
 
     def yaml_over_student(name, text):
@@ -359,10 +434,20 @@ def _bad_input_cases(base, synthetic_root):
     cases['model_type'] = (argv, save_dir, ["'DeepLabV3Plus'", "did you mean 'DeepLabV3P'"])
 
     config = yaml_over_student(
-        'loss_type', 'loss:\n  types:\n    - type: CrossEntropyLos\n  coef: [1]\n')
+        'loss_type', 'loss:\n  types:\n    - type: CrossEntropyLos\n  coef: [1]\n'
+    )
     argv, save_dir = student_run('loss_type', config=config)
-    cases['loss_type'] = (argv, save_dir, ["'CrossEntropyLos'", 'registered losses',
-                                           'CrossEntropyLoss', 'DiceLoss', 'LovaszSoftmaxLoss'])
+    cases['loss_type'] = (
+        argv,
+        save_dir,
+        [
+            "'CrossEntropyLos'",
+            'registered losses',
+            'CrossEntropyLoss',
+            'DiceLoss',
+            'LovaszSoftmaxLoss',
+        ],
+    )
 
     # Data mistakes, on the generic Dataset.
     def foreign_case(name):
@@ -388,9 +473,11 @@ def _bad_input_cases(base, synthetic_root):
     cv2.imwrite(label_path, label)
     cases['label_value'] = (argv, save_dir, [label_path, 'value 7'])
     # The same with a DataLoader worker process: the error must still come out as one line.
-    cases['label_value_workers'] = (argv + ('--num_workers', '1', '--save_dir',
-                                            save_dir + '_workers'),
-                                    save_dir + '_workers', [label_path, 'value 7'])
+    cases['label_value_workers'] = (
+        argv + ('--num_workers', '1', '--save_dir', save_dir + '_workers'),
+        save_dir + '_workers',
+        [label_path, 'value 7'],
+    )
 
     root, argv, save_dir = foreign_case('size_mismatch')
     label_path = list_pairs(root, 'train')[2][1]
@@ -420,8 +507,9 @@ def _bad_input_cases(base, synthetic_root):
     os.makedirs(save_dir)
     with open(os.path.join(save_dir, 'notes.txt'), 'w') as f:
         f.write('existing content\n')
-    argv, save_dir = student_run('not_a_checkpoint', '--resume_model', not_checkpoint,
-                                 save_dir=save_dir)
+    argv, save_dir = student_run(
+        'not_a_checkpoint', '--resume_model', not_checkpoint, save_dir=save_dir
+    )
     cases['not_a_checkpoint'] = (argv, save_dir, [not_checkpoint])
     return cases
 
@@ -436,15 +524,29 @@ def bad_input_runs(synthetic_root, tmp_path_factory):
     base = str(tmp_path_factory.mktemp('bad_inputs'))
     cases = _bad_input_cases(base, synthetic_root)
     before = {name: snapshot(save_dir) for name, (_, save_dir, _) in cases.items()}
-    results = run_parallel({name: argv for name, (argv, _, _) in cases.items()},
-                           workers=len(cases),
-                           timeout=BAD_INPUT_TIMEOUT)
-    return {name: (results[name], save_dir, expected, before[name])
-            for name, (_, save_dir, expected) in cases.items()}
+    results = run_parallel(
+        {name: argv for name, (argv, _, _) in cases.items()},
+        workers=len(cases),
+        timeout=BAD_INPUT_TIMEOUT,
+    )
+    return {
+        name: (results[name], save_dir, expected, before[name])
+        for name, (_, save_dir, expected) in cases.items()
+    }
 
 
-BAD_INPUT_CASES = ['top_key', 'model_type', 'loss_type', 'three_columns', 'label_value',
-                   'label_value_workers', 'size_mismatch', 'empty_image', 'unwritable', 'not_a_checkpoint']
+BAD_INPUT_CASES = [
+    'top_key',
+    'model_type',
+    'loss_type',
+    'three_columns',
+    'label_value',
+    'label_value_workers',
+    'size_mismatch',
+    'empty_image',
+    'unwritable',
+    'not_a_checkpoint',
+]
 
 
 @pytest.mark.parametrize('case', BAD_INPUT_CASES)
@@ -469,11 +571,25 @@ def test_unwritable_save_dir_keeps_the_file(bad_input_runs):
 
 # --------------------------------------------------------------------------------------------
 
+
 def test_keep_checkpoint_max(synthetic_root, tmp_path):
     save_dir = str(tmp_path / 'out')
-    result = run_cli('train.py', '--config', TINY_STUDENT, '--iters', '6', '--save_interval',
-                     '2', '--keep_checkpoint_max', '2', '--seed', '0', '--save_dir', save_dir,
-                     *data_opts(synthetic_root))
+    result = run_cli(
+        'train.py',
+        '--config',
+        TINY_STUDENT,
+        '--iters',
+        '6',
+        '--save_interval',
+        '2',
+        '--keep_checkpoint_max',
+        '2',
+        '--seed',
+        '0',
+        '--save_dir',
+        save_dir,
+        *data_opts(synthetic_root),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     iter_dirs = sorted(n for n in os.listdir(save_dir) if n.startswith('iter_'))
     assert iter_dirs == ['iter_4', 'iter_6'], os.listdir(save_dir)
@@ -482,31 +598,45 @@ def test_keep_checkpoint_max(synthetic_root, tmp_path):
         assert os.path.isfile(os.path.join(save_dir, name, 'model.pdopt'))
 
 
-@pytest.mark.parametrize('text,expected', [
-    ('batch_size: -2\n', "batch_size: -2 is not a positive integer"),
-    ('iters: many\n', "iters: 'many' is not a positive integer"),
-    ('iters: 0\n', "iters: 0 is not a positive integer"),
-    ('optimizer: {momentum: high}\n', "optimizer.momentum: 'high' is not a number"),
-    ('lr_scheduler: {learning_rate: 1e-3}\n',
-     "lr_scheduler.learning_rate: '1e-3' is not a number (YAML reads it as text: write "
-     "1.0e-3)"),
-    ('lr_scheduler: {warmup_iters: 20}\n',
-     "lr_scheduler: warmup_iters needs warmup_start_lr, the learning rate the warmup starts "
-     "from (e.g. 1.0e-4)"),
-    ('lr_scheduler: {warmup_start_lr: 1.0e-4}\n',
-     "lr_scheduler.warmup_iters: None is not a positive integer (a warmup needs warmup_iters "
-     "and warmup_start_lr)"),
-    ('lr_scheduler: {warmup_iters: 0.5, warmup_start_lr: 1.0e-4}\n',
-     "lr_scheduler.warmup_iters: 0.5 is not a positive integer (a warmup needs warmup_iters "
-     "and warmup_start_lr)"),
-    ('loss: {types: [{type: CrossEntropyLoss}], coef: []}\n',
-     "loss needs non-empty `types` and `coef` lists (one coef per type), got types "
-     "[{'type': 'CrossEntropyLoss'}], coef []"),
-])
+@pytest.mark.parametrize(
+    'text,expected',
+    [
+        ('batch_size: -2\n', 'batch_size: -2 is not a positive integer'),
+        ('iters: many\n', "iters: 'many' is not a positive integer"),
+        ('iters: 0\n', 'iters: 0 is not a positive integer'),
+        ('optimizer: {momentum: high}\n', "optimizer.momentum: 'high' is not a number"),
+        (
+            'lr_scheduler: {learning_rate: 1e-3}\n',
+            "lr_scheduler.learning_rate: '1e-3' is not a number (YAML reads it as text: write "
+            '1.0e-3)',
+        ),
+        (
+            'lr_scheduler: {warmup_iters: 20}\n',
+            'lr_scheduler: warmup_iters needs warmup_start_lr, the learning rate the warmup starts '
+            'from (e.g. 1.0e-4)',
+        ),
+        (
+            'lr_scheduler: {warmup_start_lr: 1.0e-4}\n',
+            'lr_scheduler.warmup_iters: None is not a positive integer (a warmup needs warmup_iters '
+            'and warmup_start_lr)',
+        ),
+        (
+            'lr_scheduler: {warmup_iters: 0.5, warmup_start_lr: 1.0e-4}\n',
+            'lr_scheduler.warmup_iters: 0.5 is not a positive integer (a warmup needs warmup_iters '
+            'and warmup_start_lr)',
+        ),
+        (
+            'loss: {types: [{type: CrossEntropyLoss}], coef: []}\n',
+            'loss needs non-empty `types` and `coef` lists (one coef per type), got types '
+            "[{'type': 'CrossEntropyLoss'}], coef []",
+        ),
+    ],
+)
 def test_config_values_paddle_would_fail_on_are_checked_first(tmp_path, text, expected):
     """Values paddleseg passes on unchecked, which failed deep inside paddle before."""
     from paddleseg_ext.config import load_config
     from paddleseg_ext.errors import UserInputError
+
     config = tmp_path / 'config.yml'
     config.write_text(f"_base_: '{TINY_STUDENT}'\n{text}")
     with pytest.raises(UserInputError) as raised:

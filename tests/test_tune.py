@@ -1,4 +1,5 @@
 """tools/tune.py: trials scored on a split of the training list, never on val."""
+
 import json
 import os
 
@@ -14,24 +15,41 @@ TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 def student_on(tmp_path, root):
     """tiny_student.yml with its data at root (the tuner reads the config's dataset_root)."""
     path = tmp_path / 'student.yml'
-    path.write_text(f"_base_: '{os.path.join(TEST_CONFIGS, 'tiny_student.yml')}'\n"
-                    f"train_dataset: {{dataset_root: {root}}}\n"
-                    f"val_dataset: {{dataset_root: {root}}}\n")
+    path.write_text(
+        f"_base_: '{os.path.join(TEST_CONFIGS, 'tiny_student.yml')}'\n"
+        f'train_dataset: {{dataset_root: {root}}}\n'
+        f'val_dataset: {{dataset_root: {root}}}\n'
+    )
     return str(path)
 
 
 def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
-        tmp_path, synthetic_root, teacher_weights):
+    tmp_path, synthetic_root, teacher_weights
+):
     out = tmp_path / 'tune'
-    result = run_cli('tools/tune.py', '--teacher_config', TEACHER, '--teacher_weights',
-                     teacher_weights, '--student_config', student_on(tmp_path, synthetic_root),
-                     '--out', str(out), '--trials', '2', '--iters', '2', '--allow_weak_teacher',
-                     timeout=600)
+    result = run_cli(
+        'tools/tune.py',
+        '--teacher_config',
+        TEACHER,
+        '--teacher_weights',
+        teacher_weights,
+        '--student_config',
+        student_on(tmp_path, synthetic_root),
+        '--out',
+        str(out),
+        '--trials',
+        '2',
+        '--iters',
+        '2',
+        '--allow_weak_teacher',
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(os.path.join(synthetic_root, 'train_list.txt')) as f:
         train_lines = sorted(line for line in f if line.strip())
-    parts = [sorted(open(out / f'{name}.txt').readlines())
-             for name in ('tune_train', 'tune_holdout')]
+    parts = [
+        sorted(open(out / f'{name}.txt').readlines()) for name in ('tune_train', 'tune_holdout')
+    ]
     assert sorted(parts[0] + parts[1]) == train_lines and parts[1]
     with open(os.path.join(synthetic_root, 'val_list.txt')) as f:
         assert not set(f.readlines()) & set(parts[0] + parts[1])
@@ -43,17 +61,30 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
     assert [t['trial'] for t in trials['trials']] == [0, 1]
     assert all(t['state'] == 'complete' and t['score'] is not None for t in trials['trials'])
     best = yaml.safe_load(open(out / 'best_student.yml'))
-    assert best['distill_loss']['types'][0]['type'] in ('ChannelWiseDistillLoss',
-                                                        'KLDivergenceLoss',
-                                                        'DISTLoss')
+    assert best['distill_loss']['types'][0]['type'] in (
+        'ChannelWiseDistillLoss',
+        'KLDivergenceLoss',
+        'DISTLoss',
+    )
     assert 'val_dataset' not in best  # the user's own data, untouched
     assert (out / 'trials.png').stat().st_size > 0 and 'student alone' in (
-        out / 'trials.md').read_text()
+        out / 'trials.md'
+    ).read_text()
     # The winning config trains as it is.
-    again = run_cli('distill_train.py', '--allow_weak_teacher', '--teacher_config', TEACHER,
-                    '--teacher_model_path', teacher_weights, '--student_config',
-                    str(out / 'best_student.yml'), '--iters', '1', '--save_dir',
-                    str(tmp_path / 'best_run'))
+    again = run_cli(
+        'distill_train.py',
+        '--allow_weak_teacher',
+        '--teacher_config',
+        TEACHER,
+        '--teacher_model_path',
+        teacher_weights,
+        '--student_config',
+        str(out / 'best_student.yml'),
+        '--iters',
+        '1',
+        '--save_dir',
+        str(tmp_path / 'best_run'),
+    )
     assert again.returncode == 0, again.stderr[-3000:]
 
 
@@ -61,9 +92,23 @@ def test_a_losing_run_is_stopped_at_its_first_evaluation(tmp_path, synthetic_roo
     run_dir = str(tmp_path / 'run')
     seen = []
     curve, stopped, _ = run_watched(
-        ['train.py', '--config', os.path.join(TEST_CONFIGS, 'tiny_student.yml'), '--iters',
-         '40', '--do_eval', '--save_interval', '2', '--save_dir', run_dir,
-         *data_opts(synthetic_root)], run_dir, 'mIoU',
-        lambda iteration, score: seen.append(iteration) or True, poll_seconds=0.2)
+        [
+            'train.py',
+            '--config',
+            os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+            '--iters',
+            '40',
+            '--do_eval',
+            '--save_interval',
+            '2',
+            '--save_dir',
+            run_dir,
+            *data_opts(synthetic_root),
+        ],
+        run_dir,
+        'mIoU',
+        lambda iteration, score: seen.append(iteration) or True,
+        poll_seconds=0.2,
+    )
     assert stopped and seen == [2] and curve[0][0] == 2
     assert not os.path.exists(os.path.join(run_dir, 'iter_40'))

@@ -1,5 +1,6 @@
 """paddleseg_ext.weights: weights and checkpoints load as paddle.load loads them, and a
 file asking to run code is refused, through every CLI that reads one."""
+
 import os
 import pickle
 import shutil
@@ -58,14 +59,26 @@ def trained_objects():
     """A model's, an optimizer's and a train state's dicts after one step."""
     layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.BatchNorm2D(4))
     optimizer = paddle.optimizer.Momentum(
-        learning_rate=paddle.optimizer.lr.PolynomialDecay(0.01, 10), momentum=0.9,
-        parameters=layer.parameters())
+        learning_rate=paddle.optimizer.lr.PolynomialDecay(0.01, 10),
+        momentum=0.9,
+        parameters=layer.parameters(),
+    )
     layer(paddle.ones([1, 3, 5, 5])).mean().backward()
     optimizer.step()
-    state = {'iter': 3, 'iters': 10, 'seed': 7, 'best_miou': np.float64(0.25), 'best_iter': 2,
-             'auxiliary': layer.state_dict(), 'scaler': {'scale': 1024.0, 'good': 0}}
-    return {'model.pdparams': layer.state_dict(), 'model.pdopt': optimizer.state_dict(),
-            'train_state.pdstates': state}
+    state = {
+        'iter': 3,
+        'iters': 10,
+        'seed': 7,
+        'best_miou': np.float64(0.25),
+        'best_iter': 2,
+        'auxiliary': layer.state_dict(),
+        'scaler': {'scale': 1024.0, 'good': 0},
+    }
+    return {
+        'model.pdparams': layer.state_dict(),
+        'model.pdopt': optimizer.state_dict(),
+        'train_state.pdstates': state,
+    }
 
 
 @pytest.mark.parametrize('protocol', [2, 3, 4])
@@ -102,13 +115,18 @@ def test_numpy_2_module_names_load(tmp_path):
     assert_same(expected, weights.load(path))
 
 
-@pytest.mark.parametrize('payload', [
-    _RunsCommand('touch {marker}'),
-    # The two callables paddle's format needs, called with anything else than paddle writes.
-    type('EvalCall', (), {'__reduce__': lambda self: (eval, ('__import__("os")', {}))})(),
-    type('Codec', (), {'__reduce__': lambda self: (__import__('_codecs').encode,
-                                                    ('x', 'rot13'))})(),
-], ids=['os.system', 'eval', 'codec'])
+@pytest.mark.parametrize(
+    'payload',
+    [
+        _RunsCommand('touch {marker}'),
+        # The two callables paddle's format needs, called with anything else than paddle writes.
+        type('EvalCall', (), {'__reduce__': lambda self: (eval, ('__import__("os")', {}))})(),
+        type(
+            'Codec', (), {'__reduce__': lambda self: (__import__('_codecs').encode, ('x', 'rot13'))}
+        )(),
+    ],
+    ids=['os.system', 'eval', 'codec'],
+)
 @pytest.mark.parametrize('protocol', [0, 2, 4])
 def test_refuses_anything_else(tmp_path, payload, protocol):
     marker = tmp_path / 'marker'
@@ -136,6 +154,7 @@ def test_damaged_files_are_one_clear_error(tmp_path):
 def test_paddleseg_pretrained_loading_goes_through_the_safe_reader(tmp_path):
     """paddleseg's models call utils.load_entire_model(self, pretrained) in init_weight."""
     from paddleseg.utils import load_entire_model
+
     layer = paddle.nn.Linear(2, 3)
     path = str(tmp_path / 'pretrained.pdparams')
     _legacy_save({'weight': paddle.ones([2, 3]), 'bias': paddle.ones([3])}, path, protocol=2)
@@ -167,9 +186,17 @@ def planted_checkpoint(tmp_path, teacher_weights, name, marker):
     return str(folder), str(folder / name)
 
 
-CASES = ['val', 'distill_teacher_model_path', 'teacher_config_pretrained',
-         'student_config_pretrained', 'resume_pdparams', 'resume_pdopt', 'resume_pdstates',
-         'export', 'predict']
+CASES = [
+    'val',
+    'distill_teacher_model_path',
+    'teacher_config_pretrained',
+    'student_config_pretrained',
+    'resume_pdparams',
+    'resume_pdopt',
+    'resume_pdstates',
+    'export',
+    'predict',
+]
 
 
 @pytest.mark.parametrize('case', CASES)
@@ -181,30 +208,66 @@ def test_planted_file_is_refused_by_every_cli(case, tmp_path, synthetic_root, te
     if case == 'val':
         args = ['val.py', '--config', TINY_STUDENT, '--model_path', evil, *data]
     elif case == 'distill_teacher_model_path':
-        args = ['distill_train.py', '--allow_weak_teacher',
-                '--teacher_config', TINY_TEACHER, '--student_config',
-                TINY_STUDENT, '--teacher_model_path', evil, *train_flags, *data]
+        args = [
+            'distill_train.py',
+            '--allow_weak_teacher',
+            '--teacher_config',
+            TINY_TEACHER,
+            '--student_config',
+            TINY_STUDENT,
+            '--teacher_model_path',
+            evil,
+            *train_flags,
+            *data,
+        ]
     elif case == 'teacher_config_pretrained':
         teacher_cfg = write_config(tmp_path / 'teacher.yml', TINY_TEACHER, pretrained=evil)
-        args = ['distill_train.py', '--allow_weak_teacher',
-                '--teacher_config', teacher_cfg, '--student_config',
-                TINY_STUDENT, *train_flags, *data]
+        args = [
+            'distill_train.py',
+            '--allow_weak_teacher',
+            '--teacher_config',
+            teacher_cfg,
+            '--student_config',
+            TINY_STUDENT,
+            *train_flags,
+            *data,
+        ]
     elif case == 'student_config_pretrained':
         student_cfg = write_config(tmp_path / 'student.yml', TINY_STUDENT, pretrained=evil)
         args = ['train.py', '--config', student_cfg, *train_flags, *data]
     elif case.startswith('resume_'):
-        name = {'resume_pdparams': 'model.pdparams', 'resume_pdopt': 'model.pdopt',
-                'resume_pdstates': 'train_state.pdstates'}[case]
+        name = {
+            'resume_pdparams': 'model.pdparams',
+            'resume_pdopt': 'model.pdopt',
+            'resume_pdstates': 'train_state.pdstates',
+        }[case]
         folder, evil = planted_checkpoint(tmp_path, teacher_weights, name, marker)
-        args = ['train.py', '--config', TINY_TEACHER, '--resume_model', folder,
-                *train_flags, *data]
+        args = ['train.py', '--config', TINY_TEACHER, '--resume_model', folder, *train_flags, *data]
     elif case == 'export':
-        args = ['tools/export.py', '--config', TINY_STUDENT, '--model_path', evil,
-                '--save_dir', str(tmp_path / 'export'), *data]
+        args = [
+            'tools/export.py',
+            '--config',
+            TINY_STUDENT,
+            '--model_path',
+            evil,
+            '--save_dir',
+            str(tmp_path / 'export'),
+            *data,
+        ]
     else:
         image = os.path.join(synthetic_root, 'JPEGImages')
-        args = ['tools/predict.py', '--config', TINY_STUDENT, '--model_path', evil,
-                '--image_path', image, '--save_dir', str(tmp_path / 'pred'), *data]
+        args = [
+            'tools/predict.py',
+            '--config',
+            TINY_STUDENT,
+            '--model_path',
+            evil,
+            '--image_path',
+            image,
+            '--save_dir',
+            str(tmp_path / 'pred'),
+            *data,
+        ]
     result = run_cli(*args, timeout=240)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
@@ -217,8 +280,10 @@ def test_planted_file_is_refused_by_every_cli(case, tmp_path, synthetic_root, te
 def test_yaml_configs_cannot_run_code(tmp_path):
     marker = tmp_path / 'marker'
     config = tmp_path / 'evil.yml'
-    config.write_text(f"_base_: {os.path.join(TEST_CONFIGS, 'tiny_base.yml')}\n"
-                      f"model: !!python/object/apply:os.system ['touch {marker}']\n")
+    config.write_text(
+        f'_base_: {os.path.join(TEST_CONFIGS, "tiny_base.yml")}\n'
+        f"model: !!python/object/apply:os.system ['touch {marker}']\n"
+    )
     result = run_cli('train.py', '--config', str(config), '--iters', '1', timeout=120)
     assert result.returncode == 1, result.stderr[-2000:]
     assert 'Traceback' not in result.stdout + result.stderr

@@ -14,6 +14,7 @@ Segmentation CPU configs (default) or any pair, e.g. the GPU quick start on the 
       --student_iters 1000 --data data/optic_disc_seg --teacher_data data/optic_disc_seg \
       --input_size 512
 """
+
 import argparse
 
 from slim.benchmark.compare import run
@@ -21,25 +22,39 @@ from slim.benchmark.recipes import Setup, add_setup_arguments
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_setup_arguments(parser)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--out', default='output/benchmark_quality')
-    parser.add_argument('--teacher_weights', default=None,
-                        help='Reuse a trained teacher (its best_model/model.pdparams).')
-    parser.add_argument('--student_runs', default=None,
-                        help='Folder of student-alone runs, reused when the student config '
-                             '(without its distill terms), seed, iterations and data match: '
-                             'give every recipe the same folder to train each seed once '
-                             '(default: --out).')
+    parser.add_argument(
+        '--teacher_weights',
+        default=None,
+        help='Reuse a trained teacher (its best_model/model.pdparams).',
+    )
+    parser.add_argument(
+        '--student_runs',
+        default=None,
+        help='Folder of student-alone runs, reused when the student config '
+        '(without its distill terms), seed, iterations and data match: '
+        'give every recipe the same folder to train each seed once '
+        '(default: --out).',
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    run(Setup.from_args(args), args.out, args.seeds, args.teacher_iters, args.student_iters,
-        args.teacher_weights, args.student_runs)
+    run(
+        Setup.from_args(args),
+        args.out,
+        args.seeds,
+        args.teacher_iters,
+        args.student_iters,
+        args.teacher_weights,
+        args.student_runs,
+    )
 
 
 if __name__ == '__main__':

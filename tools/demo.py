@@ -4,6 +4,7 @@ Prepares the synthetic optic disc data if absent, trains the teacher, the studen
 the distilled student with the CPU configs, scores each best_model with val.py, and writes
 output/demo/report.{md,json,png}.
 """
+
 import argparse
 
 from slim.benchmark.compare import run
@@ -20,8 +21,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    run(Setup.from_args(args), args.out, [args.seed], args.teacher_iters,
-                  args.student_iters)
+    run(Setup.from_args(args), args.out, [args.seed], args.teacher_iters, args.student_iters)
 
 
 if __name__ == '__main__':

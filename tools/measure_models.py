@@ -9,6 +9,7 @@ not. Weights do not matter for these figures: each model is exported as initiali
       configs/cpu/deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_moredata.yml \\
       configs/cpu/mobileseg_mobilenetv3_large_optic_disc_64x64_student.yml --input_size 512
 """
+
 import argparse
 import json
 
@@ -19,11 +20,16 @@ from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('configs', nargs='+', help='Model configs; the first is the reference.')
-    parser.add_argument('--input_size', type=int, default=512,
-                        help='Square input side for FLOPs and latency (default 512).')
+    parser.add_argument(
+        '--input_size',
+        type=int,
+        default=512,
+        help='Square input side for FLOPs and latency (default 512).',
+    )
     parser.add_argument('--rounds', type=int, default=5, help='Rounds of back-to-back timing.')
     parser.add_argument('--runs', type=int, default=10, help='Timed runs per model per round.')
     parser.add_argument('--cpu_threads', type=int, default=1)
@@ -33,13 +39,17 @@ def parse_args(argv=None):
 
 def table(costs, input_size):
     reference = costs[0]
-    lines = [f'| config | params | FLOPs (1x3x{input_size}x{input_size}) | fp32 CPU latency '
-             f'(ms, 1 thread) | params / ref | FLOPs / ref | latency / ref |',
-             '|---|---|---|---|---|---|---|']
+    lines = [
+        f'| config | params | FLOPs (1x3x{input_size}x{input_size}) | fp32 CPU latency '
+        f'(ms, 1 thread) | params / ref | FLOPs / ref | latency / ref |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for cost in costs:
-        lines.append(f'| `{cost.config}` | {cost.params / 1e6:.2f} M | {cost.flops / 1e9:.2f} G '
-                     f'| {cost.latency_ms:.1f} | {cost.params / reference.params:.3f} | '
-                     f'{cost.flops / reference.flops:.3f} | {cost.latency_ratio:.3f} |')
+        lines.append(
+            f'| `{cost.config}` | {cost.params / 1e6:.2f} M | {cost.flops / 1e9:.2f} G '
+            f'| {cost.latency_ms:.1f} | {cost.params / reference.params:.3f} | '
+            f'{cost.flops / reference.flops:.3f} | {cost.latency_ratio:.3f} |'
+        )
     return '\n'.join(lines)
 
 

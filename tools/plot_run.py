@@ -6,6 +6,7 @@ Reads RUN_DIR/train_log.jsonl of each run (a train.py / distill_train.py --save_
 
 Needs matplotlib only: paddle is not imported.
 """
+
 import argparse
 import importlib.util
 import os
@@ -24,10 +25,15 @@ def load_plot_module():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('run_dirs', nargs='+', metavar='RUN_DIR',
-                        help='Training --save_dir folders (or train_log.jsonl files).')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        'run_dirs',
+        nargs='+',
+        metavar='RUN_DIR',
+        help='Training --save_dir folders (or train_log.jsonl files).',
+    )
     parser.add_argument('--out', required=True, help='The PNG to write.')
     parser.add_argument('--title', default=None)
     return parser.parse_args(argv)

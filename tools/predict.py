@@ -10,6 +10,7 @@ classifier's config, SAVE_DIR/predictions.txt ("<image path> <class id>" per lin
       --model_path output/student/best_model/model.pdparams \
       --image_path data/optic_disc_seg/JPEGImages --save_dir output/predict
 """
+
 import argparse
 
 import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
@@ -19,16 +20,22 @@ from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', required=True,
-                        help='The model/data YAML (its val_dataset transforms are applied).')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--config',
+        required=True,
+        help='The model/data YAML (its val_dataset transforms are applied).',
+    )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--model_path',
-                        help='Weights: a .pdparams file or a folder holding model.pdparams.')
+    source.add_argument(
+        '--model_path', help='Weights: a .pdparams file or a folder holding model.pdparams.'
+    )
     source.add_argument('--inference_dir', help='A folder written by tools/export.py.')
-    parser.add_argument('--image_path', required=True,
-                        help='An image, a folder of images, or a list file.')
+    parser.add_argument(
+        '--image_path', required=True, help='An image, a folder of images, or a list file.'
+    )
     parser.add_argument('--save_dir', default='./output/result')
     parser.add_argument('--device', default='auto', choices=['auto', 'gpu', 'cpu'])
     parser.add_argument('--opts', nargs='+', default=None, metavar='KEY=VALUE')
@@ -40,9 +47,14 @@ def main(argv=None):
 
     def run():
         setup_process(args.device)
-        written = predict(args.config, args.image_path, args.save_dir,
-                          model_path=args.model_path, inference_dir=args.inference_dir,
-                          opts=args.opts)
+        written = predict(
+            args.config,
+            args.image_path,
+            args.save_dir,
+            model_path=args.model_path,
+            inference_dir=args.inference_dir,
+            opts=args.opts,
+        )
         print(f'Predicted {len(written)} image(s) into {args.save_dir}')
 
     run_cli(run)

@@ -14,6 +14,7 @@ Examples::
     python tools/prepare_data.py --synthetic 200 --seed 0 --out data/optic_disc_seg
     python tools/prepare_data.py --digits                       # -> data/digits
 """
+
 import argparse
 import os
 import time
@@ -27,29 +28,52 @@ from paddleseg_ext.datasets.synthetic import make_synthetic
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="prepare_data.py",
+        prog='prepare_data.py',
         description="Unpack PaddleSeg's optic_disc_seg.zip, write a synthetic look-alike, or "
-                    "write scikit-learn's handwritten digits for classification.")
+        "write scikit-learn's handwritten digits for classification.",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--from_zip", metavar="PATH", type=Path, help="path to optic_disc_seg.zip")
-    source.add_argument("--synthetic", metavar="N", type=int, help="number of synthetic images to write")
-    source.add_argument("--digits", action="store_true",
-                        help="scikit-learn's handwritten digits, split in halves stratified "
-                             "by class")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default: {DEFAULT_OUT}, or {digits.DEFAULT_OUT} "
-                             f"with --digits)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace the data set in a non-empty output folder")
-    parser.add_argument("--seed", type=int, help="random seed, required with --synthetic "
-                                                 "(with --digits: the split's, default 0)")
-    parser.add_argument("--val_fraction", type=float, default=None,
-                        help=f"share of images in val/test (default: 0.2, or "
-                             f"{digits.VAL_FRACTION} with --digits)")
-    parser.add_argument("--size", type=int, default=32,
-                        help="with --digits: side of the written images (default: 32)")
-    parser.add_argument("--min_size", type=int, default=96, help="smallest synthetic side (default: 96)")
-    parser.add_argument("--max_size", type=int, default=160, help="largest synthetic side (default: 160)")
+    source.add_argument('--from_zip', metavar='PATH', type=Path, help='path to optic_disc_seg.zip')
+    source.add_argument(
+        '--synthetic', metavar='N', type=int, help='number of synthetic images to write'
+    )
+    source.add_argument(
+        '--digits',
+        action='store_true',
+        help="scikit-learn's handwritten digits, split in halves stratified by class",
+    )
+    parser.add_argument(
+        '--out',
+        type=Path,
+        default=None,
+        help=f'output folder (default: {DEFAULT_OUT}, or {digits.DEFAULT_OUT} with --digits)',
+    )
+    parser.add_argument(
+        '--force', action='store_true', help='replace the data set in a non-empty output folder'
+    )
+    parser.add_argument(
+        '--seed',
+        type=int,
+        help="random seed, required with --synthetic (with --digits: the split's, default 0)",
+    )
+    parser.add_argument(
+        '--val_fraction',
+        type=float,
+        default=None,
+        help=f'share of images in val/test (default: 0.2, or {digits.VAL_FRACTION} with --digits)',
+    )
+    parser.add_argument(
+        '--size',
+        type=int,
+        default=32,
+        help='with --digits: side of the written images (default: 32)',
+    )
+    parser.add_argument(
+        '--min_size', type=int, default=96, help='smallest synthetic side (default: 96)'
+    )
+    parser.add_argument(
+        '--max_size', type=int, default=160, help='largest synthetic side (default: 160)'
+    )
     return parser
 
 
@@ -63,26 +87,40 @@ def main(argv=None) -> None:
     split = {} if args.val_fraction is None else {'val_fraction': args.val_fraction}
     try:
         if args.digits:
-            counts = digits.write_digits(args.out, args.size, seed=args.seed or 0,
-                                         force=args.force, **split)
-            print(f"wrote {counts['train'] + counts['val']} digits (train {counts['train']}, "
-                  f"val {counts['val']}, {args.size}x{args.size}) to {args.out} in "
-                  f"{time.perf_counter() - started:.1f} s")
+            counts = digits.write_digits(
+                args.out, args.size, seed=args.seed or 0, force=args.force, **split
+            )
+            print(
+                f'wrote {counts["train"] + counts["val"]} digits (train {counts["train"]}, '
+                f'val {counts["val"]}, {args.size}x{args.size}) to {args.out} in '
+                f'{time.perf_counter() - started:.1f} s'
+            )
         elif args.from_zip is not None:
             n_images = unpack_zip(args.from_zip, args.out, args.force)
-            print(f"unpacked {n_images} images from {args.from_zip} to {args.out} "
-                  f"in {time.perf_counter() - started:.1f} s")
+            print(
+                f'unpacked {n_images} images from {args.from_zip} to {args.out} '
+                f'in {time.perf_counter() - started:.1f} s'
+            )
         else:
             if args.seed is None:
-                parser.error("--synthetic needs --seed S")
-            counts = make_synthetic(args.out, args.synthetic, args.seed,
-                                    min_size=args.min_size, max_size=args.max_size,
-                                    force=args.force, workers=os.cpu_count() or 1, **split)
-            print(f"wrote {counts['n']} synthetic images (train {counts['train']}, val/test {counts['val']}, "
-                  f"seed {args.seed}) to {args.out} in {time.perf_counter() - started:.1f} s")
+                parser.error('--synthetic needs --seed S')
+            counts = make_synthetic(
+                args.out,
+                args.synthetic,
+                args.seed,
+                min_size=args.min_size,
+                max_size=args.max_size,
+                force=args.force,
+                workers=os.cpu_count() or 1,
+                **split,
+            )
+            print(
+                f'wrote {counts["n"]} synthetic images (train {counts["train"]}, val/test {counts["val"]}, '
+                f'seed {args.seed}) to {args.out} in {time.perf_counter() - started:.1f} s'
+            )
     except PrepareDataError as err:
-        raise SystemExit(f"prepare_data: error: {err}") from None
+        raise SystemExit(f'prepare_data: error: {err}') from None
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

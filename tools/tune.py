@@ -10,6 +10,7 @@ Writes OUT/best_student.yml (your student config with the winning distill_loss: 
 with distill_train.py and judge it on val), OUT/trials.md and trials.json (every trial) and
 OUT/trials.png. Run it again with the same --out to continue the search.
 """
+
 import argparse
 
 from paddleseg_ext.errors import UserInputError
@@ -17,34 +18,57 @@ from slim.benchmark.tune import TuneError, tune
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('--teacher_config', '--teather_config', required=True)
-    parser.add_argument('--teacher_weights', required=True,
-                        help="The trained teacher's .pdparams.")
-    parser.add_argument('--student_config', required=True,
-                        help='The student config (data, schedule); its distill terms are '
-                             'replaced by each trial.')
+    parser.add_argument('--teacher_weights', required=True, help="The trained teacher's .pdparams.")
+    parser.add_argument(
+        '--student_config',
+        required=True,
+        help='The student config (data, schedule); its distill terms are replaced by each trial.',
+    )
     parser.add_argument('--out', default='output/tune')
     parser.add_argument('--trials', type=int, default=24, help='Trials at most (default 24).')
-    parser.add_argument('--timeout', type=float, default=11 * 60,
-                        help='Seconds after which no trial starts (default 660).')
-    parser.add_argument('--iters', type=int, default=None,
-                        help="Iterations per trial (default: the student config's).")
-    parser.add_argument('--seed', type=int, default=0,
-                        help='Seed of the split and of every trial (default 0).')
+    parser.add_argument(
+        '--timeout',
+        type=float,
+        default=11 * 60,
+        help='Seconds after which no trial starts (default 660).',
+    )
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=None,
+        help="Iterations per trial (default: the student config's).",
+    )
+    parser.add_argument(
+        '--seed', type=int, default=0, help='Seed of the split and of every trial (default 0).'
+    )
     parser.add_argument('--cpu_threads', type=int, default=None)
-    parser.add_argument('--allow_weak_teacher', action='store_true',
-                        help="distill_train.py's flag, for every trial.")
+    parser.add_argument(
+        '--allow_weak_teacher',
+        action='store_true',
+        help="distill_train.py's flag, for every trial.",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        tune(args.teacher_config, args.teacher_weights, args.student_config, args.out,
-             args.trials, args.timeout, args.iters, args.seed, cpu_threads=args.cpu_threads,
-             allow_weak_teacher=args.allow_weak_teacher)
+        tune(
+            args.teacher_config,
+            args.teacher_weights,
+            args.student_config,
+            args.out,
+            args.trials,
+            args.timeout,
+            args.iters,
+            args.seed,
+            cpu_threads=args.cpu_threads,
+            allow_weak_teacher=args.allow_weak_teacher,
+        )
     except (TuneError, UserInputError, RuntimeError) as exc:
         raise SystemExit(f'tune.py: error: {exc}') from None
 

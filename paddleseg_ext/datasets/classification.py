@@ -1,4 +1,5 @@
 """Image classification data in PaddleClas's list format: one `image_path label` per line."""
+
 import os
 
 import numpy as np
@@ -16,33 +17,41 @@ def read_class_list(list_path, dataset_root, num_classes, mode, separator=' '):
     if not os.path.isfile(list_path):
         raise UserInputError(
             f"{mode} list file '{list_path}' does not exist: check dataset_root / "
-            f"{mode}_path in the config, or prepare the data with "
-            f"python tools/prepare_data.py --digits")
+            f'{mode}_path in the config, or prepare the data with '
+            f'python tools/prepare_data.py --digits'
+        )
     samples = []
     with open(list_path) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             items = line.strip().split(separator)
-            where = f"{list_path}:{line_no}"
+            where = f'{list_path}:{line_no}'
             if len(items) != 2:
-                raise UserInputError(f"{where}: expected 'image_path{separator}label' (a class "
-                                     f"id), got {line.strip()!r}: fix that line of the list file")
+                raise UserInputError(
+                    f"{where}: expected 'image_path{separator}label' (a class "
+                    f'id), got {line.strip()!r}: fix that line of the list file'
+                )
             try:
                 label = int(items[1])
             except ValueError:
-                raise UserInputError(f"{where}: label {items[1]!r} is not an integer class id: "
-                                     f"fix that line of the list file") from None
+                raise UserInputError(
+                    f'{where}: label {items[1]!r} is not an integer class id: '
+                    f'fix that line of the list file'
+                ) from None
             if not 0 <= label < num_classes:
-                raise UserInputError(f"{where}: label {label} is outside [0, {num_classes}) "
-                                     f"for num_classes {num_classes}: fix the line or "
-                                     f"num_classes in the config")
+                raise UserInputError(
+                    f'{where}: label {label} is outside [0, {num_classes}) '
+                    f'for num_classes {num_classes}: fix the line or '
+                    f'num_classes in the config'
+                )
             path = os.path.join(dataset_root, items[0])
             image_size(path, list_path, line_no)
             samples.append((path, label))
     if not samples:
-        raise UserInputError(f"{mode} list file '{list_path}' lists no images: add "
-                             f"'image_path label' lines")
+        raise UserInputError(
+            f"{mode} list file '{list_path}' lists no images: add 'image_path label' lines"
+        )
     return samples
 
 
@@ -55,25 +64,37 @@ class ClassificationDataset(paddle.io.Dataset):
     `task` tells the engine and val.py to score top-1/top-5 accuracy (not mIoU).
     IGNORE_INDEX is what paddleseg's builder gives a loss that names none.
     """
+
     task = 'classification'
     IGNORE_INDEX = 255
 
-    def __init__(self, mode, dataset_root, transforms, num_classes, img_channels=3,
-                 train_path=None, val_path=None, separator=' '):
+    def __init__(
+        self,
+        mode,
+        dataset_root,
+        transforms,
+        num_classes,
+        img_channels=3,
+        train_path=None,
+        val_path=None,
+        separator=' ',
+    ):
         mode = str(mode).lower()
         if mode not in ('train', 'val'):
-            raise UserInputError(f"dataset mode {mode!r} is invalid: use train or val")
+            raise UserInputError(f'dataset mode {mode!r} is invalid: use train or val')
         if not os.path.isdir(dataset_root):
             raise UserInputError(
                 f"dataset_root '{dataset_root}' does not exist: fix the path in the config or "
-                f"prepare the data with python tools/prepare_data.py --digits")
+                f'prepare the data with python tools/prepare_data.py --digits'
+            )
         if img_channels not in (1, 3):
-            raise UserInputError(f"img_channels must be 1 (grayscale) or 3, got "
-                                 f"{img_channels!r}")
+            raise UserInputError(f'img_channels must be 1 (grayscale) or 3, got {img_channels!r}')
         list_path = {'train': train_path, 'val': val_path}[mode]
         if list_path is None:
-            raise UserInputError(f"a {mode} dataset of type ClassificationDataset needs "
-                                 f"`{mode}_path` (a list file of 'image_path label' lines)")
+            raise UserInputError(
+                f'a {mode} dataset of type ClassificationDataset needs '
+                f"`{mode}_path` (a list file of 'image_path label' lines)"
+            )
         self.mode = mode
         self.dataset_root = dataset_root
         self.num_classes = num_classes
@@ -88,11 +109,11 @@ class ClassificationDataset(paddle.io.Dataset):
     def __getitem__(self, idx):
         path, label = self.file_list[idx]
         image = read_image(path, self.img_channels)
-        data = self.transforms({'img': image.astype('float32'), 'trans_info': [],
-                                'gt_fields': []})
+        data = self.transforms({'img': image.astype('float32'), 'trans_info': [], 'gt_fields': []})
         if data['img'].shape[0] != self.img_channels:
             raise UserInputError(
-                f"the transforms turned a {self.img_channels}-channel image into shape "
-                f"{list(data['img'].shape)} (CHW): give Normalize one mean and std per "
-                f"channel, e.g. mean: [0.5], std: [0.5] for img_channels 1")
+                f'the transforms turned a {self.img_channels}-channel image into shape '
+                f'{list(data["img"].shape)} (CHW): give Normalize one mean and std per '
+                f'channel, e.g. mean: [0.5], std: [0.5] for img_channels 1'
+            )
         return {'img': data['img'], 'label': np.array(label, dtype='int64')}

@@ -3,6 +3,7 @@
 Replaces paddleseg's registry entry of the same name, so YAML `type: Dataset` keeps its
 meaning while every bad file or list line gets one clear message naming it.
 """
+
 import os
 
 import cv2
@@ -25,9 +26,10 @@ def read_file_list(list_path, dataset_root, mode, separator=' '):
     if not os.path.isfile(list_path):
         raise UserInputError(
             f"{mode} list file '{list_path}' does not exist: check dataset_root / "
-            f"{mode}_path in the config, or prepare the data with tools/prepare_data.py")
+            f'{mode}_path in the config, or prepare the data with tools/prepare_data.py'
+        )
     pairs = []
-    with open(list_path, 'r') as f:
+    with open(list_path) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -35,13 +37,15 @@ def read_file_list(list_path, dataset_root, mode, separator=' '):
             if len(items) != 2 and not (mode == 'test' and len(items) == 1):
                 raise UserInputError(
                     f"{list_path}:{line_no}: expected 'image_path{separator}label_path', "
-                    f"got {line.strip()!r}: fix that line of the list file")
+                    f'got {line.strip()!r}: fix that line of the list file'
+                )
             paths = [os.path.join(dataset_root, item) for item in items]
             sizes = [image_size(path, list_path, line_no) for path in paths]
             if len(sizes) == 2 and sizes[0] != sizes[1]:
                 raise UserInputError(
                     f"label '{paths[1]}' is {sizes[1][0]}x{sizes[1][1]} but its image "
-                    f"'{paths[0]}' is {sizes[0][0]}x{sizes[0][1]}: they must match")
+                    f"'{paths[0]}' is {sizes[0][0]}x{sizes[0][1]}: they must match"
+                )
             pairs.append(paths if len(paths) == 2 else [paths[0], None])
     return pairs
 
@@ -49,14 +53,17 @@ def read_file_list(list_path, dataset_root, mode, separator=' '):
 def image_size(path, list_path, line_no):
     """(width, height) from the file header: a cheap check of every file before training."""
     if not os.path.isfile(path):
-        raise UserInputError(f"{list_path}:{line_no}: file '{path}' does not exist: "
-                             f"fix the path or remove the line")
+        raise UserInputError(
+            f"{list_path}:{line_no}: file '{path}' does not exist: fix the path or remove the line"
+        )
     try:
         with Image.open(path) as image:
             return image.size
     except Exception:
-        raise UserInputError(f"'{path}' ({list_path}:{line_no}) cannot be read as an image: "
-                             f"the file is empty or damaged; replace it or remove its line") from None
+        raise UserInputError(
+            f"'{path}' ({list_path}:{line_no}) cannot be read as an image: "
+            f'the file is empty or damaged; replace it or remove its line'
+        ) from None
 
 
 def read_image(path, img_channels):
@@ -65,11 +72,15 @@ def read_image(path, img_channels):
     flag = cv2.IMREAD_GRAYSCALE if img_channels == 1 else cv2.IMREAD_COLOR
     image = cv2.imread(path, flag)
     if image is None:
-        raise UserInputError(f"image '{path}' cannot be read: the file is missing, empty or "
-                             f"not an image; replace it or remove its list line")
+        raise UserInputError(
+            f"image '{path}' cannot be read: the file is missing, empty or "
+            f'not an image; replace it or remove its list line'
+        )
     if _is_truncated_jpeg(path):
-        raise UserInputError(f"image '{path}' is truncated (a JPEG without its end marker): "
-                             f"replace it or remove its list line")
+        raise UserInputError(
+            f"image '{path}' is truncated (a JPEG without its end marker): "
+            f'replace it or remove its list line'
+        )
     return image
 
 
@@ -93,25 +104,56 @@ class Dataset(PaddleSegDataset):
     [0, num_classes) other than ignore_index.
     """
 
-    def __init__(self, mode, dataset_root, transforms, num_classes, img_channels=3,
-                 train_path=None, val_path=None, test_path=None, separator=' ',
-                 ignore_index=255, edge=False):
+    def __init__(
+        self,
+        mode,
+        dataset_root,
+        transforms,
+        num_classes,
+        img_channels=3,
+        train_path=None,
+        val_path=None,
+        test_path=None,
+        separator=' ',
+        ignore_index=255,
+        edge=False,
+    ):
         mode = str(mode).lower()
         if mode not in ('train', 'val', 'test'):
-            raise UserInputError(f"dataset mode {mode!r} is invalid: use train, val or test")
+            raise UserInputError(f'dataset mode {mode!r} is invalid: use train, val or test')
         if not os.path.isdir(dataset_root):
             raise UserInputError(
                 f"dataset_root '{dataset_root}' does not exist: fix the path in the config or "
-                f"prepare the data with tools/prepare_data.py")
+                f'prepare the data with tools/prepare_data.py'
+            )
         list_path = {'train': train_path, 'val': val_path, 'test': test_path}[mode]
         if list_path is None:
-            raise UserInputError(f"a {mode} dataset of type Dataset needs `{mode}_path` "
-                                 f"(a list file of 'image label' lines) in the config")
-        self._setup(mode, dataset_root, transforms, num_classes, img_channels,
-                    ignore_index, edge, read_file_list(list_path, dataset_root, mode, separator))
+            raise UserInputError(
+                f'a {mode} dataset of type Dataset needs `{mode}_path` '
+                f"(a list file of 'image label' lines) in the config"
+            )
+        self._setup(
+            mode,
+            dataset_root,
+            transforms,
+            num_classes,
+            img_channels,
+            ignore_index,
+            edge,
+            read_file_list(list_path, dataset_root, mode, separator),
+        )
 
-    def _setup(self, mode, dataset_root, transforms, num_classes, img_channels,
-               ignore_index, edge, file_list):
+    def _setup(
+        self,
+        mode,
+        dataset_root,
+        transforms,
+        num_classes,
+        img_channels,
+        ignore_index,
+        edge,
+        file_list,
+    ):
         self.mode = mode
         self.dataset_root = dataset_root
         self.transforms = Compose(transforms, img_channels=img_channels)
@@ -130,22 +172,27 @@ class Dataset(PaddleSegDataset):
         try:
             label = np.asarray(Image.open(label_path))
         except Exception as exc:
-            raise UserInputError(f"label '{label_path}' cannot be read ({exc}): replace it "
-                                 f"or remove its list line") from None
+            raise UserInputError(
+                f"label '{label_path}' cannot be read ({exc}): replace it or remove its list line"
+            ) from None
         if label.ndim != 2:
-            raise UserInputError(f"label '{label_path}' has shape {label.shape}: labels must "
-                                 f"be single-channel PNGs of class indices")
+            raise UserInputError(
+                f"label '{label_path}' has shape {label.shape}: labels must "
+                f'be single-channel PNGs of class indices'
+            )
         if label.shape != image.shape[:2]:
             raise UserInputError(
                 f"label '{label_path}' is {label.shape[1]}x{label.shape[0]} but its image "
-                f"'{image_path}' is {image.shape[1]}x{image.shape[0]}: they must match")
+                f"'{image_path}' is {image.shape[1]}x{image.shape[0]}: they must match"
+            )
         values = np.unique(label)
         bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
         if bad.size:
             raise UserInputError(
                 f"label '{label_path}' contains value {int(bad[0])}, outside "
-                f"[0, {self.num_classes}) and not ignore_index {self.ignore_index}: "
-                f"fix the label or num_classes")
+                f'[0, {self.num_classes}) and not ignore_index {self.ignore_index}: '
+                f'fix the label or num_classes'
+            )
         return image.astype('float32'), label
 
     def _transform(self, data, idx):
@@ -159,7 +206,8 @@ class Dataset(PaddleSegDataset):
             detail = ' '.join(str(exc).split()) or type(exc).__name__
             raise UserInputError(
                 f"the {self.mode}_dataset transforms failed on '{self.file_list[idx][0]}' "
-                f"({detail}): check the transforms and their values in the config") from None
+                f'({detail}): check the transforms and their values in the config'
+            ) from None
 
     def __getitem__(self, idx):
         image, label = self.read_sample(idx)
@@ -174,6 +222,8 @@ class Dataset(PaddleSegDataset):
             data = self._transform(data, idx)
             if self.edge:
                 from paddleseg.transforms import functional as F
+
                 data['edge'] = F.mask_to_binary_edge(
-                    data['label'], radius=2, num_classes=self.num_classes)
+                    data['label'], radius=2, num_classes=self.num_classes
+                )
         return data

@@ -1,5 +1,6 @@
 """scikit-learn's handwritten digits (1,797 real 8x8 images, classes 0-9) written as PNG
 files with train/val lists in PaddleClas's format, for the classification configs."""
+
 import os
 from pathlib import Path
 
@@ -27,17 +28,17 @@ def write_digits(out=DEFAULT_OUT, size=32, val_fraction=VAL_FRACTION, seed=0, fo
     from sklearn.model_selection import train_test_split
 
     if not isinstance(size, int) or size < 8:
-        raise PrepareDataError(f"--size must be an integer >= 8 (the digits are 8x8), "
-                               f"got {size}")
+        raise PrepareDataError(f'--size must be an integer >= 8 (the digits are 8x8), got {size}')
     if not 0 < val_fraction < 1:
-        raise PrepareDataError(f"--val_fraction must be in (0, 1), got {val_fraction}")
+        raise PrepareDataError(f'--val_fraction must be in (0, 1), got {val_fraction}')
     prepare_out_dir(Path(out), force, ENTRIES)
     digits = load_digits()
     # 0..16 intensities to 0..255.
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     indices = np.arange(len(images))
-    train_idx, val_idx = train_test_split(indices, test_size=val_fraction, random_state=seed,
-                                          stratify=digits.target)
+    train_idx, val_idx = train_test_split(
+        indices, test_size=val_fraction, random_state=seed, stratify=digits.target
+    )
     counts = {}
     for mode, chosen in (('train', np.sort(train_idx)), ('val', np.sort(val_idx))):
         folder = os.path.join(out, 'images', mode)
@@ -47,8 +48,9 @@ def write_digits(out=DEFAULT_OUT, size=32, val_fraction=VAL_FRACTION, seed=0, fo
             name = f'images/{mode}/{index:04d}.png'
             image = cv2.resize(images[index], (size, size), interpolation=cv2.INTER_LINEAR)
             if not cv2.imwrite(os.path.join(out, name), image):
-                raise PrepareDataError(f"cannot write '{os.path.join(out, name)}': choose "
-                                       f"another --out")
+                raise PrepareDataError(
+                    f"cannot write '{os.path.join(out, name)}': choose another --out"
+                )
             lines.append(f'{name} {int(digits.target[index])}\n')
         with open(list_file(out, mode), 'w') as f:
             f.writelines(lines)

@@ -12,6 +12,7 @@ program_format 'pdmodel', which PaddleSlim's int8 needs), save_dir/model.pdipara
       output_op: argmax
       output_dtype: int32
 """
+
 import contextlib
 import os
 
@@ -39,7 +40,7 @@ class NetWithOutputOp(paddle.nn.Layer):
     def __init__(self, model, output_op):
         super().__init__()
         if output_op not in OUTPUT_OPS:
-            raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+            raise ValueError(f'output_op must be one of {OUTPUT_OPS}, got {output_op!r}')
         self.model = model
         self.output_op = output_op
 
@@ -61,15 +62,18 @@ def check_input_shape(input_shape, channels=3):
         return [None, channels, None, None]
     shape = list(input_shape)
     if len(shape) != 4:
-        raise UserInputError(f"--input_shape takes 4 numbers (N C H W, e.g. 1 3 512 512), "
-                             f"got {len(shape)}: {shape}")
+        raise UserInputError(
+            f'--input_shape takes 4 numbers (N C H W, e.g. 1 3 512 512), got {len(shape)}: {shape}'
+        )
     if any(dim is not None and dim < -1 for dim in shape):
-        raise UserInputError(f"--input_shape {shape}: sizes must be positive, or -1 for any")
+        raise UserInputError(f'--input_shape {shape}: sizes must be positive, or -1 for any')
     shape = [None if dim in (None, -1, 0) else int(dim) for dim in shape]
     if shape[1] is not None and shape[1] != channels:
-        raise UserInputError(f"--input_shape {shape}: C is {shape[1]}, but the config's val "
-                             f"images have {channels} (val_dataset.img_channels): use "
-                             f"{channels}")
+        raise UserInputError(
+            f"--input_shape {shape}: C is {shape[1]}, but the config's val "
+            f'images have {channels} (val_dataset.img_channels): use '
+            f'{channels}'
+        )
     return shape
 
 
@@ -91,21 +95,24 @@ def make_save_dir(save_dir):
     try:
         os.makedirs(save_dir, exist_ok=True)
     except OSError as exc:
-        raise UserInputError(f"--save_dir '{save_dir}' cannot be created ({exc.strerror}): "
-                             f"choose another folder") from None
+        raise UserInputError(
+            f"--save_dir '{save_dir}' cannot be created ({exc.strerror}): choose another folder"
+        ) from None
     if not os.access(save_dir, os.W_OK):
         raise UserInputError(f"--save_dir '{save_dir}' is not writable: choose another folder")
 
 
 def deploy_info(config, input_shape, output_op, model_filename=MODEL_FILENAME):
-    return {'Deploy': {
-        'model': model_filename,
-        'params': PARAMS_FILENAME,
-        'transforms': config.dic['val_dataset'].get('transforms', []),
-        'input_shape': input_shape,
-        'output_op': output_op,
-        'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
-    }}
+    return {
+        'Deploy': {
+            'model': model_filename,
+            'params': PARAMS_FILENAME,
+            'transforms': config.dic['val_dataset'].get('transforms', []),
+            'input_shape': input_shape,
+            'output_op': output_op,
+            'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
+        }
+    }
 
 
 def write_deploy_yaml(save_dir, info):
@@ -113,20 +120,30 @@ def write_deploy_yaml(save_dir, info):
         yaml.dump(info, f)
 
 
-def export_model(config_path, model_path, save_dir, input_shape=None, output_op='argmax',
-                 opts=None, program_format=None):
+def export_model(
+    config_path,
+    model_path,
+    save_dir,
+    input_shape=None,
+    output_op='argmax',
+    opts=None,
+    program_format=None,
+):
     """Builds the config's model, loads model_path strictly and saves it for Paddle Inference,
     as program_format (None: this paddle's own, PROGRAM_SUFFIX).
 
     Returns the deploy.yaml contents (a dict).
     """
     if output_op not in OUTPUT_OPS:
-        raise UserInputError(f"--output_op {output_op!r} is invalid: use one of "
-                             f"{', '.join(OUTPUT_OPS)}")
+        raise UserInputError(
+            f'--output_op {output_op!r} is invalid: use one of {", ".join(OUTPUT_OPS)}'
+        )
     program_format = program_format or PROGRAM_SUFFIX[1:]
     if program_format not in PROGRAM_FORMATS:
-        raise UserInputError(f"--program_format {program_format!r} is not written by paddle "
-                             f"{paddle.__version__}: use one of {', '.join(PROGRAM_FORMATS)}")
+        raise UserInputError(
+            f'--program_format {program_format!r} is not written by paddle '
+            f'{paddle.__version__}: use one of {", ".join(PROGRAM_FORMATS)}'
+        )
     config = load_config(config_path, opts=opts, required=('model', 'val_dataset'))
     shape = check_input_shape(input_shape, image_channels(config.dic['val_dataset']))
     model, _ = build_model_without_weights(config)  # model_path is the weights exported
@@ -155,12 +172,17 @@ def save_for_inference(model, config, save_dir, shape, output_op, program_format
             if not (legacy and 'must be Value, but got Variable' in str(exc)):
                 raise
             raise UserInputError(
-                f"--program_format pdmodel: paddle {paddle.__version__} cannot trace this "
+                f'--program_format pdmodel: paddle {paddle.__version__} cannot trace this '
                 f"model into paddle 2's program format (one of its operations exists for "
-                f"PIR only): export it as json (no int8), or export and quantize it on "
-                f"the paddle 2.6 stack (`make setup STACK=paddle2`)") from None
+                f'PIR only): export it as json (no int8), or export and quantize it on '
+                f'the paddle 2.6 stack (`make setup STACK=paddle2`)'
+            ) from None
     # deploy.yaml writes dynamic sizes as -1, as PaddleSeg's export does.
-    info = deploy_info(config, [-1 if dim is None else dim for dim in shape], output_op,
-                       f'{MODEL_PREFIX}.{program_format}')
+    info = deploy_info(
+        config,
+        [-1 if dim is None else dim for dim in shape],
+        output_op,
+        f'{MODEL_PREFIX}.{program_format}',
+    )
     write_deploy_yaml(save_dir, info)
     return info

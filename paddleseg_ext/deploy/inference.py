@@ -4,6 +4,7 @@ Inference: per-image class ids at the original size, val mIoU, and CPU latency.
 predict.py's --inference_dir and tools/quantize.py (float vs int8) both go through
 `InferenceModel`, so a number printed by one is what the other predicts.
 """
+
 import os
 import re
 import statistics
@@ -15,8 +16,7 @@ import yaml
 from paddleseg.core.infer import reverse_transform
 
 from paddleseg_ext.compat import PADDLE_3, repair_onednn_config, saved_program
-from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_PREFIX, OUTPUT_OPS, \
-    PARAMS_FILENAME
+from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_PREFIX, OUTPUT_OPS, PARAMS_FILENAME
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation.evaluate import evaluate_predictions
 
@@ -30,20 +30,24 @@ def read_deploy_yaml(inference_dir):
         with open(path) as f:
             info = yaml.safe_load(f) or {}
     except yaml.YAMLError as exc:
-        raise UserInputError(f"{path}: invalid YAML ({exc}): re-export the model with "
-                             f"tools/export.py") from None
+        raise UserInputError(
+            f'{path}: invalid YAML ({exc}): re-export the model with tools/export.py'
+        ) from None
     deploy = info.get('Deploy') if isinstance(info, dict) else None
     if not isinstance(deploy, dict):
-        raise UserInputError(f"{path}: no `Deploy:` mapping: re-export the model with "
-                             f"tools/export.py")
+        raise UserInputError(
+            f'{path}: no `Deploy:` mapping: re-export the model with tools/export.py'
+        )
     return deploy
 
 
 def model_files(inference_dir):
     """(model file, params file) of an exported folder, checked to exist."""
     if not os.path.isdir(inference_dir):
-        raise UserInputError(f"inference dir '{inference_dir}' does not exist: pass the "
-                             f"--save_dir of tools/export.py")
+        raise UserInputError(
+            f"inference dir '{inference_dir}' does not exist: pass the "
+            f'--save_dir of tools/export.py'
+        )
     deploy = read_deploy_yaml(inference_dir)
     # Without deploy.yaml: model.json or model.pdmodel, whichever paddle version wrote it.
     found = saved_program(os.path.join(inference_dir, MODEL_PREFIX))
@@ -52,18 +56,23 @@ def model_files(inference_dir):
     for key, default in (('model', default_model), ('params', PARAMS_FILENAME)):
         path = os.path.join(inference_dir, deploy.get(key, default))
         if not os.path.isfile(path):
-            raise UserInputError(f"inference dir '{inference_dir}' has no {os.path.basename(path)}"
-                                 f": pass the --save_dir of tools/export.py")
+            raise UserInputError(
+                f"inference dir '{inference_dir}' has no {os.path.basename(path)}"
+                f': pass the --save_dir of tools/export.py'
+            )
         files.append(path)
     if files[0].endswith('.json') and not PADDLE_3:
-        raise UserInputError(f"{files[0]} is a paddle 3 program: paddle {paddle.__version__} "
-                             f"reads only .pdmodel; re-export with this paddle or use paddle 3")
+        raise UserInputError(
+            f'{files[0]} is a paddle 3 program: paddle {paddle.__version__} '
+            f'reads only .pdmodel; re-export with this paddle or use paddle 3'
+        )
     return tuple(files)
 
 
 def _is_quantize_op(op_type):
     return op_type in ('quantize_linear', 'dequantize_linear') or (
-        op_type.startswith('fake_') and 'quantize' in op_type)
+        op_type.startswith('fake_') and 'quantize' in op_type
+    )
 
 
 def is_quantized(model_file):
@@ -74,6 +83,7 @@ def is_quantized(model_file):
             op_types = re.findall(r'"1\.(\w+)"', f.read())
         return any(_is_quantize_op(op_type) for op_type in op_types)
     from paddle.base import core
+
     try:
         with open(model_file, 'rb') as f:
             desc = core.ProgramDesc(f.read())
@@ -97,8 +107,9 @@ INT8_OPS = {'conv2d', 'depthwise_conv2d', 'fc', 'matmul', 'matmul_v2'}
 _GPU_PRECISIONS = {'fp32': 'Float32', 'fp16': 'Half', 'bf16': 'Bfloat16'}
 
 
-def inference_config(model_file, params_file, cpu_threads=None, use_mkldnn=None, int8=False,
-                     precision='fp32'):
+def inference_config(
+    model_file, params_file, cpu_threads=None, use_mkldnn=None, int8=False, precision='fp32'
+):
     """A Paddle Inference Config on paddle's current device, IR optimisations on.
 
     GPU: `precision` as the predictor's mixed precision. CPU: `cpu_threads` math threads;
@@ -108,8 +119,9 @@ def inference_config(model_file, params_file, cpu_threads=None, use_mkldnn=None,
     device = paddle.get_device()
     if paddle.is_compiled_with_cuda() and device.startswith('gpu'):
         device_id = int(device.split(':')[-1]) if ':' in device else 0
-        config.enable_use_gpu(256, device_id,
-                              getattr(paddle.inference.PrecisionType, _GPU_PRECISIONS[precision]))
+        config.enable_use_gpu(
+            256, device_id, getattr(paddle.inference.PrecisionType, _GPU_PRECISIONS[precision])
+        )
     else:
         config.disable_gpu()
         if cpu_threads:
@@ -145,20 +157,28 @@ class InferenceModel:
         self.int8 = int8
         self.output_op = read_deploy_yaml(inference_dir).get('output_op', 'argmax')
         if self.output_op not in OUTPUT_OPS:
-            raise UserInputError(f"{os.path.join(inference_dir, DEPLOY_FILENAME)}: output_op "
-                                 f"{self.output_op!r} is not one of {', '.join(OUTPUT_OPS)}")
-        config = inference_config(self.model_file, self.params_file, cpu_threads=cpu_threads,
-                                  use_mkldnn=use_mkldnn, int8=int8)
+            raise UserInputError(
+                f'{os.path.join(inference_dir, DEPLOY_FILENAME)}: output_op '
+                f'{self.output_op!r} is not one of {", ".join(OUTPUT_OPS)}'
+            )
+        config = inference_config(
+            self.model_file,
+            self.params_file,
+            cpu_threads=cpu_threads,
+            use_mkldnn=use_mkldnn,
+            int8=int8,
+        )
         try:
             self.predictor = paddle.inference.create_predictor(config)
         except Exception as exc:
             message = ' '.join(str(exc).split())[:300]
-            raise UserInputError(f"inference dir '{inference_dir}' cannot be loaded by Paddle "
-                                 f"Inference ({message}): re-export it with tools/export.py "
-                                 f"with this paddle version") from None
+            raise UserInputError(
+                f"inference dir '{inference_dir}' cannot be loaded by Paddle "
+                f'Inference ({message}): re-export it with tools/export.py '
+                f'with this paddle version'
+            ) from None
         self.input_handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output_handle = self.predictor.get_output_handle(
-            self.predictor.get_output_names()[0])
+        self.output_handle = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
     def run(self, image):
         """The main output for a float32 NCHW numpy batch."""
@@ -186,8 +206,10 @@ class InferenceModel:
 def evaluate_inference(model, dataset, print_detail=True):
     """mIoU etc. (evaluation.evaluate's keys) of an InferenceModel on a PaddleSeg val dataset."""
     return evaluate_predictions(
-        lambda image, trans_info: model.predict_ids(image.numpy(), trans_info), dataset,
-        print_detail=print_detail)
+        lambda image, trans_info: model.predict_ids(image.numpy(), trans_info),
+        dataset,
+        print_detail=print_detail,
+    )
 
 
 def median_latency(model, image, runs=20, warmup=3):

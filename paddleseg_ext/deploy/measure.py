@@ -5,6 +5,7 @@ change the time) and timed back to back through Paddle Inference on one thread, 
 after round, so each round gives every model the same load; each model's figure is the
 median over rounds and its ratio to the first model the median of the per-round ratios.
 """
+
 import contextlib
 import io
 import os
@@ -54,8 +55,7 @@ def export_untrained(config_path, save_dir):
 
 def latencies_ms(inference_dirs, input_size, rounds=5, runs=10, cpu_threads=1):
     """Per model, the median latency (ms) of each round; models timed back to back."""
-    models = [InferenceModel(d, cpu_threads=cpu_threads, use_mkldnn=True)
-              for d in inference_dirs]
+    models = [InferenceModel(d, cpu_threads=cpu_threads, use_mkldnn=True) for d in inference_dirs]
     image = np.random.RandomState(0).rand(1, 3, input_size, input_size).astype('float32')
     per_round = [[] for _ in models]
     for _ in range(rounds):
@@ -68,8 +68,9 @@ def measure(config_paths, input_size=512, rounds=5, runs=10, cpu_threads=1, work
     """ModelCost of each config; latency ratios are to the first config's model."""
     costs = [ModelCost(path, *params_and_flops(path, input_size)) for path in config_paths]
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        dirs = [export_untrained(path, os.path.join(tmp, str(i)))
-                for i, path in enumerate(config_paths)]
+        dirs = [
+            export_untrained(path, os.path.join(tmp, str(i))) for i, path in enumerate(config_paths)
+        ]
         per_round = latencies_ms(dirs, input_size, rounds, runs, cpu_threads)
     for cost, times in zip(costs, per_round):
         cost.latency_rounds_ms = times

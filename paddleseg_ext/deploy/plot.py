@@ -6,6 +6,7 @@ One figure, two panels: every loss term over iterations ("Train" records) and va
 This module imports neither paddle nor anything of this package (whose __init__ imports
 paddle): tools/plot_run.py loads it by its file path, so plotting needs matplotlib only.
 """
+
 import json
 import math
 import os
@@ -13,8 +14,19 @@ import sys
 
 # Train-record keys that are not loss terms (RunLog writes the terms next to these), and
 # name endings of the same kind (timings, utilisation, memory).
-NON_LOSS_KEYS = ('iter', 'tag', 'lr', 'batch_cost', 'reader_cost', 'ips', 'cpu_util', 'epoch',
-                 'eta', 'memory', 'max_memory')
+NON_LOSS_KEYS = (
+    'iter',
+    'tag',
+    'lr',
+    'batch_cost',
+    'reader_cost',
+    'ips',
+    'cpu_util',
+    'epoch',
+    'eta',
+    'memory',
+    'max_memory',
+)
 NON_LOSS_SUFFIXES = ('_cost', '_util', '_time', '_mem', '_memory', '_ms', '_s')
 LOG_NAME = 'train_log.jsonl'
 
@@ -31,8 +43,9 @@ def read_run_log(run_dir):
     """
     path = run_dir if run_dir.endswith('.jsonl') else os.path.join(run_dir, LOG_NAME)
     if not os.path.isfile(path):
-        raise RunLogError(f"'{path}' does not exist: pass a training --save_dir (it holds "
-                          f"{LOG_NAME})")
+        raise RunLogError(
+            f"'{path}' does not exist: pass a training --save_dir (it holds {LOG_NAME})"
+        )
     records = {'Train': {}, 'Evaluate': {}}
     damaged = []
     with open(path) as f:
@@ -49,11 +62,16 @@ def read_run_log(run_dir):
             if tag in records:
                 records[tag][iteration] = record
     if damaged:
-        print(f"warning: {path}: skipped {len(damaged)} line(s) that are not log records "
-              f"(line {', '.join(map(str, damaged[:5]))})", file=sys.stderr)
+        print(
+            f'warning: {path}: skipped {len(damaged)} line(s) that are not log records '
+            f'(line {", ".join(map(str, damaged[:5]))})',
+            file=sys.stderr,
+        )
     if not records['Train'] and not records['Evaluate']:
-        raise RunLogError(f"'{path}' has no Train or Evaluate records yet: train for at "
-                          f"least --log_iters iterations")
+        raise RunLogError(
+            f"'{path}' has no Train or Evaluate records yet: train for at "
+            f'least --log_iters iterations'
+        )
     return records
 
 
@@ -66,13 +84,17 @@ def _losses(record):
     numeric key that is not a known non-loss key."""
     if isinstance(record.get('losses'), dict):
         return {k: v for k, v in record['losses'].items() if _number(v)}
-    return {k: v for k, v in record.items()
-            if _number(v) and k not in NON_LOSS_KEYS and not k.endswith(NON_LOSS_SUFFIXES)}
+    return {
+        k: v
+        for k, v in record.items()
+        if _number(v) and k not in NON_LOSS_KEYS and not k.endswith(NON_LOSS_SUFFIXES)
+    }
 
 
 def _series(records, key, values=lambda record: record):
-    points = sorted((it, values(rec)[key]) for it, rec in records.items()
-                    if _number(values(rec).get(key)))
+    points = sorted(
+        (it, values(rec)[key]) for it, rec in records.items() if _number(values(rec).get(key))
+    )
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -102,6 +124,7 @@ def plot_runs(run_dirs, out_path, title=None):
         raise RunLogError(f"--out folder '{out_dir}' cannot be created ({exc.strerror})") from None
 
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -113,14 +136,26 @@ def plot_runs(run_dirs, out_path, title=None):
         color = colors[index % len(colors)]
         for term_index, term in enumerate(loss_terms(records['Train'])):
             xs, ys = _series(records['Train'], term, _losses)
-            ax_loss.plot(xs, ys, color=color, linestyle=styles[term_index % len(styles)],
-                         linewidth=1.8 if term == 'loss' else 1.2, label=f'{label}: {term}')
+            ax_loss.plot(
+                xs,
+                ys,
+                color=color,
+                linestyle=styles[term_index % len(styles)],
+                linewidth=1.8 if term == 'loss' else 1.2,
+                label=f'{label}: {term}',
+            )
         xs, ys = _series(records['Evaluate'], 'mIoU')
         if xs:
             any_eval = True
             best = max(range(len(ys)), key=ys.__getitem__)
-            ax_miou.plot(xs, ys, color=color, marker='o', markersize=4,
-                         label=f'{label} (best {ys[best]:.4f} @ {xs[best]})')
+            ax_miou.plot(
+                xs,
+                ys,
+                color=color,
+                marker='o',
+                markersize=4,
+                label=f'{label} (best {ys[best]:.4f} @ {xs[best]})',
+            )
     ax_loss.set_title('Training loss terms')
     ax_loss.set_xlabel('iteration')
     ax_loss.set_ylabel('loss')
@@ -134,8 +169,14 @@ def plot_runs(run_dirs, out_path, title=None):
     if any_eval:
         ax_miou.legend(fontsize=8)
     else:
-        ax_miou.text(0.5, 0.5, 'no Evaluate records\n(train with --do_eval)',
-                     ha='center', va='center', transform=ax_miou.transAxes)
+        ax_miou.text(
+            0.5,
+            0.5,
+            'no Evaluate records\n(train with --do_eval)',
+            ha='center',
+            va='center',
+            transform=ax_miou.transAxes,
+        )
     if title:
         fig.suptitle(title)
     fig.tight_layout()

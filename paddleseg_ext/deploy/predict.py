@@ -11,6 +11,7 @@ A classifier's config (its val_dataset's task) writes one line per image instead
     save_dir/predictions.txt                      "<image path> <class id>", PaddleClas's
                                                   list format
 """
+
 import os
 
 import cv2
@@ -22,8 +23,12 @@ from paddleseg.transforms import Compose
 from paddleseg.utils import logger
 from paddleseg.utils.visualize import get_color_map_list, get_pseudo_color_map, visualize
 
-from paddleseg_ext.config import build_model_without_weights, dataset_task, image_channels, \
-    load_config
+from paddleseg_ext.config import (
+    build_model_without_weights,
+    dataset_task,
+    image_channels,
+    load_config,
+)
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
@@ -54,11 +59,16 @@ def _read_list_file(list_path):
             item = line.split()[0]
             path = item if os.path.isabs(item) else os.path.join(root, item)
             if not os.path.isfile(path):
-                raise UserInputError(f"{list_path}:{line_no}: image '{path}' does not exist: "
-                                     f"fix the path (relative to the list file's folder) or "
-                                     f"remove the line")
-            name = (os.path.splitext(os.path.basename(path))[0] if os.path.isabs(item)
-                    else _name(path, root))
+                raise UserInputError(
+                    f"{list_path}:{line_no}: image '{path}' does not exist: "
+                    f"fix the path (relative to the list file's folder) or "
+                    f'remove the line'
+                )
+            name = (
+                os.path.splitext(os.path.basename(path))[0]
+                if os.path.isabs(item)
+                else _name(path, root)
+            )
             images.append((path, name))
     return images
 
@@ -69,12 +79,16 @@ def list_images(image_path):
         images = []
         for dirpath, dirnames, filenames in os.walk(image_path):
             dirnames.sort()
-            images += [(os.path.join(dirpath, name), _name(os.path.join(dirpath, name),
-                                                           image_path))
-                       for name in sorted(filenames) if _is_image(name)]
+            images += [
+                (os.path.join(dirpath, name), _name(os.path.join(dirpath, name), image_path))
+                for name in sorted(filenames)
+                if _is_image(name)
+            ]
         if not images:
-            raise UserInputError(f"--image_path '{image_path}' holds no images "
-                                 f"({', '.join(IMAGE_EXTENSIONS)}): pass another folder")
+            raise UserInputError(
+                f"--image_path '{image_path}' holds no images "
+                f'({", ".join(IMAGE_EXTENSIONS)}): pass another folder'
+            )
     elif os.path.isfile(image_path):
         if _is_image(image_path):
             images = [(image_path, os.path.splitext(os.path.basename(image_path))[0])]
@@ -83,13 +97,17 @@ def list_images(image_path):
             if not images:
                 raise UserInputError(f"--image_path '{image_path}': the list file is empty")
     else:
-        raise UserInputError(f"--image_path '{image_path}' does not exist: pass an image, a "
-                             f"folder of images or a list file")
+        raise UserInputError(
+            f"--image_path '{image_path}' does not exist: pass an image, a "
+            f'folder of images or a list file'
+        )
     names = [name for _, name in images]
     if len(set(names)) != len(names):
         duplicate = next(name for name in names if names.count(name) > 1)
-        raise UserInputError(f"--image_path '{image_path}': two images would both be saved as "
-                             f"'{duplicate}': rename one of them")
+        raise UserInputError(
+            f"--image_path '{image_path}': two images would both be saved as "
+            f"'{duplicate}': rename one of them"
+        )
     return images
 
 
@@ -99,8 +117,9 @@ def val_transforms(config):
     try:
         transforms = SegBuilder(config).val_transforms
     except Exception as exc:
-        raise UserInputError(f"building val_dataset.transforms failed: "
-                             f"{' '.join(str(exc).split())}") from None
+        raise UserInputError(
+            f'building val_dataset.transforms failed: {" ".join(str(exc).split())}'
+        ) from None
     return Compose(transforms, img_channels=image_channels(dataset_cfg))
 
 
@@ -109,8 +128,10 @@ def preprocess(image_path, transforms):
     flag = cv2.IMREAD_GRAYSCALE if transforms.img_channels == 1 else cv2.IMREAD_COLOR
     image = cv2.imread(image_path, flag)
     if image is None:
-        raise UserInputError(f"image '{image_path}' cannot be read: the file is empty or not "
-                             f"an image; replace it or leave it out")
+        raise UserInputError(
+            f"image '{image_path}' cannot be read: the file is empty or not "
+            f'an image; replace it or leave it out'
+        )
     data = transforms({'img': image.astype('float32'), 'trans_info': []})
     return data['img'][np.newaxis], data['trans_info']
 
@@ -138,14 +159,18 @@ class DygraphModel:
 def load_predictor(config, model_path=None, inference_dir=None):
     """DygraphModel for model_path, or InferenceModel for inference_dir (exactly one)."""
     if (model_path is None) == (inference_dir is None):
-        raise UserInputError("pass exactly one of --model_path (trained weights) and "
-                             "--inference_dir (a tools/export.py folder)")
+        raise UserInputError(
+            'pass exactly one of --model_path (trained weights) and '
+            '--inference_dir (a tools/export.py folder)'
+        )
     if inference_dir is not None:
         model = InferenceModel(inference_dir)
         exported = read_deploy_yaml(inference_dir).get('transforms')
         if exported is not None and exported != config.dic['val_dataset'].get('transforms'):
-            logger.warning(f"{inference_dir}/deploy.yaml has other transforms than the "
-                           f"config's val_dataset; using the config's")
+            logger.warning(
+                f'{inference_dir}/deploy.yaml has other transforms than the '
+                f"config's val_dataset; using the config's"
+            )
         return model
     model, _ = build_model_without_weights(config)  # model_path is the weights used
     load_weights(model, model_path)
@@ -174,8 +199,7 @@ def save_classes(predictions, save_dir):
     return path
 
 
-def predict(config_path, image_path, save_dir, model_path=None, inference_dir=None,
-            opts=None):
+def predict(config_path, image_path, save_dir, model_path=None, inference_dir=None, opts=None):
     """Predicts every image of image_path into save_dir; returns [(mask png, overlay jpg)],
     or for a classifier [(image path, class id)]."""
     config = load_config(config_path, opts=opts, required=('model', 'val_dataset'))
@@ -185,13 +209,15 @@ def predict(config_path, image_path, save_dir, model_path=None, inference_dir=No
     try:
         os.makedirs(save_dir, exist_ok=True)
     except OSError as exc:
-        raise UserInputError(f"--save_dir '{save_dir}' cannot be created ({exc.strerror}): "
-                             f"choose another folder") from None
-    logger.info(f"Predicting {len(images)} image(s) into {save_dir}")
+        raise UserInputError(
+            f"--save_dir '{save_dir}' cannot be created ({exc.strerror}): choose another folder"
+        ) from None
+    logger.info(f'Predicting {len(images)} image(s) into {save_dir}')
     if dataset_task(config.dic['val_dataset']) == 'classification':
-        classes = [(path, predictor.predict_class(preprocess(path, transforms)[0]))
-                   for path, _ in images]
-        logger.info(f"Wrote {save_classes(classes, save_dir)}")
+        classes = [
+            (path, predictor.predict_class(preprocess(path, transforms)[0])) for path, _ in images
+        ]
+        logger.info(f'Wrote {save_classes(classes, save_dir)}')
         return classes
     color_map = get_color_map_list(256)
     written = []
@@ -199,5 +225,5 @@ def predict(config_path, image_path, save_dir, model_path=None, inference_dir=No
         image, trans_info = preprocess(path, transforms)
         ids = predictor.predict_ids(image, trans_info)
         written.append(save_prediction(path, ids, save_dir, name, color_map))
-    logger.info(f"Wrote {save_dir}/{PSEUDO_DIR}/*.png and {save_dir}/{ADDED_DIR}/*.jpg")
+    logger.info(f'Wrote {save_dir}/{PSEUDO_DIR}/*.png and {save_dir}/{ADDED_DIR}/*.jpg')
     return written

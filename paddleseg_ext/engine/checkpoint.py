@@ -5,6 +5,7 @@ save_dir/best_model/model.pdparams. Every folder is written under a temporary na
 renamed, so a crash mid-save leaves the previous checkpoint intact. Every file is read
 back through paddleseg_ext.weights, which runs no code from it.
 """
+
 import glob
 import os
 import re
@@ -25,13 +26,15 @@ def load_weights(model, path, what='model'):
     """Loads a .pdparams (a path, a folder holding one, or a URL) into `model`, strictly:
     missing file, keys or shapes are errors. Returns the local path read."""
     if path is None:
-        raise UserInputError(f"no weights given for the {what}: pass a .pdparams path")
+        raise UserInputError(f'no weights given for the {what}: pass a .pdparams path')
     path = local_path(path)
     if os.path.isdir(path):
         path = os.path.join(path, 'model.pdparams')
     if not os.path.isfile(path):
-        raise UserInputError(f"{what} weights '{path}' do not exist: check the path "
-                             f"(e.g. output/<run>/best_model/model.pdparams)")
+        raise UserInputError(
+            f"{what} weights '{path}' do not exist: check the path "
+            f'(e.g. output/<run>/best_model/model.pdparams)'
+        )
     set_weights(model, weights.load(path), path, what)
     return path
 
@@ -44,14 +47,16 @@ def set_weights(model, state, path, what='model'):
     if missing or unexpected:
         raise UserInputError(
             f"{what} weights '{path}' do not fit the {what} config: "
-            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected "
-            f"(e.g. {unexpected[:2]}): use the config the weights were trained with")
+            f'{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected '
+            f'(e.g. {unexpected[:2]}): use the config the weights were trained with'
+        )
     for key, value in expected.items():
         if list(state[key].shape) != list(value.shape):
             raise UserInputError(
                 f"{what} weights '{path}': {key} has shape {list(state[key].shape)}, the "
                 f"config's model expects {list(value.shape)}: use the config the weights "
-                f"were trained with")
+                f'were trained with'
+            )
     model.set_state_dict(state)
     return path
 
@@ -94,9 +99,10 @@ def save_atomic(final_dir, files):
         previous = checkpoint_dirs(os.path.dirname(final_dir))
         kept = f'; {previous[-1]} is intact' if previous else ''
         raise UserInputError(
-            f"saving {final_dir} failed ({exc.strerror or exc}): free space or fix "
-            f"permissions on {os.path.dirname(final_dir) or '.'}{kept} (resume with "
-            f"--resume_model auto)") from None
+            f'saving {final_dir} failed ({exc.strerror or exc}): free space or fix '
+            f'permissions on {os.path.dirname(final_dir) or "."}{kept} (resume with '
+            f'--resume_model auto)'
+        ) from None
     _replace_dir(tmp_dir, final_dir)
     _fsync(os.path.dirname(os.path.abspath(final_dir)))
 
@@ -132,9 +138,11 @@ def resume_checkpoint(resume_model, save_dir):
                 logger.warning(f'--resume_model auto: skipping checkpoint {folder}: {exc}')
         return None, None
     if not os.path.isfile(os.path.join(resume_model, 'train_state.pdstates')):
-        raise UserInputError(f"--resume_model '{resume_model}' is not a complete checkpoint "
-                             f"(needs {', '.join(CHECKPOINT_FILES)}): pass a save_dir/iter_N "
-                             f"folder or 'auto'")
+        raise UserInputError(
+            f"--resume_model '{resume_model}' is not a complete checkpoint "
+            f'(needs {", ".join(CHECKPOINT_FILES)}): pass a save_dir/iter_N '
+            f"folder or 'auto'"
+        )
     return resume_model, read_checkpoint(resume_model)
 
 

@@ -4,6 +4,7 @@ Batch k is a function of (seed, k) alone, and so is every random transform of ev
 sample: a run resumed at iteration k sees the same data as an uninterrupted one,
 whatever num_workers is.
 """
+
 import random
 
 import numpy as np
@@ -24,13 +25,13 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
     batch of an epoch is dropped. Items are (sample index, epoch) pairs.
     """
 
-    def __init__(self, num_samples, batch_size, iters, seed, start_iter=0, rank=0,
-                 world_size=1):
+    def __init__(self, num_samples, batch_size, iters, seed, start_iter=0, rank=0, world_size=1):
         global_batch = batch_size * world_size
         if num_samples < global_batch:
             raise UserInputError(
-                f"the training set has {num_samples} images, fewer than batch_size "
-                f"{batch_size} x {world_size} processes: lower batch_size or add images")
+                f'the training set has {num_samples} images, fewer than batch_size '
+                f'{batch_size} x {world_size} processes: lower batch_size or add images'
+            )
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.iters = iters
@@ -49,10 +50,11 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
             epoch, position = divmod(iteration, self.batches_per_epoch)
             if epoch != permutation_epoch:
                 permutation = np.random.default_rng([self.seed, epoch]).permutation(
-                    self.num_samples)
+                    self.num_samples
+                )
                 permutation_epoch = epoch
             start = position * self.global_batch + self.rank * self.batch_size
-            yield [(int(i), epoch) for i in permutation[start:start + self.batch_size]]
+            yield [(int(i), epoch) for i in permutation[start : start + self.batch_size]]
 
 
 # The fields of a training sample, in order; a sample whose dataset tracks sources

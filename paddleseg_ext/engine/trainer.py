@@ -8,6 +8,7 @@ which train beside them without shipping (`auxiliary`, kept in the checkpoint's 
 state), whether data parallelism must allow unused parameters, and what the run log
 records about it (`run_info()`).
 """
+
 import json
 import math
 import os
@@ -24,8 +25,12 @@ from paddleseg.utils import logger
 
 from paddleseg_ext.amp import amp_enabled, autocast
 from paddleseg_ext.engine import checkpoint
-from paddleseg_ext.engine.sampling import (SAMPLE_FIELDS, ResumableBatchSampler, SeededSamples,
-                                           iteration_seed)
+from paddleseg_ext.engine.sampling import (
+    SAMPLE_FIELDS,
+    ResumableBatchSampler,
+    SeededSamples,
+    iteration_seed,
+)
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation import task_of
 
@@ -48,6 +53,7 @@ class TrainOptions:
 @dataclass
 class Progress:
     """Where a run stands; with the seed, all a checkpoint needs to continue it exactly."""
+
     seed: int
     iter: int = 0
     best_score: float = -1.0  # the task's primary metric (mIoU, top-1) of best_model
@@ -57,6 +63,7 @@ class Progress:
 @dataclass
 class LogWindow:
     """What the next [TRAIN] line averages: loss sums and costs since the last one."""
+
     sums: dict = field(default_factory=dict)
     count: int = 0
     batch_cost: float = 0.0
@@ -84,8 +91,10 @@ def batches(samples, sampler, num_workers):
     if num_workers > 0:
         return _worker_batches(samples, sampler, num_workers)
     collate = paddle.io.dataloader.collate.default_collate_fn
-    return ([paddle.to_tensor(field) for field in collate([samples[key] for key in keys])]
-            for keys in sampler)
+    return (
+        [paddle.to_tensor(field) for field in collate([samples[key] for key in keys])]
+        for keys in sampler
+    )
 
 
 def _worker_batches(samples, sampler, num_workers):
@@ -102,8 +111,13 @@ def _worker_batches(samples, sampler, num_workers):
 
     threading.excepthook = quiet_when_reported
     try:
-        yield from paddle.io.DataLoader(samples, batch_sampler=sampler, num_workers=num_workers,
-                                        return_list=True, persistent_workers=True)
+        yield from paddle.io.DataLoader(
+            samples,
+            batch_sampler=sampler,
+            num_workers=num_workers,
+            return_list=True,
+            persistent_workers=True,
+        )
     except Exception:
         with open(samples.error_file) as f:
             message = f.read()
@@ -176,6 +190,7 @@ class RunLog:
             self.jsonl = open(os.path.join(self.save_dir, 'train_log.jsonl'), 'a')
             if self.use_vdl:
                 from visualdl import LogWriter
+
                 self.vdl = LogWriter(self.save_dir)
         if self.header is not None:
             header = self.header()
@@ -221,24 +236,33 @@ class Trainer:
         model = self.model
         if self.world_size > 1:
             model = paddle.DataParallel(
-                self.model, find_unused_parameters=self.model.find_unused_parameters)
+                self.model, find_unused_parameters=self.model.find_unused_parameters
+            )
         train_dataset = self.builder.train_dataset
-        sampler = ResumableBatchSampler(len(train_dataset), self.config.batch_size, self.iters,
-                                        progress.seed, progress.iter, self.rank, self.world_size)
+        sampler = ResumableBatchSampler(
+            len(train_dataset),
+            self.config.batch_size,
+            self.iters,
+            progress.seed,
+            progress.iter,
+            self.rank,
+            self.world_size,
+        )
         samples = SeededSamples(train_dataset, progress.seed)
         scaler = self._grad_scaler(saved_state)
         run_info = self.model.run_info()
         if run_info:
             logger.info('Run: ' + ', '.join(f'{k} {v}' for k, v in run_info.items()))
-        run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer,
-                         header=self.model.run_info)
+        run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer, header=self.model.run_info)
         stop = StopRequest()
         self.model.train()
         window = LogWindow()
         tic, cpu_tic = time.time(), time.process_time()
-        logger.info(f'Training {self.iters} iterations from iter {progress.iter}, '
-                    f'{self.world_size} process(es), seed {progress.seed}, '
-                    f'device {paddle.get_device()}')
+        logger.info(
+            f'Training {self.iters} iterations from iter {progress.iter}, '
+            f'{self.world_size} process(es), seed {progress.seed}, '
+            f'device {paddle.get_device()}'
+        )
         try:
             for fields in batches(samples, sampler, opts.num_workers):
                 window.reader_cost += time.time() - tic
@@ -251,24 +275,35 @@ class Trainer:
                     window = LogWindow()
 
                 stopping = stop.requested(self.world_size)
-                if (progress.iter % opts.save_interval == 0 or progress.iter == self.iters
-                        or stopping):
+                if (
+                    progress.iter % opts.save_interval == 0
+                    or progress.iter == self.iters
+                    or stopping
+                ):
                     if opts.do_eval and not stopping:
                         self._evaluate(progress, run_log)
                         self.model.train()
                     if self.is_writer:
                         self._save_checkpoint(progress, optimizer, scaler)
                     if stopping:
-                        logger.info(f'Stopped by {stop.signal_name} after iter {progress.iter}; '
-                                    f'checkpoint saved. Resume with the same command plus '
-                                    f'--resume_model auto')
+                        logger.info(
+                            f'Stopped by {stop.signal_name} after iter {progress.iter}; '
+                            f'checkpoint saved. Resume with the same command plus '
+                            f'--resume_model auto'
+                        )
                         return
                 tic, cpu_tic = time.time(), time.process_time()
         finally:
             run_log.close()
-        logger.info(f'Training finished at iter {progress.iter}'
-                    + (f', best val {self.task.primary_label} {progress.best_score:.4f} at '
-                       f'iter {progress.best_iter}' if progress.best_iter > 0 else ''))
+        logger.info(
+            f'Training finished at iter {progress.iter}'
+            + (
+                f', best val {self.task.primary_label} {progress.best_score:.4f} at '
+                f'iter {progress.best_iter}'
+                if progress.best_iter > 0
+                else ''
+            )
+        )
 
     def _restore(self, optimizer):
         """Progress from --resume_model (weights, optimizer, auxiliary layers loaded) or a
@@ -277,25 +312,36 @@ class Trainer:
         resume_dir, saved = checkpoint.resume_checkpoint(opts.resume_model, opts.save_dir)
         if resume_dir is None:
             if opts.resume_model == 'auto':
-                logger.info(f'--resume_model auto: no checkpoint in {opts.save_dir}, '
-                            f'starting fresh')
+                logger.info(
+                    f'--resume_model auto: no checkpoint in {opts.save_dir}, starting fresh'
+                )
             seed = opts.seed if opts.seed is not None else self._shared_random_seed()
             return Progress(seed=seed), {}
         state = saved['train_state.pdstates']
-        checkpoint.set_weights(self.model.deployable, saved['model.pdparams'],
-                               os.path.join(resume_dir, 'model.pdparams'))
+        checkpoint.set_weights(
+            self.model.deployable,
+            saved['model.pdparams'],
+            os.path.join(resume_dir, 'model.pdparams'),
+        )
         optimizer.set_state_dict(saved['model.pdopt'])
         self.model.auxiliary.set_state_dict(state['auxiliary'])
-        progress = Progress(seed=state['seed'], iter=state['iter'],
-                            # 'best_miou': checkpoints written before classification
-                            best_score=state.get('best_score', state.get('best_miou')),
-                            best_iter=state['best_iter'])
-        logger.info(f'Resumed from {resume_dir} at iter {progress.iter} '
-                    f'(best {self.task.primary_label} so far {progress.best_score:.4f})')
+        progress = Progress(
+            seed=state['seed'],
+            iter=state['iter'],
+            # 'best_miou': checkpoints written before classification
+            best_score=state.get('best_score', state.get('best_miou')),
+            best_iter=state['best_iter'],
+        )
+        logger.info(
+            f'Resumed from {resume_dir} at iter {progress.iter} '
+            f'(best {self.task.primary_label} so far {progress.best_score:.4f})'
+        )
         if state.get('iters') not in (None, self.iters):
-            logger.warning(f"the checkpoint's run had --iters {state['iters']}, this one "
-                           f"{self.iters}: the learning-rate schedule differs from an "
-                           f"uninterrupted run")
+            logger.warning(
+                f"the checkpoint's run had --iters {state['iters']}, this one "
+                f'{self.iters}: the learning-rate schedule differs from an '
+                f'uninterrupted run'
+            )
         return progress, state
 
     def _grad_scaler(self, saved_state):
@@ -335,25 +381,33 @@ class Trainer:
         for name, value in values.items():
             if not math.isfinite(value):
                 raise NonFiniteLossError(
-                    f"iter {progress.iter}: loss term {name} is {value}: lower the learning "
-                    f"rate or that term's coef; checkpoints in {self.options.save_dir} are kept")
+                    f'iter {progress.iter}: loss term {name} is {value}: lower the learning '
+                    f"rate or that term's coef; checkpoints in {self.options.save_dir} are kept"
+                )
         return values, lr
 
     def _evaluate(self, progress, run_log):
         """Val metrics of the model; best_model is replaced only by a better one (by the
         task's primary metric)."""
-        metrics = self.task.evaluate(self.model, self.builder.val_dataset,
-                                     num_workers=self.options.num_workers,
-                                     precision=self.options.precision)
+        metrics = self.task.evaluate(
+            self.model,
+            self.builder.val_dataset,
+            num_workers=self.options.num_workers,
+            precision=self.options.precision,
+        )
         run_log.record(progress.iter, 'Evaluate', self.task.log_record(metrics))
         score = metrics[self.task.primary]
         if score > progress.best_score:
             progress.best_score, progress.best_iter = score, progress.iter
             if self.is_writer:
-                checkpoint.save_atomic(os.path.join(self.options.save_dir, 'best_model'),
-                                       {'model.pdparams': self.model.deployable.state_dict()})
-        logger.info(f'[EVAL] The model with the best validation {self.task.primary_label} '
-                    f'({progress.best_score:.4f}) was saved at iter {progress.best_iter}.')
+                checkpoint.save_atomic(
+                    os.path.join(self.options.save_dir, 'best_model'),
+                    {'model.pdparams': self.model.deployable.state_dict()},
+                )
+        logger.info(
+            f'[EVAL] The model with the best validation {self.task.primary_label} '
+            f'({progress.best_score:.4f}) was saved at iter {progress.best_iter}.'
+        )
 
     def _shared_random_seed(self):
         """A fresh seed, the same on every rank (they must agree on the data order)."""
@@ -364,16 +418,24 @@ class Trainer:
 
     def _save_checkpoint(self, progress, optimizer, scaler):
         iteration = progress.iter
-        state = {'iter': iteration, 'iters': self.iters, 'seed': progress.seed,
-                 'best_score': progress.best_score, 'best_iter': progress.best_iter,
-                 'auxiliary': self.model.auxiliary.state_dict()}
+        state = {
+            'iter': iteration,
+            'iters': self.iters,
+            'seed': progress.seed,
+            'best_score': progress.best_score,
+            'best_iter': progress.best_iter,
+            'auxiliary': self.model.auxiliary.state_dict(),
+        }
         if scaler is not None:
             state['scaler'] = scaler.state_dict()
         checkpoint.save_atomic(
             os.path.join(self.options.save_dir, f'iter_{iteration}'),
-            {'model.pdparams': self.model.deployable.state_dict(),
-             'model.pdopt': optimizer.state_dict(),
-             'train_state.pdstates': state})
+            {
+                'model.pdparams': self.model.deployable.state_dict(),
+                'model.pdopt': optimizer.state_dict(),
+                'train_state.pdstates': state,
+            },
+        )
         checkpoint.prune_checkpoints(self.options.save_dir, self.options.keep_checkpoint_max)
 
     def _log_train(self, iteration, window, lr, run_log):
@@ -384,17 +446,27 @@ class Trainer:
         ips = self.config.batch_size * self.world_size / batch_cost
         eta = int((self.iters - iteration) * batch_cost)
         epoch = (iteration - 1) * self.config.batch_size * self.world_size // len(
-            self.builder.train_dataset) + 1
-        parts = ', '.join(f'{name}: {value:.4f}' for name, value in means.items()
-                          if name != 'loss')
+            self.builder.train_dataset
+        ) + 1
+        parts = ', '.join(f'{name}: {value:.4f}' for name, value in means.items() if name != 'loss')
         logger.info(
             f'[TRAIN] epoch: {epoch}, iter: {iteration}/{self.iters}, '
             f'loss: {means["loss"]:.4f} ({parts}), lr: {lr:.6f}, batch_cost: {batch_cost:.4f}, '
             f'reader_cost: {reader_cost:.5f}, ips: {ips:.4f} samples/sec | '
-            f'ETA {eta // 3600:02d}:{eta % 3600 // 60:02d}:{eta % 60:02d}')
-        run_log.record(iteration, 'Train', {**means, 'lr': lr, 'batch_cost': batch_cost,
-                                            'reader_cost': reader_cost, 'ips': ips,
-                                            'cpu_util': cpu_util})
+            f'ETA {eta // 3600:02d}:{eta % 3600 // 60:02d}:{eta % 60:02d}'
+        )
+        run_log.record(
+            iteration,
+            'Train',
+            {
+                **means,
+                'lr': lr,
+                'batch_cost': batch_cost,
+                'reader_cost': reader_cost,
+                'ips': ips,
+                'cpu_util': cpu_util,
+            },
+        )
 
 
 def _check_writable(save_dir):
@@ -409,5 +481,6 @@ def _check_writable(save_dir):
         if created:
             os.rmdir(save_dir)
     except OSError as exc:
-        raise UserInputError(f"save_dir '{save_dir}' cannot be written ({exc.strerror}): "
-                             f"choose another --save_dir") from None
+        raise UserInputError(
+            f"save_dir '{save_dir}' cannot be written ({exc.strerror}): choose another --save_dir"
+        ) from None

@@ -11,6 +11,7 @@ are averaged; paddleseg 2.8's aug_inference averages raw logits instead) and --i
 (sliding-window inference: overlapping window logits averaged, paddleseg's
 slide_inference, which works on paddle 2.6).
 """
+
 import contextlib
 import dataclasses
 from typing import Optional, Sequence, Tuple
@@ -36,6 +37,7 @@ class InferenceOptions:
     is_slide: predict windows of crop_size (w, h) every stride (w, h) and average the
         overlapping logits.
     """
+
     aug_eval: bool = False
     scales: Sequence[float] = (1.0,)
     flip_horizontal: bool = False
@@ -47,28 +49,36 @@ class InferenceOptions:
     def __post_init__(self):
         scales = [self.scales] if isinstance(self.scales, (int, float)) else list(self.scales)
         if not scales or any(not scale > 0 for scale in scales):
-            raise UserInputError(f"--scales {scales}: give one or more positive factors, "
-                                 f"e.g. --scales 0.75 1.0 1.25")
+            raise UserInputError(
+                f'--scales {scales}: give one or more positive factors, e.g. --scales 0.75 1.0 1.25'
+            )
         object.__setattr__(self, 'scales', tuple(float(scale) for scale in scales))
-        if not self.aug_eval and (self.flip_horizontal or self.flip_vertical
-                                  or self.scales != (1.0,)):
-            raise UserInputError("--flip_horizontal, --flip_vertical and --scales apply with "
-                                 "--aug_eval only: add --aug_eval")
+        if not self.aug_eval and (
+            self.flip_horizontal or self.flip_vertical or self.scales != (1.0,)
+        ):
+            raise UserInputError(
+                '--flip_horizontal, --flip_vertical and --scales apply with '
+                '--aug_eval only: add --aug_eval'
+            )
         if self.is_slide:
             for name in ('crop_size', 'stride'):
                 value = getattr(self, name)
                 if value is None or len(value) != 2 or min(value) <= 0:
-                    raise UserInputError(f"--is_slide needs --{name} W H (two positive "
-                                         f"integers), got {value}")
+                    raise UserInputError(
+                        f'--is_slide needs --{name} W H (two positive integers), got {value}'
+                    )
             if self.stride[0] > self.crop_size[0] or self.stride[1] > self.crop_size[1]:
-                raise UserInputError(f"--stride {list(self.stride)} is larger than --crop_size "
-                                     f"{list(self.crop_size)}: windows would leave pixels "
-                                     f"unpredicted; use a stride <= crop size")
+                raise UserInputError(
+                    f'--stride {list(self.stride)} is larger than --crop_size '
+                    f'{list(self.crop_size)}: windows would leave pixels '
+                    f'unpredicted; use a stride <= crop size'
+                )
             object.__setattr__(self, 'crop_size', tuple(int(v) for v in self.crop_size))
             object.__setattr__(self, 'stride', tuple(int(v) for v in self.stride))
         elif self.crop_size is not None or self.stride is not None:
-            raise UserInputError("--crop_size and --stride apply with --is_slide only: add "
-                                 "--is_slide")
+            raise UserInputError(
+                '--crop_size and --stride apply with --is_slide only: add --is_slide'
+            )
 
     @property
     def is_plain(self):
@@ -78,8 +88,9 @@ class InferenceOptions:
 def _logits(model, image, options):
     """Main logits (N, C, H, W) of one input, by sliding window where asked."""
     if options.is_slide:
-        logits = paddleseg_infer.slide_inference(model, image, crop_size=options.crop_size,
-                                                 stride=options.stride)
+        logits = paddleseg_infer.slide_inference(
+            model, image, crop_size=options.crop_size, stride=options.stride
+        )
     else:
         logits = model(image)[0]
     return logits.astype('float32')
@@ -101,8 +112,7 @@ def infer_scores(model, image, options):
     flips = paddleseg_infer.flip_combination(options.flip_horizontal, options.flip_vertical)
     for scale in options.scales:
         size = [max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))]
-        scaled = image if size == [height, width] else F.interpolate(image, size,
-                                                                     mode='bilinear')
+        scaled = image if size == [height, width] else F.interpolate(image, size, mode='bilinear')
         for flip in flips:
             logits = _logits(model, paddleseg_infer.tensor_flip(scaled, flip), options)
             logits = paddleseg_infer.tensor_flip(logits, flip)
@@ -136,8 +146,12 @@ def _iterate_samples(dataset, indices, num_workers):
     """Yields (image batch of one, label as HxW numpy array, trans_info) per index."""
     if num_workers > 0:
         loader = paddle.io.DataLoader(
-            paddle.io.Subset(dataset, list(indices)), batch_size=1, shuffle=False,
-            num_workers=num_workers, return_list=True)
+            paddle.io.Subset(dataset, list(indices)),
+            batch_size=1,
+            shuffle=False,
+            num_workers=num_workers,
+            return_list=True,
+        )
         for batch in loader:
             # The collated trans_info (nested lists of tensors) is a form reverse_transform reads.
             yield batch['img'], batch['label'].numpy()[0, 0], batch['trans_info']
@@ -170,16 +184,22 @@ def _sum_over_ranks(cm):
 
 def _log_summary(results):
     logger.info(
-        "[EVAL] #Images: {} mIoU: {:.4f} Acc: {:.4f} Kappa: {:.4f} Dice: {:.4f}".format(
-            results['num_images'], results['miou'], results['acc'], results['kappa'],
-            results['dice']))
-    logger.info("[EVAL] Class IoU: \n" + str(np.round(results['class_iou'], 4)))
-    logger.info("[EVAL] Class Precision: \n" + str(np.round(results['class_precision'], 4)))
-    logger.info("[EVAL] Class Recall: \n" + str(np.round(results['class_recall'], 4)))
+        '[EVAL] #Images: {} mIoU: {:.4f} Acc: {:.4f} Kappa: {:.4f} Dice: {:.4f}'.format(
+            results['num_images'],
+            results['miou'],
+            results['acc'],
+            results['kappa'],
+            results['dice'],
+        )
+    )
+    logger.info('[EVAL] Class IoU: \n' + str(np.round(results['class_iou'], 4)))
+    logger.info('[EVAL] Class Precision: \n' + str(np.round(results['class_precision'], 4)))
+    logger.info('[EVAL] Class Recall: \n' + str(np.round(results['class_recall'], 4)))
 
 
-def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32',
-             inference=None, limit=None):
+def evaluate(
+    model, dataset, num_workers=0, print_detail=True, precision='fp32', inference=None, limit=None
+):
     """Evaluates `model` on a PaddleSeg dataset in 'val' mode, one image at a time.
 
     Args:
@@ -199,11 +219,15 @@ def evaluate(model, dataset, num_workers=0, print_detail=True, precision='fp32',
         dict: `segmentation_metrics` keys plus `num_images`.
     """
     if precision not in AMP_DTYPES:
-        raise ValueError(f"precision must be one of {sorted(AMP_DTYPES)}, got {precision!r}")
+        raise ValueError(f'precision must be one of {sorted(AMP_DTYPES)}, got {precision!r}')
     with eval_mode(model), paddle.no_grad():
         return evaluate_predictions(
             lambda image, trans_info: _predict(model, image, trans_info, precision, inference),
-            dataset, num_workers, print_detail, limit)
+            dataset,
+            num_workers,
+            print_detail,
+            limit,
+        )
 
 
 def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True, limit=None):
@@ -220,7 +244,7 @@ def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True,
     rank_indices = range(rank, count, world_size)
 
     if print_detail and rank == 0:
-        logger.info(f"Start evaluating (total_samples: {count}) ...")
+        logger.info(f'Start evaluating (total_samples: {count}) ...')
     cm = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
     for image, label, trans_info in _iterate_samples(dataset, rank_indices, num_workers):
         pred = predict_ids(image, trans_info)
@@ -238,8 +262,11 @@ def evaluate_predictions(predict_ids, dataset, num_workers=0, print_detail=True,
 def constant_prediction_metrics(dataset, class_id=0, limit=None):
     """The metrics of predicting `class_id` at every pixel (e.g. background only): the
     floor a trained model has to clear on this val set (its first `limit` images)."""
+
     def predict_ids(image, trans_info):
         constant = paddle.full([1, 1, *image.shape[2:]], float(class_id))
-        return reverse_transform(constant, trans_info, mode='nearest').numpy()[0, 0].astype(
-            np.int64)
+        return (
+            reverse_transform(constant, trans_info, mode='nearest').numpy()[0, 0].astype(np.int64)
+        )
+
     return evaluate_predictions(predict_ids, dataset, print_detail=False, limit=limit)

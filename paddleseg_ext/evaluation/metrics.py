@@ -6,6 +6,7 @@ from both prediction and label, so its union is 0) scores 0 for IoU, dice, preci
 recall, and still counts in the means. mIoU is therefore lowered by classes that never
 occur, exactly as PaddleSeg reports it.
 """
+
 import numpy as np
 
 
@@ -13,8 +14,9 @@ def _check_range(values, num_classes, what):
     out_of_range = values[(values < 0) | (values >= num_classes)]
     if out_of_range.size:
         raise ValueError(
-            f"{what} value(s) {np.unique(out_of_range).tolist()} outside "
-            f"[0, {num_classes}) for num_classes={num_classes}")
+            f'{what} value(s) {np.unique(out_of_range).tolist()} outside '
+            f'[0, {num_classes}) for num_classes={num_classes}'
+        )
 
 
 def confusion_matrix(pred, label, num_classes, ignore_index=255):
@@ -37,7 +39,7 @@ def confusion_matrix(pred, label, num_classes, ignore_index=255):
     pred = np.asarray(pred)
     label = np.asarray(label)
     if pred.shape != label.shape:
-        raise ValueError(f"pred shape {pred.shape} differs from label shape {label.shape}")
+        raise ValueError(f'pred shape {pred.shape} differs from label shape {label.shape}')
     # int64 before any arithmetic: labels are often uint8, where label * num_classes wraps.
     kept = label != ignore_index
     label = label[kept].astype(np.int64)
@@ -52,8 +54,7 @@ def _safe_divide(numerator, denominator):
     """Element-wise division giving 0 where the denominator is 0 (PaddleSeg's convention)."""
     numerator = np.asarray(numerator, dtype=np.float64)
     denominator = np.asarray(denominator, dtype=np.float64)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator),
-                     where=denominator != 0)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
 
 
 def _cohen_kappa(intersect_area, pred_area, label_area, total):
@@ -78,7 +79,7 @@ def segmentation_metrics(cm):
     """
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-        raise ValueError(f"confusion matrix must be square, got shape {cm.shape}")
+        raise ValueError(f'confusion matrix must be square, got shape {cm.shape}')
     # float64 throughout: pred_area * label_area overflows int64 on large datasets.
     cm = cm.astype(np.float64)
     intersect_area = np.diag(cm)

@@ -1,5 +1,6 @@
 """What a dataset's task is scored by: its evaluator, its primary metric (which chooses
 best_model) and the metric names in logs, train_log.jsonl and val.py's --json."""
+
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
@@ -25,11 +26,22 @@ class Task:
         return next(name for name, key in self.logged.items() if key == self.primary)
 
 
-SEGMENTATION = Task('segmentation', evaluate, 'miou', 'mIoU',
-                    {'mIoU': 'miou', 'Acc': 'acc', 'Kappa': 'kappa', 'Dice': 'dice'},
-                    ('miou', 'acc', 'kappa', 'dice', 'class_iou', 'num_images'))
-CLASSIFICATION = Task('classification', evaluate_classification, 'top1', 'top-1',
-                      {'Top1': 'top1', 'Top5': 'top5'}, ('top1', 'top5', 'num_images'))
+SEGMENTATION = Task(
+    'segmentation',
+    evaluate,
+    'miou',
+    'mIoU',
+    {'mIoU': 'miou', 'Acc': 'acc', 'Kappa': 'kappa', 'Dice': 'dice'},
+    ('miou', 'acc', 'kappa', 'dice', 'class_iou', 'num_images'),
+)
+CLASSIFICATION = Task(
+    'classification',
+    evaluate_classification,
+    'top1',
+    'top-1',
+    {'Top1': 'top1', 'Top5': 'top5'},
+    ('top1', 'top5', 'num_images'),
+)
 TASKS = {task.name: task for task in (SEGMENTATION, CLASSIFICATION)}
 
 

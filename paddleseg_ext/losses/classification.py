@@ -1,4 +1,5 @@
 """Cross-entropy for classification logits: paddleseg's CrossEntropyLoss takes NCHW maps."""
+
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
@@ -15,7 +16,10 @@ class CELoss(nn.Layer):
 
     def forward(self, logit, label):
         if logit.ndim != 2:
-            raise ValueError(f'CELoss takes [N, C] classification logits, got shape '
-                             f'{logit.shape}: use CrossEntropyLoss for segmentation')
-        return F.cross_entropy(logit, label.reshape([-1]).astype('int64'),
-                               ignore_index=self.ignore_index)
+            raise ValueError(
+                f'CELoss takes [N, C] classification logits, got shape '
+                f'{logit.shape}: use CrossEntropyLoss for segmentation'
+            )
+        return F.cross_entropy(
+            logit, label.reshape([-1]).astype('int64'), ignore_index=self.ignore_index
+        )

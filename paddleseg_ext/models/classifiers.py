@@ -2,6 +2,7 @@
 `in_channels` from YAML, outputs in paddleseg's form (a list whose first element is the
 main logits, here [N, num_classes]), so the engine, evaluation, teacher and distillation
 terms take them as they take a segmentation model."""
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -35,8 +36,7 @@ class _Classifier(nn.Layer):
 def _check_positive(name, **values):
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserInputError(f"model {name}: {key} must be a positive integer, "
-                                 f"got {value!r}")
+            raise UserInputError(f'model {name}: {key} must be a positive integer, got {value!r}')
 
 
 class _ResNet(VisionResNet):
@@ -54,8 +54,9 @@ class _ResNet(VisionResNet):
         self.base_width = 64  # bottleneck inner width = its stage width, as published
         self.dilation = 1
         self.inplanes = width
-        self.conv1 = nn.Conv2D(in_channels, width, kernel_size=7, stride=2, padding=3,
-                               bias_attr=False)
+        self.conv1 = nn.Conv2D(
+            in_channels, width, kernel_size=7, stride=2, padding=3, bias_attr=False
+        )
         self.bn1 = nn.BatchNorm2D(width)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
@@ -73,8 +74,7 @@ class ResNet50(_Classifier):
     published)."""
 
     def __init__(self, num_classes, in_channels=3, width=64, pretrained=None):
-        _check_positive('ResNet50', num_classes=num_classes, in_channels=in_channels,
-                        width=width)
+        _check_positive('ResNet50', num_classes=num_classes, in_channels=in_channels, width=width)
         super().__init__(_ResNet(50, num_classes, in_channels, width), in_channels, pretrained)
 
 
@@ -83,8 +83,7 @@ class ResNet18(_Classifier):
     """paddle.vision's resnet18 (basic blocks 2-2-2-2); width as ResNet50's."""
 
     def __init__(self, num_classes, in_channels=3, width=64, pretrained=None):
-        _check_positive('ResNet18', num_classes=num_classes, in_channels=in_channels,
-                        width=width)
+        _check_positive('ResNet18', num_classes=num_classes, in_channels=in_channels, width=width)
         super().__init__(_ResNet(18, num_classes, in_channels, width), in_channels, pretrained)
 
 
@@ -100,17 +99,26 @@ class _DepthwiseConv2D(nn.Conv2D):
         padding = self._padding
         if isinstance(padding, int):
             padding = [padding, padding]
-        if (not paddle.in_dynamic_mode() or not paddle.get_device().startswith('cpu')
-                or self._data_format != 'NCHW'
-                or self._padding_mode != 'zeros' or len(padding) != 2):
+        if (
+            not paddle.in_dynamic_mode()
+            or not paddle.get_device().startswith('cpu')
+            or self._data_format != 'NCHW'
+            or self._padding_mode != 'zeros'
+            or len(padding) != 2
+        ):
             return super().forward(x)
         n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = (self._kernel_size, self._stride,
-                                                  self._dilation, padding)
+        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = (
+            self._kernel_size,
+            self._stride,
+            self._dilation,
+            padding,
+        )
         out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        columns = F.unfold(x, [kh, kw], strides=[sh, sw], paddings=[ph, pw],
-                           dilations=[dh, dw]).reshape([n, c, kh * kw, out_h * out_w])
+        columns = F.unfold(
+            x, [kh, kw], strides=[sh, sw], paddings=[ph, pw], dilations=[dh, dw]
+        ).reshape([n, c, kh * kw, out_h * out_w])
         out = (columns * self.weight.reshape([1, c, kh * kw, 1])).sum(axis=2)
         return out.reshape([n, c, out_h, out_w])
 
@@ -119,9 +127,12 @@ def _use_depthwise_kernel(net):
     """Swaps each depthwise nn.Conv2D (groups == in == out channels, no bias) of net for
     _DepthwiseConv2D, keeping its parameters."""
     for layer in net.sublayers():
-        if (type(layer) is nn.Conv2D and layer._groups > 1
-                and layer._groups == layer._in_channels == layer._out_channels
-                and layer.bias is None):
+        if (
+            type(layer) is nn.Conv2D
+            and layer._groups > 1
+            and layer._groups == layer._in_channels == layer._out_channels
+            and layer.bias is None
+        ):
             layer.__class__ = _DepthwiseConv2D
 
 
@@ -133,7 +144,8 @@ class MobileNetV1(_Classifier):
         _check_positive('MobileNetV1', num_classes=num_classes, in_channels=in_channels)
         net = VisionMobileNetV1(scale=scale, num_classes=num_classes)
         if in_channels != 3:
-            net.conv1 = ConvNormActivation(in_channels, int(32 * scale), kernel_size=3,
-                                           stride=2, padding=1)
+            net.conv1 = ConvNormActivation(
+                in_channels, int(32 * scale), kernel_size=3, stride=2, padding=1
+            )
         _use_depthwise_kernel(net)
         super().__init__(net, in_channels, pretrained)

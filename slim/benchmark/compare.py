@@ -2,6 +2,7 @@
 
 Shared by tools/demo.py (one seed, a report) and tools/benchmark_quality.py (K seeds).
 """
+
 import hashlib
 import json
 import os
@@ -28,12 +29,15 @@ def ensure_data(setup):
                 print(f"Writing scikit-learn's digits to {root}", flush=True)
                 write_digits(root)
         return
-    for root, n_images, seed, val_fraction in ((setup.data, 200, 0, 0.2),
-                                               (setup.teacher_data, 1000, 7, 0.01)):
+    for root, n_images, seed, val_fraction in (
+        (setup.data, 200, 0, 0.2),
+        (setup.teacher_data, 1000, 7, 0.01),
+    ):
         if not os.path.isfile(list_file(root, 'train')):
             print(f'Preparing {n_images} synthetic optic disc images in {root}', flush=True)
-            make_synthetic(root, n=n_images, seed=seed, val_fraction=val_fraction,
-                           workers=os.cpu_count() or 1)
+            make_synthetic(
+                root, n=n_images, seed=seed, val_fraction=val_fraction, workers=os.cpu_count() or 1
+            )
 
 
 def train_teacher(setup, out_dir, iters, seed):
@@ -41,11 +45,22 @@ def train_teacher(setup, out_dir, iters, seed):
     task = TASKS[setup.task]
     run_dir = os.path.join(out_dir, 'teacher')
     print(f'Training the teacher ({setup.teacher_config}, {iters} iters)', flush=True)
-    seconds = train(run_dir, setup.teacher_config, iters, seed,
-                    data_opts(setup.teacher_data, setup.data, setup.task), 'teacher',
-                    evaluations=setup.evaluations, cpu_threads=setup.cpu_threads)
-    return {'weights': os.path.join(run_dir, 'best_model', 'model.pdparams'),
-            'run_dir': run_dir, 'curve': val_curve(run_dir, task), 'seconds': seconds}
+    seconds = train(
+        run_dir,
+        setup.teacher_config,
+        iters,
+        seed,
+        data_opts(setup.teacher_data, setup.data, setup.task),
+        'teacher',
+        evaluations=setup.evaluations,
+        cpu_threads=setup.cpu_threads,
+    )
+    return {
+        'weights': os.path.join(run_dir, 'best_model', 'model.pdparams'),
+        'run_dir': run_dir,
+        'curve': val_curve(run_dir, task),
+        'seconds': seconds,
+    }
 
 
 def given_teacher(weights):
@@ -58,8 +73,9 @@ def score_teacher(setup, teacher):
     weights by val.py."""
     task = TASKS[setup.task]
     if teacher['run_dir']:
-        return best_score(teacher['run_dir'], setup.teacher_config, setup.data, task,
-                          setup.score_with_val_py)
+        return best_score(
+            teacher['run_dir'], setup.teacher_config, setup.data, task, setup.score_with_val_py
+        )
     weights = teacher['weights']
     out = os.path.join(os.path.dirname(os.path.abspath(weights)), 'teacher_metrics.json')
     return val_score(setup.teacher_config, weights, out, setup.data, task)
@@ -72,16 +88,22 @@ def run_key(setup, seed, iters, teacher_weights=None):
     ignores them), so the recipes of one student share their student-alone runs."""
     import paddleseg_ext  # noqa: F401  (before paddle)
     from paddleseg_ext.config import load_config
+
     config = load_config(setup.student_config).dic
     payload = {'seed': seed, 'iters': iters, 'data': os.path.abspath(setup.data)}
     if teacher_weights is None:
-        payload['config'] = {key: value for key, value in config.items()
-                             if key not in ('distill_loss', 'distill_features')}
+        payload['config'] = {
+            key: value
+            for key, value in config.items()
+            if key not in ('distill_loss', 'distill_features')
+        }
     else:
         weights = os.path.abspath(teacher_weights)
-        payload.update(config=config, teacher=load_config(setup.teacher_config).dic['model'],
-                       teacher_weights=[weights, os.path.getsize(weights),
-                                        os.path.getmtime(weights)])
+        payload.update(
+            config=config,
+            teacher=load_config(setup.teacher_config).dic['model'],
+            teacher_weights=[weights, os.path.getsize(weights), os.path.getmtime(weights)],
+        )
         if setup.teacher_cache:  # float16 teacher outputs: not the online run's digits
             payload['teacher_cache'] = True
     text = json.dumps(payload, sort_keys=True, default=str)
@@ -94,39 +116,56 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     record.json holds the figures); an interrupted one resumes from its newest checkpoint
     (with the same weights as an uninterrupted run)."""
     kind = 'student' if teacher_weights is None else f'distilled_{setup.recipe}'
-    run_dir = os.path.join(runs_dir, f'{kind}_seed{seed}_'
-                                     f'{run_key(setup, seed, iters, teacher_weights)}')
+    run_dir = os.path.join(
+        runs_dir, f'{kind}_seed{seed}_{run_key(setup, seed, iters, teacher_weights)}'
+    )
     record_path = os.path.join(run_dir, 'record.json')
     title = 'student alone' if teacher_weights is None else 'distilled student'
     if os.path.isfile(record_path):
         say(f'Reusing the {title} (seed {seed}, {iters} iters): {run_dir}')
         with open(record_path) as f:
             return json.load(f)
-    resume = os.path.isdir(run_dir) and any(name.startswith('iter_')
-                                            for name in os.listdir(run_dir))
+    resume = os.path.isdir(run_dir) and any(
+        name.startswith('iter_') for name in os.listdir(run_dir)
+    )
     if os.path.isdir(run_dir) and not resume:
         shutil.rmtree(run_dir)
-    say(f"{'Resuming' if resume else 'Training'} the {title} (seed {seed}, {iters} iters, "
-        f"{setup.recipe})")
+    say(
+        f'{"Resuming" if resume else "Training"} the {title} (seed {seed}, {iters} iters, '
+        f'{setup.recipe})'
+    )
     teacher = None if teacher_weights is None else (setup.teacher_config, teacher_weights)
-    cache = (os.path.join(run_dir, 'teacher_cache')
-             if teacher and setup.teacher_cache else None)
+    cache = os.path.join(run_dir, 'teacher_cache') if teacher and setup.teacher_cache else None
     opts = data_opts(setup.data, setup.data, setup.task)
-    seconds = train(run_dir, setup.student_config, iters, seed, opts,
-                    f"{kind.split('_')[0]} s{seed}", teacher=teacher, evaluations=setup.evaluations,
-                    cpu_threads=setup.run_threads(), resume=resume, teacher_cache=cache,
-                    allow_weak_teacher=setup.allow_weak_teacher)
+    seconds = train(
+        run_dir,
+        setup.student_config,
+        iters,
+        seed,
+        opts,
+        f'{kind.split("_")[0]} s{seed}',
+        teacher=teacher,
+        evaluations=setup.evaluations,
+        cpu_threads=setup.run_threads(),
+        resume=resume,
+        teacher_cache=cache,
+        allow_weak_teacher=setup.allow_weak_teacher,
+    )
     task = TASKS[setup.task]
-    record = {'score': best_score(run_dir, setup.student_config, setup.data, task,
-                                  setup.score_with_val_py),
-              'curve': val_curve(run_dir, task), 'seconds': seconds, 'run_dir': run_dir}
+    record = {
+        'score': best_score(
+            run_dir, setup.student_config, setup.data, task, setup.score_with_val_py
+        ),
+        'curve': val_curve(run_dir, task),
+        'seconds': seconds,
+        'run_dir': run_dir,
+    }
     with open(record_path, 'w') as f:
         json.dump(record, f, indent=2)
     return record
 
 
-def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=None,
-                   then=None):
+def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=None, then=None):
     """Each seed's student alone and distilled student, same seed and iteration budget:
     [(alone, distilled)] records. The student alone is looked up in (or trained into)
     student_runs, out_dir by default; the distilled student in out_dir.
@@ -153,18 +192,23 @@ def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=N
 
 def compare(teacher, seed, alone, distilled):
     """One seed's figures: scores, gain, gap closed, curves, seconds, run folders."""
-    result = {'seed': seed, 'teacher': teacher['score'], 'student': alone['score'],
-              'distilled': distilled['score'],
-              'curves': {'student': alone['curve'], 'distilled': distilled['curve']},
-              'seconds': {'student': alone['seconds'], 'distilled': distilled['seconds']},
-              'run_dirs': {'student': alone['run_dir'], 'distilled': distilled['run_dir']}}
+    result = {
+        'seed': seed,
+        'teacher': teacher['score'],
+        'student': alone['score'],
+        'distilled': distilled['score'],
+        'curves': {'student': alone['curve'], 'distilled': distilled['curve']},
+        'seconds': {'student': alone['seconds'], 'distilled': distilled['seconds']},
+        'run_dirs': {'student': alone['run_dir'], 'distilled': distilled['run_dir']},
+    }
     result['gain'] = result['distilled'] - result['student']
     result['gap_closed'] = gap_closed(result['teacher'], result['student'], result['distilled'])
     return result
 
 
-def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=None,
-        student_runs=None):
+def run(
+    setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=None, student_runs=None
+):
     """Data if missing, the teacher (trained once, or given), the students per seed, the
     report; prints the table. student_runs: where student-alone runs are kept and reused
     (out_dir by default). The model card (export, int8, latency) is for segmentation: the
@@ -181,14 +225,24 @@ def run(setup, out_dir, seeds, teacher_iters, student_iters, teacher_weights=Non
         # Needs only the teacher: it runs on the first core the student runs leave free.
         teacher['score'] = score_teacher(setup, teacher)
         if with_card:
-            export_for_card(setup, out_dir, 'teacher', setup.teacher_config,
-                            teacher['weights'])
+            export_for_card(setup, out_dir, 'teacher', setup.teacher_config, teacher['weights'])
 
-    pairs = train_students(setup, out_dir, seeds, student_iters, teacher['weights'],
-                           student_runs, then=teacher_for_report)
-    results = [compare(teacher, seed, alone, distilled)
-               for seed, (alone, distilled) in zip(seeds, pairs)]
+    pairs = train_students(
+        setup,
+        out_dir,
+        seeds,
+        student_iters,
+        teacher['weights'],
+        student_runs,
+        then=teacher_for_report,
+    )
+    results = [
+        compare(teacher, seed, alone, distilled) for seed, (alone, distilled) in zip(seeds, pairs)
+    ]
     card = model_card(setup, out_dir, teacher, results[0]) if with_card else {}
     print(write_report(setup, out_dir, teacher, results, card))
-    print(f'Finished in {time.time() - start:.0f} s; report: {out_dir}/report.md, '
-          f'report.json, report.png', flush=True)
+    print(
+        f'Finished in {time.time() - start:.0f} s; report: {out_dir}/report.md, '
+        f'report.json, report.png',
+        flush=True,
+    )

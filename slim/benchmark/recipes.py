@@ -1,32 +1,42 @@
 """What a benchmark compares: the task, the teacher and student configs, the recipe, the
 data and the budgets."""
+
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 CPU_CONFIGS = os.path.join('configs', 'cpu')
 TEACHER_CONFIG = os.path.join(
-    CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_moredata.yml')
+    CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_moredata.yml'
+)
 # The compressed pair: DeepLabV3P ResNet18_vd (teacher) -> MobileSeg MobileNetV3_large.
-STUDENT_CONFIG = os.path.join(CPU_CONFIGS, 'mobileseg_mobilenetv3_large_optic_disc_64x64_student.yml')
+STUDENT_CONFIG = os.path.join(
+    CPU_CONFIGS, 'mobileseg_mobilenetv3_large_optic_disc_64x64_student.yml'
+)
 PAIR_PREFIX = os.path.join(CPU_CONFIGS, 'r18_to_mobileseg_mv3large_64x64_')
 
 # Distillation recipes: name -> student config (its distill_loss / distill_features).
-RECIPES = {name: PAIR_PREFIX + name + '.yml' for name in (
-    'kl',                               # KL of the logits, as PaddleSeg's tutorial; coef auto
-    'cwd_logits',                       # channel-wise (CWD) on the logits
-    'dist',                             # DIST on the logits
-    'pairwise',                         # pair-wise affinity of the logits; coef auto
-    'pairwise_features',                # pair-wise affinity of decoder features
-    'cwd_logits_pairwise_features',     # the two above together
-)}
+RECIPES = {
+    name: PAIR_PREFIX + name + '.yml'
+    for name in (
+        'kl',  # KL of the logits, as PaddleSeg's tutorial; coef auto
+        'cwd_logits',  # channel-wise (CWD) on the logits
+        'dist',  # DIST on the logits
+        'pairwise',  # pair-wise affinity of the logits; coef auto
+        'pairwise_features',  # pair-wise affinity of decoder features
+        'cwd_logits_pairwise_features',  # the two above together
+    )
+}
 # The demo's recipe on students whose coefficients no one tuned (coef auto), under the
 # demo's teacher, and under PaddleSeg's random augmentation (the replay cache's benchmark).
-UNTUNED_STUDENTS = {name: os.path.join(CPU_CONFIGS, f'r18_to_{name}_64x64_cwd_logits_auto.yml')
-                    for name in ('mobileseg_mv3small', 'fastscnn_aux', 'bisenetv2')}
+UNTUNED_STUDENTS = {
+    name: os.path.join(CPU_CONFIGS, f'r18_to_{name}_64x64_cwd_logits_auto.yml')
+    for name in ('mobileseg_mv3small', 'fastscnn_aux', 'bisenetv2')
+}
 AUGMENTED_RECIPE = PAIR_PREFIX + 'cwd_logits_augmented.yml'
 AUGMENTED_TEACHER = os.path.join(
-    CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_augmented.yml')
+    CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_augmented.yml'
+)
 CLASSIFICATION_CONFIGS = os.path.join('configs', 'classification')
 CLASSIFICATION_RECIPES = {
     'kl': os.path.join(CLASSIFICATION_CONFIGS, 'mobilenetv1_digits_student.yml'),
@@ -39,17 +49,29 @@ STUDENT_ITERS = 150
 
 # Per task: what the flags left unset default to, and how runs are scored.
 TASK_DEFAULTS = {
-    'segmentation': dict(recipe=DEFAULT_RECIPE, recipes=RECIPES, teacher_config=TEACHER_CONFIG,
-                         data=STUDENT_DATA, teacher_data=TEACHER_DATA,
-                         teacher_iters=TEACHER_ITERS, student_iters=STUDENT_ITERS,
-                         input_size=64, teacher_cache=False),
+    'segmentation': dict(
+        recipe=DEFAULT_RECIPE,
+        recipes=RECIPES,
+        teacher_config=TEACHER_CONFIG,
+        data=STUDENT_DATA,
+        teacher_data=TEACHER_DATA,
+        teacher_iters=TEACHER_ITERS,
+        student_iters=STUDENT_ITERS,
+        input_size=64,
+        teacher_cache=False,
+    ),
     # The digits teacher trains on the students' data, for longer.
-    'classification': dict(recipe='kl', recipes=CLASSIFICATION_RECIPES,
-                           teacher_config=os.path.join(CLASSIFICATION_CONFIGS,
-                                                       'resnet50_digits_teacher.yml'),
-                           data='data/digits', teacher_data='data/digits',
-                           teacher_iters=600, student_iters=480, input_size=32,
-                           teacher_cache=True),
+    'classification': dict(
+        recipe='kl',
+        recipes=CLASSIFICATION_RECIPES,
+        teacher_config=os.path.join(CLASSIFICATION_CONFIGS, 'resnet50_digits_teacher.yml'),
+        data='data/digits',
+        teacher_data='data/digits',
+        teacher_iters=600,
+        student_iters=480,
+        input_size=32,
+        teacher_cache=True,
+    ),
 }
 
 
@@ -69,6 +91,7 @@ class Setup:
     folder, where the student's transforms allow one: worth it when the students see each
     image many times (classification: over eight epochs; a segmentation student sees its
     images under four times, so there the teacher runs online)."""
+
     recipe: str
     teacher_config: str
     student_config: str
@@ -101,24 +124,35 @@ class Setup:
                 setattr(args, key, defaults[key])
         recipe = args.recipe or defaults['recipe']
         if not args.student_config and recipe not in defaults['recipes']:
-            raise SystemExit(f"--recipe {recipe}: the {args.task} recipes are "
-                             f"{', '.join(sorted(defaults['recipes']))}")
+            raise SystemExit(
+                f'--recipe {recipe}: the {args.task} recipes are '
+                f'{", ".join(sorted(defaults["recipes"]))}'
+            )
         if args.jobs is not None and args.jobs < 1:
-            raise SystemExit(f"--jobs {args.jobs}: the number of runs side by side must be "
-                             f"1 or more")
+            raise SystemExit(
+                f'--jobs {args.jobs}: the number of runs side by side must be 1 or more'
+            )
         classification = args.task == 'classification'
-        return cls(recipe=recipe if not args.student_config else 'custom',
-                   teacher_config=args.teacher_config or defaults['teacher_config'],
-                   student_config=args.student_config or defaults['recipes'][recipe],
-                   data=args.data, teacher_data=args.teacher_data,
-                   input_size=args.input_size, task=args.task,
-                   evaluations=1 if classification else 6,
-                   score_with_val_py=not classification, card_size=args.card_size,
-                   cpu_threads=args.cpu_threads,
-                   teacher_cache=(defaults['teacher_cache'] if args.teacher_cache is None
-                                  else args.teacher_cache == 'on'),
-                   jobs=args.jobs if args.jobs is not None else default_jobs(),
-                   allow_weak_teacher=args.allow_weak_teacher)
+        return cls(
+            recipe=recipe if not args.student_config else 'custom',
+            teacher_config=args.teacher_config or defaults['teacher_config'],
+            student_config=args.student_config or defaults['recipes'][recipe],
+            data=args.data,
+            teacher_data=args.teacher_data,
+            input_size=args.input_size,
+            task=args.task,
+            evaluations=1 if classification else 6,
+            score_with_val_py=not classification,
+            card_size=args.card_size,
+            cpu_threads=args.cpu_threads,
+            teacher_cache=(
+                defaults['teacher_cache']
+                if args.teacher_cache is None
+                else args.teacher_cache == 'on'
+            ),
+            jobs=args.jobs if args.jobs is not None else default_jobs(),
+            allow_weak_teacher=args.allow_weak_teacher,
+        )
 
 
 def default_jobs():
@@ -126,6 +160,7 @@ def default_jobs():
     runs one at a time at full speed)."""
     import paddleseg_ext  # noqa: F401  (before paddle)
     import paddle
+
     if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         return 1
     return 2 if (os.cpu_count() or 1) >= 2 else 1
@@ -134,40 +169,84 @@ def default_jobs():
 def add_setup_arguments(parser):
     """The flags demo.py and benchmark_quality.py share."""
     add = parser.add_argument
-    add('--task', default='segmentation', choices=sorted(TASK_DEFAULTS),
+    add(
+        '--task',
+        default='segmentation',
+        choices=sorted(TASK_DEFAULTS),
         help='segmentation: the optic disc CPU configs (mIoU); classification: ResNet50 -> '
-             'MobileNetV1 on scikit-learn\'s digits (top-1).')
-    add('--recipe', default=None,
+        "MobileNetV1 on scikit-learn's digits (top-1).",
+    )
+    add(
+        '--recipe',
+        default=None,
         help=f'Distillation recipe (a student config): segmentation {sorted(RECIPES)} '
-             f'(default {DEFAULT_RECIPE}), classification {sorted(CLASSIFICATION_RECIPES)}.')
-    add('--data', default=None, help="The students' data (and everyone's val set); default "
-                                     f"{STUDENT_DATA} or data/digits.")
+        f'(default {DEFAULT_RECIPE}), classification {sorted(CLASSIFICATION_RECIPES)}.',
+    )
+    add(
+        '--data',
+        default=None,
+        help=f"The students' data (and everyone's val set); default {STUDENT_DATA} or data/digits.",
+    )
     add('--teacher_data', default=None, help="The teacher's training data.")
-    add('--teacher_iters', type=int, default=None,
+    add(
+        '--teacher_iters',
+        type=int,
+        default=None,
         help=f'Default {TEACHER_ITERS} (segmentation), '
-             f"{TASK_DEFAULTS['classification']['teacher_iters']} (classification).")
-    add('--student_iters', type=int, default=None,
+        f'{TASK_DEFAULTS["classification"]["teacher_iters"]} (classification).',
+    )
+    add(
+        '--student_iters',
+        type=int,
+        default=None,
         help=f'Default {STUDENT_ITERS} (segmentation), '
-             f"{TASK_DEFAULTS['classification']['student_iters']} (classification).")
+        f'{TASK_DEFAULTS["classification"]["student_iters"]} (classification).',
+    )
     add('--teacher_config', default=None, help="Override the task's teacher config.")
-    add('--student_config', default=None,
-        help='Override the student config (its distill terms are the recipe).')
-    add('--input_size', type=int, default=None,
-        help='Input size for the FLOPs column (default 64, or 32 for classification).')
-    add('--card_size', type=int, default=512,
+    add(
+        '--student_config',
+        default=None,
+        help='Override the student config (its distill terms are the recipe).',
+    )
+    add(
+        '--input_size',
+        type=int,
+        default=None,
+        help='Input size for the FLOPs column (default 64, or 32 for classification).',
+    )
+    add(
+        '--card_size',
+        type=int,
+        default=512,
         help='Input side for the model card: FLOPs and CPU latency of 1x3xSxS (default 512, '
-             'the size users deploy at).')
-    add('--cpu_threads', type=int, default=None,
+        'the size users deploy at).',
+    )
+    add(
+        '--cpu_threads',
+        type=int,
+        default=None,
         help='CPU threads of each training run (default: the cores; 1 runs better on a '
-             'machine shared with other jobs).')
-    add('--teacher_cache', choices=('on', 'off'), default=None,
+        'machine shared with other jobs).',
+    )
+    add(
+        '--teacher_cache',
+        choices=('on', 'off'),
+        default=None,
         help='Distilled runs keep a teacher cache in their folder (default: on for '
-             'classification, off for segmentation); under random augmentation it is the '
-             'replay cache.')
-    add('--allow_weak_teacher', action='store_true',
+        'classification, off for segmentation); under random augmentation it is the '
+        'replay cache.',
+    )
+    add(
+        '--allow_weak_teacher',
+        action='store_true',
         help="distill_train.py's flag for the distilled runs (a teacher trained for a few "
-             "iterations, e.g. in a smoke test, fails its check).")
-    add('--jobs', type=int, default=None,
+        'iterations, e.g. in a smoke test, fails its check).',
+    )
+    add(
+        '--jobs',
+        type=int,
+        default=None,
         help='Student runs (alone and distilled, all seeds) trained side by side, the CPU '
-             'cores shared among them (default: 2 on a CPU with 2 cores or more, 1 on a GPU).')
+        'cores shared among them (default: 2 on a CPU with 2 cores or more, 1 on a GPU).',
+    )
     return parser

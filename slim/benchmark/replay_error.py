@@ -6,6 +6,7 @@ same view from the image's canonical logits. The gap says whether a teacher suit
 replay: a teacher trained at one scale answers a rescaled view differently from its rescaled
 canonical answer.
 """
+
 import tempfile
 
 import numpy as np
@@ -38,8 +39,11 @@ def replay_error(teacher_config, teacher_weights, student_config, samples=40, op
     inside_errors, padded_errors, agreements = [], [], []
     for index in range(min(samples, len(dataset))):
         image, _, sample_index, source = seeded[(index, 0)]
-        replayed, _ = cache(paddle.to_tensor(image[np.newaxis]),
-                            paddle.to_tensor([sample_index]), paddle.to_tensor(source[None]))
+        replayed, _ = cache(
+            paddle.to_tensor(image[np.newaxis]),
+            paddle.to_tensor([sample_index]),
+            paddle.to_tensor(source[None]),
+        )
         online, _ = teacher(paddle.to_tensor(image[np.newaxis]))
         replayed, online = replayed.numpy()[0], online.numpy()[0]
         scale = np.abs(online).mean()
@@ -49,6 +53,9 @@ def replay_error(teacher_config, teacher_weights, student_config, samples=40, op
         if (~inside).any():
             padded_errors.append(difference[:, ~inside].mean() / scale)
         agreements.append((replayed.argmax(0) == online.argmax(0)).mean())
-    return {'relative_error': float(np.mean(inside_errors)),
-            'padded_relative_error': float(np.mean(padded_errors)) if padded_errors else None,
-            'argmax_agreement': float(np.mean(agreements)), 'samples': len(agreements)}
+    return {
+        'relative_error': float(np.mean(inside_errors)),
+        'padded_relative_error': float(np.mean(padded_errors)) if padded_errors else None,
+        'argmax_agreement': float(np.mean(agreements)),
+        'samples': len(agreements),
+    }

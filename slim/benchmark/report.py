@@ -1,4 +1,5 @@
 """report.md, report.json and the figures of a teacher / student / distilled comparison."""
+
 import json
 import os
 
@@ -16,8 +17,12 @@ def background_only_miou(setup):
     from paddleseg.cvlibs import SegBuilder
     from paddleseg_ext.config import build, load_config
     from paddleseg_ext.evaluation.evaluate import constant_prediction_metrics
-    config = load_config(setup.student_config, opts=[f'val_dataset.dataset_root={setup.data}'],
-                         required=('val_dataset',))
+
+    config = load_config(
+        setup.student_config,
+        opts=[f'val_dataset.dataset_root={setup.data}'],
+        required=('val_dataset',),
+    )
     return constant_prediction_metrics(build(SegBuilder(config), 'val_dataset'), 0)['miou']
 
 
@@ -26,52 +31,87 @@ def write_report(setup, out_dir, teacher, results, card):
     import numpy as np
     import paddleseg_ext  # noqa: F401  (before paddle)
     from paddleseg_ext.deploy.measure import params_and_flops
+
     os.makedirs(out_dir, exist_ok=True)
     recipe, size, card_size = setup.recipe, setup.input_size, setup.card_size
     metric = TASKS[setup.task].primary_label
     configs = (('teacher', setup.teacher_config), ('student', setup.student_config))
     stats = {name: params_and_flops(config, size) for name, config in configs}
     card_flops = {name: params_and_flops(config, card_size)[1] for name, config in configs}
-    for name, model in (('teacher', 'teacher'), ('student_fp32', 'student'),
-                        ('student_int8', 'student')):
+    for name, model in (
+        ('teacher', 'teacher'),
+        ('student_fp32', 'student'),
+        ('student_int8', 'student'),
+    ):
         if name in card:
             card[name].update(params=stats[model][0], flops=card_flops[model])
     floor = background_only_miou(setup) if setup.task == 'segmentation' else None
-    mean = {key: float(np.mean([r[key] for r in results]))
-            for key in ('student', 'distilled', 'gain')}
-    std = {key: float(np.std([r[key] for r in results])) for key in ('student', 'distilled',
-                                                                      'gain')}
-    summary = {'teacher': teacher['score'], 'student': mean['student'],
-               'distilled': mean['distilled'], 'gain': mean['gain'],
-               'gap_closed': gap_closed(teacher['score'], mean['student'], mean['distilled']),
-               'task': setup.task, 'metric': TASKS[setup.task].primary, 'recipe': recipe,
-               'student_config': setup.student_config, 'teacher_config': setup.teacher_config, 'std': std,
-               'params': {k: v[0] for k, v in stats.items()},
-               'flops': {k: v[1] for k, v in stats.items()},
-               'per_seed': [{k: r[k] for k in ('seed', 'student', 'distilled', 'gain',
-                                               'gap_closed', 'seconds')} for r in results],
-               'teacher_seconds': teacher['seconds'], 'background_only': floor,
-               'model_card': card}
-    pm = lambda key: (f"{100 * mean[key]:.2f} ± {100 * std[key]:.2f}" if len(results) > 1
-                      else f"{100 * mean[key]:.2f}")
+    mean = {
+        key: float(np.mean([r[key] for r in results])) for key in ('student', 'distilled', 'gain')
+    }
+    std = {
+        key: float(np.std([r[key] for r in results])) for key in ('student', 'distilled', 'gain')
+    }
+    summary = {
+        'teacher': teacher['score'],
+        'student': mean['student'],
+        'distilled': mean['distilled'],
+        'gain': mean['gain'],
+        'gap_closed': gap_closed(teacher['score'], mean['student'], mean['distilled']),
+        'task': setup.task,
+        'metric': TASKS[setup.task].primary,
+        'recipe': recipe,
+        'student_config': setup.student_config,
+        'teacher_config': setup.teacher_config,
+        'std': std,
+        'params': {k: v[0] for k, v in stats.items()},
+        'flops': {k: v[1] for k, v in stats.items()},
+        'per_seed': [
+            {k: r[k] for k in ('seed', 'student', 'distilled', 'gain', 'gap_closed', 'seconds')}
+            for r in results
+        ],
+        'teacher_seconds': teacher['seconds'],
+        'background_only': floor,
+        'model_card': card,
+    }
+
+    def pm(key):
+        return (
+            f'{100 * mean[key]:.2f} ± {100 * std[key]:.2f}'
+            if len(results) > 1
+            else f'{100 * mean[key]:.2f}'
+        )
+
     lines = [
-        f"# Distillation, recipe `{recipe}`, {len(results)} seed(s)", '',
-        f"Teacher `{setup.teacher_config}`, student `{setup.student_config}`.", '',
-        f"| model | params | FLOPs ({size}x{size} input) | val {metric} (%) |",
+        f'# Distillation, recipe `{recipe}`, {len(results)} seed(s)',
+        '',
+        f'Teacher `{setup.teacher_config}`, student `{setup.student_config}`.',
+        '',
+        f'| model | params | FLOPs ({size}x{size} input) | val {metric} (%) |',
         '|---|---|---|---|',
-        f"| teacher | {stats['teacher'][0] / 1e6:.1f} M | "
-        f"{stats['teacher'][1] / 1e9:.2f} G | {100 * teacher['score']:.2f} |",
-        f"| student alone | {stats['student'][0] / 1e6:.1f} M | "
-        f"{stats['student'][1] / 1e9:.2f} G | {pm('student')} |",
-        f"| distilled student | {stats['student'][0] / 1e6:.1f} M | "
-        f"{stats['student'][1] / 1e9:.2f} G | {pm('distilled')} |", '',
-        f"Gain: {pm('gain')} {metric} points; gap closed: {100 * summary['gap_closed']:.0f}% "
-        f"(= (distilled - student) / (teacher - student))." + (
-            f" Predicting background everywhere scores {100 * floor:.2f} on this val set."
-            if floor is not None else ''), '',
-        'Per seed: ' + ', '.join(f"seed {r['seed']}: {100 * r['student']:.2f} -> "
-                                 f"{100 * r['distilled']:.2f} ({100 * r['gain']:+.2f})"
-                                 for r in results), '']
+        f'| teacher | {stats["teacher"][0] / 1e6:.1f} M | '
+        f'{stats["teacher"][1] / 1e9:.2f} G | {100 * teacher["score"]:.2f} |',
+        f'| student alone | {stats["student"][0] / 1e6:.1f} M | '
+        f'{stats["student"][1] / 1e9:.2f} G | {pm("student")} |',
+        f'| distilled student | {stats["student"][0] / 1e6:.1f} M | '
+        f'{stats["student"][1] / 1e9:.2f} G | {pm("distilled")} |',
+        '',
+        f'Gain: {pm("gain")} {metric} points; gap closed: {100 * summary["gap_closed"]:.0f}% '
+        f'(= (distilled - student) / (teacher - student)).'
+        + (
+            f' Predicting background everywhere scores {100 * floor:.2f} on this val set.'
+            if floor is not None
+            else ''
+        ),
+        '',
+        'Per seed: '
+        + ', '.join(
+            f'seed {r["seed"]}: {100 * r["student"]:.2f} -> '
+            f'{100 * r["distilled"]:.2f} ({100 * r["gain"]:+.2f})'
+            for r in results
+        ),
+        '',
+    ]
     if not card:
         lines.append('Model card (export, int8, latency): segmentation configs only.')
     else:
@@ -79,7 +119,8 @@ def write_report(setup, out_dir, teacher, results, card):
     pictures = ['\n![scores and validation curves](report.png)\n']
     if setup.task == 'segmentation':  # tools/plot_run.py plots mIoU
         run_dirs = [os.path.join(out_dir, 'teacher')] * bool(teacher['curve']) + [
-            r['run_dirs'][name] for r in results for name in ('student', 'distilled')]
+            r['run_dirs'][name] for r in results for name in ('student', 'distilled')
+        ]
         plot_runs(run_dirs, os.path.join(out_dir, 'runs.png'))
         pictures.append('![loss terms and val mIoU per run (tools/plot_run.py)](runs.png)\n')
     markdown = '\n'.join(lines)
@@ -92,25 +133,36 @@ def write_report(setup, out_dir, teacher, results, card):
 
 
 def _card_lines(card, stats, card_flops, card_size):
-    lines = [f'## Model card (CPU, one thread, one 1x3x{card_size}x{card_size} image)', '',
-             'Latencies measured back to back in one run (Paddle Inference, oneDNN); the '
-             'speed-up is the teacher\'s latency over the model\'s.', '',
-             f'| model | params | FLOPs ({card_size}x{card_size}) | val mIoU (%) | '
-             f'latency (ms) | speed-up |', '|---|---|---|---|---|---|']
-    for name, label, stat in (('teacher', 'teacher', 'teacher'),
-                              ('student_fp32', 'distilled student, fp32', 'student'),
-                              ('student_int8', 'distilled student, int8', 'student')):
+    lines = [
+        f'## Model card (CPU, one thread, one 1x3x{card_size}x{card_size} image)',
+        '',
+        'Latencies measured back to back in one run (Paddle Inference, oneDNN); the '
+        "speed-up is the teacher's latency over the model's.",
+        '',
+        f'| model | params | FLOPs ({card_size}x{card_size}) | val mIoU (%) | '
+        f'latency (ms) | speed-up |',
+        '|---|---|---|---|---|---|',
+    ]
+    for name, label, stat in (
+        ('teacher', 'teacher', 'teacher'),
+        ('student_fp32', 'distilled student, fp32', 'student'),
+        ('student_int8', 'distilled student, int8', 'student'),
+    ):
         if name in card:
             speedup = card[name].get('speedup_vs_teacher')
-            lines.append(f"| {label} | {stats[stat][0] / 1e6:.2f} M | "
-                         f"{card_flops[stat] / 1e9:.2f} G | {100 * card[name]['miou']:.2f} | "
-                         f"{card[name]['latency_ms']:.1f} | "
-                         f"{'x%.2f' % speedup if speedup else '1'} |")
+            lines.append(
+                f'| {label} | {stats[stat][0] / 1e6:.2f} M | '
+                f'{card_flops[stat] / 1e9:.2f} G | {100 * card[name]["miou"]:.2f} | '
+                f'{card[name]["latency_ms"]:.1f} | '
+                f'{f"x{speedup:.2f}" if speedup else "1"} |'
+            )
     if 'student_int8' not in card:
-        lines.append('| distilled student, int8 | not measured: the int8 step failed '
-                     '(deploy/export_student_pdmodel.log or deploy/quantize.log says why; '
-                     'PaddleSlim missing: `pip install --no-deps -r requirements-slim.txt`) '
-                     '| | | | |')
+        lines.append(
+            '| distilled student, int8 | not measured: the int8 step failed '
+            '(deploy/export_student_pdmodel.log or deploy/quantize.log says why; '
+            'PaddleSlim missing: `pip install --no-deps -r requirements-slim.txt`) '
+            '| | | | |'
+        )
     return lines
 
 
@@ -121,8 +173,10 @@ def plot_runs(run_dirs, path):
 
 def plot_report(path, teacher, results, mean, metric='mIoU'):
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4))
     names = ['teacher', 'student alone', 'distilled']
     values = [100 * teacher['score'], 100 * mean['student'], 100 * mean['distilled']]
@@ -138,8 +192,13 @@ def plot_report(path, teacher, results, mean, metric='mIoU'):
     for result in results:
         for name, color in (('student', '#d9822b'), ('distilled', '#2b7bd9')):
             iters, scores = zip(*result['curves'][name])
-            curves.plot(iters, [100 * m for m in scores], color=color, alpha=0.8,
-                        label=f"{name} (seed {result['seed']})")
+            curves.plot(
+                iters,
+                [100 * m for m in scores],
+                color=color,
+                alpha=0.8,
+                label=f'{name} (seed {result["seed"]})',
+            )
     curves.set_xlabel('iteration')
     curves.set_ylabel(f'val {metric} (%)')
     curves.set_title(f'validation {metric} during training')

@@ -3,6 +3,7 @@
 Each run's output goes to a log file, and a progress line reaches the console at least
 every PROGRESS_SECONDS.
 """
+
 import json
 import os
 import subprocess
@@ -31,8 +32,14 @@ def run_logged(args, log_path, label, append=False):
     start = time.time()
     latest = {'line': '', 'shown': ''}
     with open(log_path, 'a' if append else 'w') as log:
-        proc = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
 
         def pump():
             for line in proc.stdout:
@@ -58,26 +65,43 @@ def check_exit(returncode, log_path, label):
     if returncode != 0:
         with open(log_path) as f:
             tail = f.read().strip().splitlines()[-1:] or ['']
-        raise RuntimeError(f'{label} failed (exit {returncode}): {tail[0]} '
-                           f'-- full log: {log_path}')
+        raise RuntimeError(f'{label} failed (exit {returncode}): {tail[0]} -- full log: {log_path}')
 
 
 def data_opts(train_root, val_root, task='segmentation'):
     """--opts pointing a config's datasets at other roots; a classification config's list
     files too (those prepare_data.py writes), which it names apart from its root."""
-    opts = ['--opts', f'train_dataset.dataset_root={train_root}',
-            f'val_dataset.dataset_root={val_root}']
+    opts = [
+        '--opts',
+        f'train_dataset.dataset_root={train_root}',
+        f'val_dataset.dataset_root={val_root}',
+    ]
     if task == 'classification':
         # Here, not at the top: importing paddleseg_ext loads paddle, which the callers
         # that only launch CLIs (tools/benchmark_speed.py's parent) do not.
         from paddleseg_ext.datasets.layout import list_file
-        opts += [f"train_dataset.train_path={list_file(train_root, 'train')}",
-                 f"val_dataset.val_path={list_file(val_root, 'val')}"]
+
+        opts += [
+            f'train_dataset.train_path={list_file(train_root, "train")}',
+            f'val_dataset.val_path={list_file(val_root, "val")}',
+        ]
     return opts
 
 
-def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6,
-          cpu_threads=None, resume=False, teacher_cache=None, allow_weak_teacher=False):
+def train(
+    run_dir,
+    config,
+    iters,
+    seed,
+    opts,
+    label,
+    teacher=None,
+    evaluations=6,
+    cpu_threads=None,
+    resume=False,
+    teacher_cache=None,
+    allow_weak_teacher=False,
+):
     """train.py (teacher=None) or distill_train.py (teacher=(config, weights)); seconds.
     resume: continue from run_dir's newest checkpoint (`--resume_model auto`).
     teacher_cache, allow_weak_teacher: distill_train.py's flags.
@@ -86,14 +110,36 @@ def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6
     those."""
     extra = ['--cpu_threads', str(cpu_threads)] if cpu_threads else []
     extra += ['--resume_model', 'auto'] if resume else []
-    common = ['--iters', str(iters), '--seed', str(seed), '--do_eval', '--save_interval',
-              str(max(iters // evaluations, 1)), '--log_iters', '10', '--keep_checkpoint_max',
-              '1', *extra, '--save_dir', run_dir, *opts]
+    common = [
+        '--iters',
+        str(iters),
+        '--seed',
+        str(seed),
+        '--do_eval',
+        '--save_interval',
+        str(max(iters // evaluations, 1)),
+        '--log_iters',
+        '10',
+        '--keep_checkpoint_max',
+        '1',
+        *extra,
+        '--save_dir',
+        run_dir,
+        *opts,
+    ]
     if teacher is None:
         args = ['train.py', '--config', config, *common]
     else:
-        args = ['distill_train.py', '--teather_config', teacher[0], '--teacher_model_path',
-                teacher[1], '--student_config', config, *common]
+        args = [
+            'distill_train.py',
+            '--teather_config',
+            teacher[0],
+            '--teacher_model_path',
+            teacher[1],
+            '--student_config',
+            config,
+            *common,
+        ]
         args += ['--teacher_cache', teacher_cache] if teacher_cache else []
         args += ['--allow_weak_teacher'] if allow_weak_teacher else []
     return run_logged(args, os.path.join(run_dir, 'run.log'), label, append=resume)
@@ -101,8 +147,20 @@ def train(run_dir, config, iters, seed, opts, label, teacher=None, evaluations=6
 
 def val_score(config, weights, out_json, data_root, task):
     """val.py --json on the weights, as a user reads them; the task's primary metric."""
-    run_logged(['val.py', '--config', config, '--model_path', weights, '--json', out_json,
-                *data_opts(data_root, data_root, task.name)], out_json + '.log', 'val')
+    run_logged(
+        [
+            'val.py',
+            '--config',
+            config,
+            '--model_path',
+            weights,
+            '--json',
+            out_json,
+            *data_opts(data_root, data_root, task.name),
+        ],
+        out_json + '.log',
+        'val',
+    )
     with open(out_json) as f:
         return json.load(f)[task.primary]
 
@@ -112,8 +170,13 @@ def best_score(run_dir, config, data_root, task, with_val_py=True):
     if not with_val_py:
         return max(score for _, score in val_curve(run_dir, task))
     best = os.path.join(run_dir, 'best_model')
-    return val_score(config, os.path.join(best, 'model.pdparams'),
-                     os.path.join(best, 'metrics.json'), data_root, task)
+    return val_score(
+        config,
+        os.path.join(best, 'model.pdparams'),
+        os.path.join(best, 'metrics.json'),
+        data_root,
+        task,
+    )
 
 
 def val_curve(run_dir, task):

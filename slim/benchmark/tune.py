@@ -10,6 +10,7 @@ their recipe only. The student alone is trained once on the same split, as the y
 
 Optuna is an optional dependency of this tool (requirements-tune.txt).
 """
+
 import json
 import os
 import random
@@ -41,21 +42,26 @@ def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
     import paddleseg_ext  # noqa: F401  (before paddle)
     from paddleseg_ext.config import load_config
     from paddleseg_ext.datasets.layout import list_file
+
     config = load_config(student_config)
     train_cfg = config.train_dataset_cfg
     kind = train_cfg.get('type')
     if kind not in SPLITTABLE:
-        raise TuneError(f"{student_config}: train_dataset type {kind!r} is not one the "
-                        f"tuner can split; use one of {', '.join(SPLITTABLE)}")
+        raise TuneError(
+            f'{student_config}: train_dataset type {kind!r} is not one the '
+            f'tuner can split; use one of {", ".join(SPLITTABLE)}'
+        )
     root = train_cfg['dataset_root']
     train_list = train_cfg.get('train_path') or list_file(root, 'train')
     with open(train_list) as f:
         lines = [line for line in f if line.strip()]
     holdout_count = max(1, int(round(len(lines) * fraction)))
     if len(lines) - holdout_count < 2 * config.batch_size:
-        raise TuneError(f"{train_list}: {len(lines)} training images are too few to carve a "
-                        f"held-out split from; the tuner needs at least "
-                        f"{2 * config.batch_size + 1}")
+        raise TuneError(
+            f'{train_list}: {len(lines)} training images are too few to carve a '
+            f'held-out split from; the tuner needs at least '
+            f'{2 * config.batch_size + 1}'
+        )
     order = list(range(len(lines)))
     random.Random(seed).shuffle(order)
     holdout = set(order[:holdout_count])
@@ -70,17 +76,19 @@ def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
         dataset.update(type='Dataset', num_classes=2)
     train = dict(dataset, train_path=paths['tune_train'])
     val = dict(dataset, val_path=paths['tune_holdout'])
-    return {'train_dataset': train, 'val_dataset': val}, len(lines) - holdout_count, \
-        holdout_count
+    return {'train_dataset': train, 'val_dataset': val}, len(lines) - holdout_count, holdout_count
 
 
 def recipe_config(student_config, loss_type, temperature, coef):
     """The student config with this distill_loss and no distill_features."""
-    return {'_base_': os.path.abspath(student_config),
-            'distill_loss': {'types': [{'type': loss_type,
-                                        RECIPES[loss_type]: temperature}],
-                             'coef': [coef]},
-            'distill_features': None}
+    return {
+        '_base_': os.path.abspath(student_config),
+        'distill_loss': {
+            'types': [{'type': loss_type, RECIPES[loss_type]: temperature}],
+            'coef': [coef],
+        },
+        'distill_features': None,
+    }
 
 
 def write_yaml(path, data):
@@ -98,8 +106,9 @@ def run_watched(args, run_dir, metric, on_evaluation=None, poll_seconds=2.0):
     seen = 0
     log_path = os.path.join(run_dir, 'run.log')
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             while True:
                 finished = proc.poll() is not None
@@ -125,20 +134,44 @@ def training_args(iters, seed, evaluations_per_run, cpu_threads):
     """The flags every run shares: budget, seed, evaluations, threads."""
     every = max(iters // evaluations_per_run, 1)
     extra = ['--cpu_threads', str(cpu_threads)] if cpu_threads else []
-    return ['--iters', str(iters), '--seed', str(seed), '--do_eval', '--save_interval',
-            str(every), '--keep_checkpoint_max', '1', '--log_iters', str(every), *extra]
+    return [
+        '--iters',
+        str(iters),
+        '--seed',
+        str(seed),
+        '--do_eval',
+        '--save_interval',
+        str(every),
+        '--keep_checkpoint_max',
+        '1',
+        '--log_iters',
+        str(every),
+        *extra,
+    ]
 
 
-def tune(teacher_config, teacher_weights, student_config, out_dir, trials, timeout_s, iters,
-         seed=0, evaluations_per_run=4, cpu_threads=None, allow_weak_teacher=False):
+def tune(
+    teacher_config,
+    teacher_weights,
+    student_config,
+    out_dir,
+    trials,
+    timeout_s,
+    iters,
+    seed=0,
+    evaluations_per_run=4,
+    cpu_threads=None,
+    allow_weak_teacher=False,
+):
     """Searches recipe x coef x temperature; writes out_dir/{best_student.yml, trials.md,
     trials.json, trials.png}; returns the best trial's record. A trial that fails stops the
     search (RuntimeError naming its log)."""
     try:
         import optuna
     except ImportError:
-        raise TuneError('tools/tune.py needs Optuna: pip install -r requirements-tune.txt') \
-            from None
+        raise TuneError(
+            'tools/tune.py needs Optuna: pip install -r requirements-tune.txt'
+        ) from None
     import paddleseg_ext  # noqa: F401  (before paddle)
     from paddleseg_ext.config import dataset_task, load_config
     from paddleseg_ext.evaluation.task import TASKS
@@ -147,37 +180,48 @@ def tune(teacher_config, teacher_weights, student_config, out_dir, trials, timeo
     task = TASKS[dataset_task(student.train_dataset_cfg)]
     iters = iters or student.iters
     split, train_count, holdout_count = carve_split(student_config, out_dir, seed=seed)
-    say(f'Split of {student_config}: {train_count} images to train on, {holdout_count} held '
-        f'out to score each trial (val is not read)')
+    say(
+        f'Split of {student_config}: {train_count} images to train on, {holdout_count} held '
+        f'out to score each trial (val is not read)'
+    )
     configs = os.path.join(out_dir, 'configs')
     os.makedirs(configs, exist_ok=True)
     common = training_args(iters, seed, evaluations_per_run, cpu_threads)
 
     alone_dir = os.path.join(out_dir, 'student_alone')
-    alone_config = write_yaml(os.path.join(configs, 'student_alone.yml'),
-                              {'_base_': os.path.abspath(student_config), **split})
+    alone_config = write_yaml(
+        os.path.join(configs, 'student_alone.yml'),
+        {'_base_': os.path.abspath(student_config), **split},
+    )
     if not evaluations(alone_dir, task.primary_logged):
         say('Training the student alone on the split (the yardstick)')
-        run_watched(['train.py', '--config', alone_config, *common, '--save_dir', alone_dir],
-                    alone_dir,
-                    task.primary_logged)
+        run_watched(
+            ['train.py', '--config', alone_config, *common, '--save_dir', alone_dir],
+            alone_dir,
+            task.primary_logged,
+        )
     alone_score = max(score for _, score in evaluations(alone_dir, task.primary_logged))
     say(f'Student alone: held-out {task.primary_label} {alone_score:.4f}')
 
     def objective(trial):
         loss_type = trial.suggest_categorical('loss', sorted(RECIPES))
         temperature = trial.suggest_categorical('temperature', TEMPERATURES)
-        coef = ('auto' if trial.suggest_categorical('coef_auto', (True, False))
-                else trial.suggest_float('coef', *COEF_RANGE, log=True))
-        for earlier in trial.study.get_trials(deepcopy=False,
-                                              states=(optuna.trial.TrialState.COMPLETE,)):
+        coef = (
+            'auto'
+            if trial.suggest_categorical('coef_auto', (True, False))
+            else trial.suggest_float('coef', *COEF_RANGE, log=True)
+        )
+        for earlier in trial.study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+        ):
             if earlier.params == trial.params:  # the sampler can repeat a choice: no rerun
                 say(f'trial_{trial.number}: as trial_{earlier.number}')
                 return earlier.value
         name = f'trial_{trial.number}'
-        config = write_yaml(os.path.join(configs, f'{name}.yml'),
-                            {**recipe_config(student_config, loss_type, temperature, coef),
-                             **split})
+        config = write_yaml(
+            os.path.join(configs, f'{name}.yml'),
+            {**recipe_config(student_config, loss_type, temperature, coef), **split},
+        )
         run_dir = os.path.join(out_dir, name)
 
         def report(iteration, score):
@@ -186,26 +230,46 @@ def tune(teacher_config, teacher_weights, student_config, out_dir, trials, timeo
 
         weak = ['--allow_weak_teacher'] if allow_weak_teacher else []
         curve, pruned, seconds = run_watched(
-            ['distill_train.py', '--teacher_config', teacher_config, '--teacher_model_path',
-             teacher_weights, '--student_config', config, *common, *weak, '--save_dir',
-             run_dir],
+            [
+                'distill_train.py',
+                '--teacher_config',
+                teacher_config,
+                '--teacher_model_path',
+                teacher_weights,
+                '--student_config',
+                config,
+                *common,
+                *weak,
+                '--save_dir',
+                run_dir,
+            ],
             run_dir,
-            task.primary_logged, report)
+            task.primary_logged,
+            report,
+        )
         trial.set_user_attr('seconds', seconds)
-        say(f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} coef {coef}: '
-            + (f'pruned at iter {curve[-1][0]}' if pruned else
-               f'held-out {task.primary_label} {max(s for _, s in curve):.4f}')
-            + f' ({seconds:.0f} s)')
+        say(
+            f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} coef {coef}: '
+            + (
+                f'pruned at iter {curve[-1][0]}'
+                if pruned
+                else f'held-out {task.primary_label} {max(s for _, s in curve):.4f}'
+            )
+            + f' ({seconds:.0f} s)'
+        )
         if pruned:
             raise optuna.TrialPruned()
         return max(score for _, score in curve)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name='distill_recipe', direction='maximize', load_if_exists=True,
-        storage=f"sqlite:///{os.path.abspath(os.path.join(out_dir, 'study.db'))}",
+        study_name='distill_recipe',
+        direction='maximize',
+        load_if_exists=True,
+        storage=f'sqlite:///{os.path.abspath(os.path.join(out_dir, "study.db"))}',
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
     # A failing trial (e.g. its teacher check) stops the search: nothing catches it.
     study.optimize(objective, n_trials=trials, timeout=timeout_s)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -214,41 +278,55 @@ def tune(teacher_config, teacher_weights, student_config, out_dir, trials, timeo
     best = study.best_trial
     params = best.params
     coef = 'auto' if params['coef_auto'] else params['coef']
-    best_config = write_yaml(os.path.join(out_dir, 'best_student.yml'), recipe_config(
-        student_config, params['loss'], params['temperature'], coef))
+    best_config = write_yaml(
+        os.path.join(out_dir, 'best_student.yml'),
+        recipe_config(student_config, params['loss'], params['temperature'], coef),
+    )
     records = [trial_record(t, optuna) for t in study.trials]
     write_tables(out_dir, records, alone_score, task.primary_label)
     plot_trials(os.path.join(out_dir, 'trials.png'), records, alone_score, task.primary_label)
-    say(f'Best: trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '
+    say(
+        f'Best: trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '
         f'{params["temperature"]} coef {coef}: held-out {task.primary_label} '
-        f'{best.value:.4f} (student alone {alone_score:.4f}) -> {best_config}')
+        f'{best.value:.4f} (student alone {alone_score:.4f}) -> {best_config}'
+    )
     return {'config': best_config, 'score': best.value, 'alone': alone_score}
 
 
 def trial_record(trial, optuna):
     params = trial.params
     coef = 'auto' if params.get('coef_auto') else params.get('coef')
-    return {'trial': trial.number, 'loss': params.get('loss'),
-            'temperature': params.get('temperature'), 'coef': coef,
-            'state': trial.state.name.lower(),
-            'score': trial.value if trial.state == optuna.trial.TrialState.COMPLETE else
-            (max(trial.intermediate_values.values()) if trial.intermediate_values else None),
-            'seconds': trial.user_attrs.get('seconds')}
+    return {
+        'trial': trial.number,
+        'loss': params.get('loss'),
+        'temperature': params.get('temperature'),
+        'coef': coef,
+        'state': trial.state.name.lower(),
+        'score': trial.value
+        if trial.state == optuna.trial.TrialState.COMPLETE
+        else (max(trial.intermediate_values.values()) if trial.intermediate_values else None),
+        'seconds': trial.user_attrs.get('seconds'),
+    }
 
 
 def write_tables(out_dir, records, alone_score, metric_label):
     with open(os.path.join(out_dir, 'trials.json'), 'w') as f:
         json.dump({'student_alone': alone_score, 'trials': records}, f, indent=2)
-    lines = [f'Held-out {metric_label} of each trial (pruned: its best evaluation before it '
-             f'was stopped); the student alone scores {alone_score:.4f}.', '',
-             f'| trial | loss | temperature | coef | state | held-out {metric_label} | '
-             f'seconds |', '|---|---|---|---|---|---|---|']
+    lines = [
+        f'Held-out {metric_label} of each trial (pruned: its best evaluation before it '
+        f'was stopped); the student alone scores {alone_score:.4f}.',
+        '',
+        f'| trial | loss | temperature | coef | state | held-out {metric_label} | seconds |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for r in records:
-        coef = r['coef'] if r['coef'] in ('auto', None) else f"{r['coef']:.3g}"
-        score = '-' if r['score'] is None else f"{r['score']:.4f}"
-        seconds = '-' if r['seconds'] is None else f"{r['seconds']:.0f}"
-        lines.append(f"| {r['trial']} | {r['loss']} | {r['temperature']} | {coef} | "
-                     f"{r['state']} | {score} | {seconds} |")
+        coef = r['coef'] if r['coef'] in ('auto', None) else f'{r["coef"]:.3g}'
+        score = '-' if r['score'] is None else f'{r["score"]:.4f}'
+        seconds = '-' if r['seconds'] is None else f'{r["seconds"]:.0f}'
+        lines.append(
+            f'| {r["trial"]} | {r["loss"]} | {r["temperature"]} | {coef} | '
+            f'{r["state"]} | {score} | {seconds} |'
+        )
     with open(os.path.join(out_dir, 'trials.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
@@ -257,17 +335,28 @@ def plot_trials(path, records, alone_score, metric_label):
     """Each trial's held-out score in order, one colour per loss, pruned ones hollow; the
     student alone as a line."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(7, 4))
     for index, loss in enumerate(sorted(RECIPES)):
         for pruned in (False, True):
-            points = [(r['trial'], r['score']) for r in records if r['loss'] == loss
-                      and r['score'] is not None and (r['state'] == 'pruned') == pruned]
+            points = [
+                (r['trial'], r['score'])
+                for r in records
+                if r['loss'] == loss
+                and r['score'] is not None
+                and (r['state'] == 'pruned') == pruned
+            ]
             if points:
                 colour = f'C{index}'
-                axes.scatter(*zip(*points), color=colour if not pruned else 'none',
-                             edgecolors=colour, label=loss + (' (pruned)' if pruned else ''))
+                axes.scatter(
+                    *zip(*points),
+                    color=colour if not pruned else 'none',
+                    edgecolors=colour,
+                    label=loss + (' (pruned)' if pruned else ''),
+                )
     axes.axhline(alone_score, color='grey', linestyle='--', label='student alone')
     axes.set_xlabel('trial')
     axes.set_ylabel(f'held-out {metric_label}')

@@ -15,6 +15,7 @@ auto terms share that pull equally (each gets GRADIENT_RATIO / their number). Th
 is fixed from then on (logged, and saved in the checkpoint so a resumed run keeps it).
 docs/recipes.md has the measurements behind GRADIENT_RATIO.
 """
+
 import math
 
 import paddle
@@ -36,12 +37,14 @@ def auto_coefficients(supervised, term_losses, parameters, ratio=GRADIENT_RATIO)
     `ratio` times as hard as the labels. Under data parallelism the squared norms are
     averaged over the ranks, so all choose the same."""
     norms = [gradient_norm(supervised, parameters)] + [
-        gradient_norm(loss, parameters) for loss in term_losses.values()]
+        gradient_norm(loss, parameters) for loss in term_losses.values()
+    ]
     if paddle.distributed.get_world_size() > 1:
         squares = paddle.to_tensor([n * n for n in norms], dtype='float64')
         paddle.distributed.all_reduce(squares)
-        norms = [math.sqrt(float(s) / paddle.distributed.get_world_size())
-                 for s in squares.numpy()]
+        norms = [math.sqrt(float(s) / paddle.distributed.get_world_size()) for s in squares.numpy()]
     supervised_norm, term_norms = norms[0], norms[1:]
-    return {index: (ratio * supervised_norm / norm if norm > 0 else 1.0)
-            for index, norm in zip(term_losses, term_norms)}
+    return {
+        index: (ratio * supervised_norm / norm if norm > 0 else 1.0)
+        for index, norm in zip(term_losses, term_norms)
+    }

@@ -4,6 +4,7 @@ Chosen per feature term by `connector: {type: ...}` (registered in CONNECTORS) o
 `align: auto`, the shorthand for ConvBNConnector where the channel counts differ. They train
 with the student and are saved beside it in checkpoints, never in its weights file.
 """
+
 import paddle.nn as nn
 from paddleseg.cvlibs.manager import ComponentManager
 

@@ -1,4 +1,5 @@
 """--list_layers: the dygraph form of "list the variables" before choosing distill_features."""
+
 from paddleseg_ext.config import build_model_without_weights, load_config
 from slim.distill.probe import probe_input_shape
 from slim.distill.recorder import layer_shapes

@@ -5,6 +5,7 @@ Training: forward(batch, iteration) -> {term name: weighted loss}, the supervise
 included, so the engine only sums, steps and saves. Evaluation: forward(images) -> the
 student's logits. With no terms it is plain training of the student.
 """
+
 import math
 
 import numpy as np
@@ -25,15 +26,20 @@ class TrainedBeside(nn.Layer):
         super().__init__()
         self.connectors = nn.LayerDict(connectors or {})
         self.losses = nn.LayerList(losses)
-        self.register_buffer('coefs', paddle.to_tensor(
-            [math.nan if coef == AUTO else float(coef) for coef in coefs] or [0.0],
-            dtype='float32'))
+        self.register_buffer(
+            'coefs',
+            paddle.to_tensor(
+                [math.nan if coef == AUTO else float(coef) for coef in coefs] or [0.0],
+                dtype='float32',
+            ),
+        )
 
     def set_state_dict(self, state_dict, *args, **kwargs):
         # Checkpoints written before the losses and coefficients joined the connectors held
         # the connectors' entries alone, at the top level.
-        if state_dict and not any(k.startswith(('connectors.', 'losses.')) or k == 'coefs'
-                                  for k in state_dict):
+        if state_dict and not any(
+            k.startswith(('connectors.', 'losses.')) or k == 'coefs' for k in state_dict
+        ):
             state_dict = {f'connectors.{k}': v for k, v in state_dict.items()}
         return super().set_state_dict(state_dict, *args, **kwargs)
 
@@ -52,13 +58,15 @@ class DistillModel(nn.Layer):
         self.student = student
         self.supervised_loss = supervised_loss
         self.terms = list(terms)
-        self.trained_beside = TrainedBeside(connectors, [t.loss for t in self.terms],
-                                            [t.coef for t in self.terms])
+        self.trained_beside = TrainedBeside(
+            connectors, [t.loss for t in self.terms], [t.coef for t in self.terms]
+        )
         # Until every auto coefficient is measured (or restored by a resume), each step
         # checks for those still unmeasured.
         self._auto_pending = any(t.coef == AUTO for t in self.terms)
-        self.recorder = Recorder(student, [r for t in self.terms for r in t.student_refs or []],
-                                 'student')
+        self.recorder = Recorder(
+            student, [r for t in self.terms for r in t.student_refs or []], 'student'
+        )
         # A plain attribute, not a sublayer: the teacher never reaches parameters(),
         # state_dict(), the optimizer or DataParallel.
         self.teacher = teacher
@@ -78,8 +86,10 @@ class DistillModel(nn.Layer):
     def coefs(self):
         """{term name: its coefficient}, 'auto' for one not measured yet."""
         values = self.trained_beside.coefs.numpy()
-        return {term.name: AUTO if math.isnan(value) else float(value)
-                for term, value in zip(self.terms, values)}
+        return {
+            term.name: AUTO if math.isnan(value) else float(value)
+            for term, value in zip(self.terms, values)
+        }
 
     def run_info(self):
         """What the run log records about this model at the start."""
@@ -104,8 +114,10 @@ class DistillModel(nn.Layer):
             if term.student_refs is None:
                 student, teacher = [logits_list[0]], [teacher_logits]
             else:
-                student = [self._connect(index, position, student_records[ref])
-                           for position, ref in enumerate(term.student_refs)]
+                student = [
+                    self._connect(index, position, student_records[ref])
+                    for position, ref in enumerate(term.student_refs)
+                ]
                 teacher = [teacher_records[ref] for ref in term.teacher_refs]
             term_losses[index] = term(student, teacher, label)
         coefs = self.trained_beside.coefs
@@ -123,11 +135,12 @@ class DistillModel(nn.Layer):
         if unmeasured:
             parameters = [p for p in self.student.parameters() if not p.stop_gradient]
             ratio = GRADIENT_RATIO / sum(term.coef == AUTO for term in self.terms)
-            for index, coef in auto_coefficients(supervised, unmeasured, parameters,
-                                                 ratio).items():
+            for index, coef in auto_coefficients(supervised, unmeasured, parameters, ratio).items():
                 coefs[index] = coef
-                logger.info(f'coef auto: {self.terms[index].name} = {coef:.4g} (its gradient '
-                            f'{ratio:.3g} times the supervised loss\'s on its first batch)')
+                logger.info(
+                    f'coef auto: {self.terms[index].name} = {coef:.4g} (its gradient '
+                    f"{ratio:.3g} times the supervised loss's on its first batch)"
+                )
             self.trained_beside.coefs.set_value(paddle.to_tensor(coefs))
         self._auto_pending = bool(np.isnan(coefs).any())
 

@@ -5,6 +5,7 @@ The model's code is never edited to distill it (torchdistill's rule); a hook on
 (MMRazor's recorders). A reference to a layer that returns several tensors must say which
 one: taking element 0 silently once recorded ResNet's first stage for `backbone`.
 """
+
 import difflib
 from dataclasses import dataclass
 from typing import Optional
@@ -22,6 +23,7 @@ REF_KEYS = ('path', 'io', 'index')
 class FeatureRef:
     """One tensor of a model: the output (or input) of the sublayer at dotted `path`;
     `index` picks one element when that is a list or tuple of tensors."""
+
     path: str
     io: str = 'output'
     index: Optional[int] = None
@@ -39,18 +41,21 @@ class FeatureRef:
             check_known_keys(value, REF_KEYS, where)
             if not isinstance(value.get('path'), str):
                 raise UserInputError(
-                    f"{where}: a layer reference is a dotted path or a mapping with keys "
-                    f"{', '.join(REF_KEYS)} (path required), got {value!r}")
+                    f'{where}: a layer reference is a dotted path or a mapping with keys '
+                    f'{", ".join(REF_KEYS)} (path required), got {value!r}'
+                )
             io = value.get('io', 'output')
             if io not in ('output', 'input'):
-                raise UserInputError(f"{where}.io: expected output or input, got {io!r}")
+                raise UserInputError(f'{where}.io: expected output or input, got {io!r}')
             index = value.get('index')
-            if index is not None and (isinstance(index, bool) or not isinstance(index, int)
-                                      or index < 0):
-                raise UserInputError(f"{where}.index: expected an integer >= 0, got {index!r}")
+            if index is not None and (
+                isinstance(index, bool) or not isinstance(index, int) or index < 0
+            ):
+                raise UserInputError(f'{where}.index: expected an integer >= 0, got {index!r}')
             return cls(value['path'], io, index)
-        raise UserInputError(f"{where}: expected a dotted layer path or {{path: ..., index: N}},"
-                             f" got {value!r}")
+        raise UserInputError(
+            f'{where}: expected a dotted layer path or {{path: ..., index: N}}, got {value!r}'
+        )
 
 
 def find_sublayer(model, path, role):
@@ -58,9 +63,11 @@ def find_sublayer(model, path, role):
     sublayers = dict(model.named_sublayers())
     if path not in sublayers:
         near = difflib.get_close_matches(path, list(sublayers), n=5, cutoff=0.4)
-        hint = f"closest: {', '.join(near)}" if near else "see --list_layers"
-        raise UserInputError(f"distill_features: {role} layer {path!r} does not exist in the "
-                             f"{role} model; {hint} (run with --list_layers to see all)")
+        hint = f'closest: {", ".join(near)}' if near else 'see --list_layers'
+        raise UserInputError(
+            f'distill_features: {role} layer {path!r} does not exist in the '
+            f'{role} model; {hint} (run with --list_layers to see all)'
+        )
     return sublayers[path]
 
 
@@ -73,15 +80,19 @@ def select(value, ref, where):
                 return value[0]
             what = 'receives' if ref.io == 'input' else 'returns'
             raise UserInputError(
-                f"{where}: layer {ref.path!r} {what} a list of {len(value)} tensors: pick one "
-                f"with {{path: {ref.path}, index: N}}, N in 0..{len(value) - 1}")
+                f'{where}: layer {ref.path!r} {what} a list of {len(value)} tensors: pick one '
+                f'with {{path: {ref.path}, index: N}}, N in 0..{len(value) - 1}'
+            )
         if ref.index >= len(value):
-            raise UserInputError(f"{where}: {ref}: index {ref.index} is out of range, the layer "
-                                 f"gives {len(value)} tensors")
+            raise UserInputError(
+                f'{where}: {ref}: index {ref.index} is out of range, the layer '
+                f'gives {len(value)} tensors'
+            )
         return value[ref.index]
     if ref.index is not None:
-        raise UserInputError(f"{where}: {ref}: the layer gives one tensor, not a list: remove "
-                             f"index")
+        raise UserInputError(
+            f'{where}: {ref}: the layer gives one tensor, not a list: remove index'
+        )
     return value
 
 
@@ -106,12 +117,14 @@ class Recorder:
         def hook(layer, inputs):
             if self.enabled:
                 self._seen[(path, 'input')] = inputs
+
         return hook
 
     def _post_hook(self, path):
         def hook(layer, inputs, output):
             if self.enabled:
                 self._seen[(path, 'output')] = output
+
         return hook
 
     def record_layers(self, forward, *args):
@@ -127,8 +140,11 @@ class Recorder:
     def record(self, forward, *args):
         """(forward(*args), {ref: tensor})."""
         output, seen = self.record_layers(forward, *args)
-        return output, {ref: select(seen[(ref.path, ref.io)], ref, self.role)
-                        for ref in self.refs if (ref.path, ref.io) in seen}
+        return output, {
+            ref: select(seen[(ref.path, ref.io)], ref, self.role)
+            for ref in self.refs
+            if (ref.path, ref.io) in seen
+        }
 
     def remove(self):
         for hook in self._hooks:
@@ -141,9 +157,10 @@ def describe_output(output):
     if isinstance(output, paddle.Tensor):
         return list(output.shape)
     if isinstance(output, (list, tuple)):
-        shapes = [list(t.shape) if isinstance(t, paddle.Tensor) else type(t).__name__
-                  for t in output]
-        return f"list of {len(shapes)}: {shapes}"
+        shapes = [
+            list(t.shape) if isinstance(t, paddle.Tensor) else type(t).__name__ for t in output
+        ]
+        return f'list of {len(shapes)}: {shapes}'
     return None
 
 
@@ -153,8 +170,10 @@ def layer_shapes(model, input_shape):
     hooks = []
     names = dict(model.named_sublayers())
     for path, layer in names.items():
+
         def hook(layer, inputs, output, path=path):
             shapes.setdefault(path, describe_output(output))
+
         hooks.append(layer.register_forward_post_hook(hook))
     dummy_forward(model, input_shape)
     for hook in hooks:

@@ -1,4 +1,5 @@
 """The frozen teacher: eval mode, no gradients, never in the optimizer, weights read-only."""
+
 import paddle
 
 from paddleseg_ext import weights
@@ -44,14 +45,18 @@ class FrozenTeacher:
         self.predictor = None  # compiled from the weights loaded last
 
     def info(self):
-        return {'teacher_weights': self.weights_path,
-                'teacher_weights_sha256': self.weights_sha256, 'teacher_engine': self.engine}
+        return {
+            'teacher_weights': self.weights_path,
+            'teacher_weights_sha256': self.weights_sha256,
+            'teacher_engine': self.engine,
+        }
 
     def __call__(self, images):
         """(main logits, {FeatureRef: recorded tensor})."""
         if self.engine == 'inference' and self.predictor is None:
-            self.predictor = compile_teacher(self.model, self.recorder, images,
-                                             self.dygraph(images), self.precision)
+            self.predictor = compile_teacher(
+                self.model, self.recorder, images, self.dygraph(images), self.precision
+            )
             if self.predictor is None:
                 self.engine = 'dygraph'
         if self.predictor is not None:

@@ -5,6 +5,7 @@ A teacher no better than that is the wrong weights (a file that did not load, an
 checkpoint), the wrong classes or the wrong data; distilling from it only pulls the
 student towards one class, and the run would look merely disappointing at its end.
 """
+
 import numpy as np
 from paddleseg.utils import logger
 
@@ -38,17 +39,20 @@ def check_teacher(teacher_model, val_dataset, teacher_config_path, allow_weak=Fa
     is no better than the majority class (unless allow_weak)."""
     task = task_of(val_dataset)
     count = min(CHECK_IMAGES, len(val_dataset))
-    score = task.evaluate(teacher_model, val_dataset, print_detail=False,
-                          limit=count)[task.primary]
+    score = task.evaluate(teacher_model, val_dataset, print_detail=False, limit=count)[task.primary]
     floor = majority_score(val_dataset, count)
-    summary = (f"the teacher scores {task.primary_label} {score:.4f} on the first {count} "
-               f"val images, predicting the majority class everywhere {floor:.4f}")
+    summary = (
+        f'the teacher scores {task.primary_label} {score:.4f} on the first {count} '
+        f'val images, predicting the majority class everywhere {floor:.4f}'
+    )
     if score > floor:
         logger.info(f'Teacher check: {summary}')
         return score, floor
     if allow_weak:
         logger.warning(f'Teacher check: {summary}; going on (--allow_weak_teacher)')
         return score, floor
-    raise UserInputError(f"{summary}: the teacher in '{teacher_config_path}' is no better than "
-                         f"a constant (wrong weights, classes or data?); fix it, or pass "
-                         f"--allow_weak_teacher to distil from it anyway")
+    raise UserInputError(
+        f"{summary}: the teacher in '{teacher_config_path}' is no better than "
+        f'a constant (wrong weights, classes or data?); fix it, or pass '
+        f'--allow_weak_teacher to distil from it anyway'
+    )

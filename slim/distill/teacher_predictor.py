@@ -6,6 +6,7 @@ the figures); autograd-recording teachers (PaddleSlim's `Distill`) cannot do thi
 tensors that `distill_features` record are extra outputs of the same program, so nothing
 else changes.
 """
+
 import os
 import tempfile
 import time
@@ -67,12 +68,19 @@ class TeacherPredictor:
                     paddle.jit.save(net, prefix, input_spec=[spec])
             finally:
                 _restore_dygraph_forwards(model)
-            self.predictor = paddle.inference.create_predictor(inference_config(
-                saved_program(prefix), prefix + '.pdiparams', cpu_threads=self.threads,
-                use_mkldnn=True, precision=precision))
+            self.predictor = paddle.inference.create_predictor(
+                inference_config(
+                    saved_program(prefix),
+                    prefix + '.pdiparams',
+                    cpu_threads=self.threads,
+                    use_mkldnn=True,
+                    precision=precision,
+                )
+            )
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.outputs = [self.predictor.get_output_handle(name)
-                        for name in self.predictor.get_output_names()]
+        self.outputs = [
+            self.predictor.get_output_handle(name) for name in self.predictor.get_output_names()
+        ]
         self.build_s = time.time() - start
 
     def __call__(self, images):
@@ -84,8 +92,9 @@ class TeacherPredictor:
             # A predictor run leaves paddle's CPU kernels on fewer threads, which slows the
             # student's next step: set the count again.
             paddle.framework.core.set_num_threads(self.threads)
-        logits, *features = [paddle.to_tensor(h.copy_to_cpu(), dtype='float32')
-                             for h in self.outputs]
+        logits, *features = [
+            paddle.to_tensor(h.copy_to_cpu(), dtype='float32') for h in self.outputs
+        ]
         return logits, dict(zip(self.refs, features))
 
 
@@ -127,11 +136,15 @@ def compile_teacher(model, recorder, images, reference, precision):
         logger.warning(f'Teacher not compiled for Paddle Inference ({reason}); {fallback}')
         return None
     if not difference <= MATCH_TOLERANCE[precision]:
-        logger.warning(f'Teacher compiled for Paddle Inference disagrees with the dygraph '
-                       f'teacher on the first batch ({name}: relative difference '
-                       f'{difference:.2g}); {fallback}')
+        logger.warning(
+            f'Teacher compiled for Paddle Inference disagrees with the dygraph '
+            f'teacher on the first batch ({name}: relative difference '
+            f'{difference:.2g}); {fallback}'
+        )
         return None
-    logger.info(f'Teacher compiled for Paddle Inference ({predictor.backend}) in '
-                f'{predictor.build_s:.1f} s; matches the dygraph teacher on the first batch '
-                f'(relative difference {difference:.1g})')
+    logger.info(
+        f'Teacher compiled for Paddle Inference ({predictor.backend}) in '
+        f'{predictor.build_s:.1f} s; matches the dygraph teacher on the first batch '
+        f'(relative difference {difference:.1g})'
+    )
     return predictor

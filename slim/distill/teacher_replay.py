@@ -16,6 +16,7 @@ Files are written whole and renamed into place, so a killed run leaves no half e
 data-parallel ranks can share the folder. The folder's key hashes everything the stored
 logits depend on.
 """
+
 import os
 
 import numpy as np
@@ -29,19 +30,23 @@ from slim.distill.teacher_cache import teacher_outputs_key
 PAD_IMAGE_SIDE = 64
 
 
-def replay_key(teacher_weights, teacher_model_cfg, train_dataset_cfg, prefix, file_list,
-               precision):
+def replay_key(teacher_weights, teacher_model_cfg, train_dataset_cfg, prefix, file_list, precision):
     """Hash of everything the canonical logits depend on: the teacher, the transforms that
     make the canonical view (the leading deterministic ones and Normalize), the padding
     colour, the images. The random transforms are replayed, not stored, so changing them
     keeps the cache."""
     transforms = train_dataset_cfg.get('transforms', [])
     return teacher_outputs_key(
-        teacher_weights, teacher_model_cfg, file_list, precision, kind='replay',
-        canonical_transforms=transforms[:prefix] + [
-            t for t in transforms[prefix:] if t.get('type') == 'Normalize'],
+        teacher_weights,
+        teacher_model_cfg,
+        file_list,
+        precision,
+        kind='replay',
+        canonical_transforms=transforms[:prefix]
+        + [t for t in transforms[prefix:] if t.get('type') == 'Normalize'],
         padding=padding_colour(transforms),
-        img_channels=train_dataset_cfg.get('img_channels', 3))
+        img_channels=train_dataset_cfg.get('img_channels', 3),
+    )
 
 
 def padding_colour(transforms_cfg):
@@ -71,8 +76,9 @@ class TeacherReplayCache:
         self.hits = 0
         self.misses = 0
         stored = sum(1 for name in os.listdir(self.dir) if name.startswith('image_'))
-        logger.info(f'Teacher replay cache: {self.dir} ({stored}/{len(dataset)} images '
-                    f'already computed)')
+        logger.info(
+            f'Teacher replay cache: {self.dir} ({stored}/{len(dataset)} images already computed)'
+        )
 
     def info(self):
         return {**self.teacher.info(), 'teacher_cache': self.dir}
@@ -110,8 +116,9 @@ class TeacherReplayCache:
             if not os.path.exists(path):
                 transforms = self.dataset.transforms.transforms
                 colour = padding_colour([vars(t) for t in transforms])
-                pad = np.full((PAD_IMAGE_SIDE, PAD_IMAGE_SIDE, self.dataset.img_channels),
-                              colour, np.float32)
+                pad = np.full(
+                    (PAD_IMAGE_SIDE, PAD_IMAGE_SIDE, self.dataset.img_channels), colour, np.float32
+                )
                 for step in transforms:
                     if type(step).__name__ == 'Normalize':
                         pad = step({'img': pad})['img']
@@ -136,8 +143,9 @@ class TeacherReplayCache:
             positions = positions.reshape(-1)
             inside = positions >= 0
             # Reads only the pixels the view shows; padded ones take the padding logits.
-            view = np.take(canonical.reshape(canonical.shape[0], -1),
-                           np.where(inside, positions, 0), axis=1).astype(np.float32)
+            view = np.take(
+                canonical.reshape(canonical.shape[0], -1), np.where(inside, positions, 0), axis=1
+            ).astype(np.float32)
             view[:, ~inside] = pad[:, np.newaxis]
             views[row] = view.reshape(views.shape[1:])
         return paddle.to_tensor(views), {}

@@ -5,6 +5,7 @@ from the code instead of written in the config): the arguments named `student`,
 `teacher` and `label` receive the term's tensors. A loss that compares several layers per
 model annotates it, e.g. FSP's `student: Tuple[paddle.Tensor, paddle.Tensor]`.
 """
+
 import collections.abc
 import inspect
 import typing
@@ -28,6 +29,7 @@ class LossArguments:
     """The term inputs a loss's forward accepts, and how many tensors per model it compares:
     None for one tensor, N for a tuple of N, 0 for a list of any length. parameters: the
     forward's parameter name for each of `names` (the same name but for PaddleSeg's)."""
+
     names: tuple
     tensors_per_model: Optional[int] = None
     parameters: Optional[tuple] = None
@@ -42,24 +44,27 @@ class LossArguments:
         for param in named:
             if input_of[param.name] not in TERM_INPUTS and param.default is param.empty:
                 raise UserInputError(
-                    f"{where}: {loss_class.__name__} takes {param.name!r}, which a "
-                    f"distillation term cannot give (it gives {', '.join(TERM_INPUTS)}): use "
-                    f"a distillation loss, e.g. KLDivergenceLoss or ChannelWiseDistillLoss")
+                    f'{where}: {loss_class.__name__} takes {param.name!r}, which a '
+                    f'distillation term cannot give (it gives {", ".join(TERM_INPUTS)}): use '
+                    f'a distillation loss, e.g. KLDivergenceLoss or ChannelWiseDistillLoss'
+                )
         parameter_of = {term_input: name for name, term_input in input_of.items()}
         names = tuple(name for name in TERM_INPUTS if accepts_any or name in parameter_of)
         if 'student' not in names or 'teacher' not in names:
             raise UserInputError(
-                f"{where}: {loss_class.__name__} does not take both `student` and `teacher` "
-                f"arguments: it is not a distillation loss (try KLDivergenceLoss or "
-                f"ChannelWiseDistillLoss)")
+                f'{where}: {loss_class.__name__} does not take both `student` and `teacher` '
+                f'arguments: it is not a distillation loss (try KLDivergenceLoss or '
+                f'ChannelWiseDistillLoss)'
+            )
         parameters = tuple(parameter_of.get(name, name) for name in names)
-        return cls(names, _tensors_per_model(forward),
-                   None if parameters == names else parameters)
+        return cls(names, _tensors_per_model(forward), None if parameters == names else parameters)
 
     def bind(self, given):
         """The forward's keyword arguments from {term input: tensor}."""
-        return {parameter: given[name]
-                for name, parameter in zip(self.names, self.parameters or self.names)}
+        return {
+            parameter: given[name]
+            for name, parameter in zip(self.names, self.parameters or self.names)
+        }
 
 
 def _tensors_per_model(forward):
@@ -86,6 +91,7 @@ class DistillTerm:
     models' main logits. connector: None, 'auto' (a 1x1 conv + BN where channels differ) or
     a connector config {type: ..., ...} applied to each student tensor.
     """
+
     name: str
     loss: nn.Layer
     coef: object
@@ -97,12 +103,12 @@ class DistillTerm:
     end_iter: Optional[int] = None
 
     def active(self, iteration):
-        return iteration > self.start_iter and (self.end_iter is None
-                                                or iteration <= self.end_iter)
+        return iteration > self.start_iter and (self.end_iter is None or iteration <= self.end_iter)
 
     def __call__(self, student, teacher, label):
         """The unweighted loss; student and teacher are lists of tensors (one per ref)."""
         if self.arguments.tensors_per_model is None:
             student, teacher = student[0], teacher[0]
-        return self.loss(**self.arguments.bind(
-            {'student': student, 'teacher': teacher, 'label': label}))
+        return self.loss(
+            **self.arguments.bind({'student': student, 'teacher': teacher, 'label': label})
+        )

@@ -1,4 +1,5 @@
 """Shape and reduction helpers shared by the distillation losses."""
+
 import paddle
 import paddle.nn.functional as F
 
@@ -8,8 +9,7 @@ def resize_spatial(feature, height_width):
     height_width = list(height_width)
     if list(feature.shape[2:]) == height_width:
         return feature
-    return F.interpolate(
-        feature, size=height_width, mode='bilinear', align_corners=False)
+    return F.interpolate(feature, size=height_width, mode='bilinear', align_corners=False)
 
 
 def student_and_constant_teacher(student, teacher):
@@ -21,8 +21,8 @@ def student_and_constant_teacher(student, teacher):
     """
     if student.shape[1] != teacher.shape[1]:
         raise ValueError(
-            'Student and teacher channel counts differ: student shape {}, '
-            'teacher shape {}'.format(student.shape, teacher.shape))
+            f'Student and teacher channel counts differ: student shape {student.shape}, teacher shape {teacher.shape}'
+        )
     return resize_spatial(student, teacher.shape[2:]), teacher.detach()
 
 
@@ -40,8 +40,9 @@ def label_like(label, feature):
     label = label.reshape([label.shape[0], -1, *label.shape[-2:]])[:, 0]  # (N, 1, H, W) too
     if list(label.shape[1:]) == list(feature.shape[2:]):
         return label
-    resized = F.interpolate(label.unsqueeze(1).astype('float32'), size=feature.shape[2:],
-                            mode='nearest')
+    resized = F.interpolate(
+        label.unsqueeze(1).astype('float32'), size=feature.shape[2:], mode='nearest'
+    )
     return resized.squeeze(1).astype(label.dtype)
 
 
@@ -54,8 +55,9 @@ def log_softmax(values, axis):
 
 def kl_divergence(teacher_log_prob, student_log_prob, axis=1):
     """KL(teacher || student) of log-probabilities over `axis` (by default the classes)."""
-    return paddle.sum(paddle.exp(teacher_log_prob) * (teacher_log_prob - student_log_prob),
-                      axis=axis)
+    return paddle.sum(
+        paddle.exp(teacher_log_prob) * (teacher_log_prob - student_log_prob), axis=axis
+    )
 
 
 def masked_mean(values, valid):

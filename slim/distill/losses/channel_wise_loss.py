@@ -31,6 +31,7 @@ class ChannelWiseDistillLoss(nn.Layer):
         batch_size, channels = teacher_feat.shape[:2]
         teacher_log_prob, student_log_prob = (
             log_softmax(feat.reshape([batch_size, channels, -1]) / self.tau, axis=2)
-            for feat in (teacher_feat, student_feat))
+            for feat in (teacher_feat, student_feat)
+        )
         channel_kl = kl_divergence(teacher_log_prob, student_log_prob, axis=2)
         return self.tau**2 * paddle.mean(channel_kl)

@@ -21,8 +21,9 @@ def _mean_pearson(first, second, weight, axis):
         mean = paddle.sum(values * weight, axis=axis, keepdim=True) / safe_count
         centred.append((values - mean) * weight)
     covariance = paddle.sum(centred[0] * centred[1], axis=axis)
-    norms = (paddle.sqrt(paddle.sum(paddle.square(centred[0]), axis=axis)) *
-             paddle.sqrt(paddle.sum(paddle.square(centred[1]), axis=axis)))
+    norms = paddle.sqrt(paddle.sum(paddle.square(centred[0]), axis=axis)) * paddle.sqrt(
+        paddle.sum(paddle.square(centred[1]), axis=axis)
+    )
     correlation = covariance / (norms + _EPS)
     if axis == 0:  # one correlation per class: every class counts
         return paddle.mean(correlation)
@@ -74,8 +75,10 @@ class DISTLoss(nn.Layer):
         """student, teacher: logits (N, C) or logits / feature maps (N, C, H, W); label
         (optional): (N,) or (N, H', W') integer labels."""
         student_map, teacher_map = student_and_constant_teacher(student, teacher)
-        student_probs, teacher_probs = (F.softmax(class_rows(feature) / self.tau, axis=1)
-                                        for feature in (student_map, teacher_map))
+        student_probs, teacher_probs = (
+            F.softmax(class_rows(feature) / self.tau, axis=1)
+            for feature in (student_map, teacher_map)
+        )
         if label is None:
             weight = paddle.ones([student_probs.shape[0], 1], dtype=student_probs.dtype)
         else:

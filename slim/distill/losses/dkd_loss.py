@@ -3,8 +3,14 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from ._shapes import (class_rows, kl_divergence, label_like, log_softmax, masked_mean,
-                      student_and_constant_teacher)
+from ._shapes import (
+    class_rows,
+    kl_divergence,
+    label_like,
+    log_softmax,
+    masked_mean,
+    student_and_constant_teacher,
+)
 
 # Subtracted from the target class's logit to leave it out of a softmax over the others.
 _MASKED = 1000.0
@@ -50,12 +56,15 @@ class DKDLoss(nn.Layer):
         channels = teacher_logits.shape[1]
         if teacher_logits.ndim == 4:
             label = label_like(label, teacher_logits)
-        student_rows, teacher_rows = (class_rows(logits).astype('float32') / self.temperature
-                                      for logits in (student_logits, teacher_logits))
+        student_rows, teacher_rows = (
+            class_rows(logits).astype('float32') / self.temperature
+            for logits in (student_logits, teacher_logits)
+        )
         label = label.reshape([-1]).astype('int64')
         valid = (label != self.ignore_index).astype('float32')
-        target = F.one_hot(paddle.where(label == self.ignore_index,
-                                        paddle.zeros_like(label), label), channels)
+        target = F.one_hot(
+            paddle.where(label == self.ignore_index, paddle.zeros_like(label), label), channels
+        )
 
         def log_binary(logits):  # log (p_target, 1 - p_target), from logsumexps
             total = paddle.logsumexp(logits, axis=1)
@@ -64,6 +73,8 @@ class DKDLoss(nn.Layer):
             return paddle.stack([log_target, log_others], axis=1)
 
         tckd = kl_divergence(log_binary(teacher_rows), log_binary(student_rows))
-        nckd = kl_divergence(log_softmax(teacher_rows - _MASKED * target, axis=1),
-                             log_softmax(student_rows - _MASKED * target, axis=1))
-        return masked_mean(self.alpha * tckd + self.beta * nckd, valid) * self.temperature ** 2
+        nckd = kl_divergence(
+            log_softmax(teacher_rows - _MASKED * target, axis=1),
+            log_softmax(student_rows - _MASKED * target, axis=1),
+        )
+        return masked_mean(self.alpha * tckd + self.beta * nckd, valid) * self.temperature**2

@@ -14,8 +14,7 @@ def _fsp_matrix(first_feat, second_feat):
     num_positions = height * width
     first_flat = first_feat.reshape([batch_size, first_channels, -1])
     second_flat = second_feat.reshape([batch_size, second_feat.shape[1], -1])
-    return paddle.matmul(first_flat, second_flat,
-                         transpose_y=True) / num_positions
+    return paddle.matmul(first_flat, second_flat, transpose_y=True) / num_positions
 
 
 @manager.LOSSES.add_component
@@ -33,8 +32,11 @@ class FSPLoss(nn.Layer):
     needs_spatial = True  # [N, C] tensors are refused when the config is read (probe)
 
     # The annotation tells distill_features to give two layers per model.
-    def forward(self, student: Tuple[paddle.Tensor, paddle.Tensor],
-                teacher: Tuple[paddle.Tensor, paddle.Tensor]):
+    def forward(
+        self,
+        student: Tuple[paddle.Tensor, paddle.Tensor],
+        teacher: Tuple[paddle.Tensor, paddle.Tensor],
+    ):
         """
         Args:
             student: Two student feature maps (N, C1, H, W), (N, C2, H', W').
@@ -42,14 +44,14 @@ class FSPLoss(nn.Layer):
         """
         student_first, student_second = student
         teacher_first, teacher_second = [feat.detach() for feat in teacher]
-        if (student_first.shape[1] != teacher_first.shape[1] or
-                student_second.shape[1] != teacher_second.shape[1]):
+        if (
+            student_first.shape[1] != teacher_first.shape[1]
+            or student_second.shape[1] != teacher_second.shape[1]
+        ):
             raise ValueError(
-                'FSP channel counts differ: student shapes {} and {}, teacher '
-                'shapes {} and {}'.format(student_first.shape,
-                                          student_second.shape,
-                                          teacher_first.shape,
-                                          teacher_second.shape))
+                f'FSP channel counts differ: student shapes {student_first.shape} and {student_second.shape}, teacher '
+                f'shapes {teacher_first.shape} and {teacher_second.shape}'
+            )
         student_fsp = _fsp_matrix(student_first, student_second)
         teacher_fsp = _fsp_matrix(teacher_first, teacher_second)
         return paddle.mean(paddle.square(student_fsp - teacher_fsp))

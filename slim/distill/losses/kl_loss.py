@@ -2,8 +2,7 @@ import paddle
 import paddle.nn as nn
 from paddleseg.cvlibs import manager
 
-from ._shapes import (kl_divergence, log_softmax, masked_mean, student_and_constant_teacher,
-                      z_score)
+from ._shapes import kl_divergence, log_softmax, masked_mean, student_and_constant_teacher, z_score
 
 
 @manager.LOSSES.add_component
@@ -31,18 +30,22 @@ class KLDivergenceLoss(nn.Layer):
             than the scale of its logits.
     """
 
-    def __init__(self,
-                 temperature=1.0,
-                 student_temperature=None,
-                 teacher_temperature=None,
-                 ignore_index=255,
-                 standardize=False):
+    def __init__(
+        self,
+        temperature=1.0,
+        student_temperature=None,
+        teacher_temperature=None,
+        ignore_index=255,
+        standardize=False,
+    ):
         super().__init__()
         self.standardize = standardize
-        self.student_temperature = (temperature if student_temperature is None
-                                    else student_temperature)
-        self.teacher_temperature = (temperature if teacher_temperature is None
-                                    else teacher_temperature)
+        self.student_temperature = (
+            temperature if student_temperature is None else student_temperature
+        )
+        self.teacher_temperature = (
+            temperature if teacher_temperature is None else teacher_temperature
+        )
         self.ignore_index = ignore_index
 
     def forward(self, student, teacher, label=None):
@@ -53,15 +56,12 @@ class KLDivergenceLoss(nn.Layer):
         if self.standardize:
             student_logits, teacher_logits = z_score(student_logits), z_score(teacher_logits)
 
-        teacher_log_prob = log_softmax(
-            teacher_logits / self.teacher_temperature, axis=1)
-        student_log_prob = log_softmax(
-            student_logits / self.student_temperature, axis=1)
+        teacher_log_prob = log_softmax(teacher_logits / self.teacher_temperature, axis=1)
+        student_log_prob = log_softmax(student_logits / self.student_temperature, axis=1)
         pixel_kl = kl_divergence(teacher_log_prob, student_log_prob)
 
         if label is None:
             mean_kl = paddle.mean(pixel_kl)
         else:
-            mean_kl = masked_mean(pixel_kl,
-                                  (label != self.ignore_index).astype(pixel_kl.dtype))
+            mean_kl = masked_mean(pixel_kl, (label != self.ignore_index).astype(pixel_kl.dtype))
         return mean_kl * self.student_temperature * self.teacher_temperature
