@@ -17,11 +17,11 @@ PY := $(VENV)/bin/python
 # Stamp file: the venv is (re)installed whenever a requirements file is newer than the last install.
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo clean
+.PHONY: setup test lint demo clean
 
 setup: $(STAMP)
 
-$(STAMP): $(REQUIREMENTS) requirements-slim.txt requirements-tune.txt pyproject.toml
+$(STAMP): $(REQUIREMENTS) requirements-slim.txt requirements-tune.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
@@ -29,12 +29,22 @@ $(STAMP): $(REQUIREMENTS) requirements-slim.txt requirements-tune.txt pyproject.
 	$(PY) -m pip install --quiet --no-deps -r requirements-slim.txt
 	# Optuna: tools/tune.py's optional dependency, installed here so its tests run.
 	$(PY) -m pip install --quiet -r requirements-tune.txt
+	# ruff and import-linter: `make lint`.
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	# This project, editable: scripts, tools and tests import it without editing sys.path.
 	$(PY) -m pip install --quiet --no-deps -e .
+	# One zlib for paddle, Pillow and OpenCV whatever the import order (native_libs.py says why).
+	$(PY) -c 'from paddleseg_ext.native_libs import install_startup_hook as i; i()'
 	touch $(STAMP)
 
 test: setup
 	$(PY) -m pytest tests -q
+
+# The code's style (ruff) and its layers (import-linter contracts in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 demo: setup
 	$(PY) tools/demo.py

@@ -2,17 +2,16 @@
 --student_config S.yml [train.py's flags]. The student config's distill_loss and
 distill_features say what is compared; nothing else needs editing."""
 
-import argparse
-
-import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
-from paddleseg_ext.engine.cli import add_train_arguments, prepare_run, run_cli, run_training
+import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
+from paddleseg_ext.cli import ArgumentParser, run_cli
+from paddleseg_ext.engine.cli import add_train_arguments, prepare_run, run_training
 from slim.distill import distill_model_factory
 from slim.distill.listing import print_layers
 from slim.distill.teacher import TEACHER_ENGINES
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     # --teather_config is the spelling of PaddleSeg's tutorial, which users type.
     parser.add_argument(
         '--teather_config',

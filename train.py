@@ -1,14 +1,13 @@
 """Train a segmentation model from a PaddleSeg YAML config (PaddleSeg's train.py flags)."""
 
-import argparse
-
-import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
-from paddleseg_ext.engine.cli import add_train_arguments, run_cli, run_training
+import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
+from paddleseg_ext.cli import ArgumentParser, run_cli
+from paddleseg_ext.engine.cli import add_train_arguments, run_training
 from slim.distill import plain_model
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--config', required=True, help='The model/data/schedule YAML.')
     return add_train_arguments(parser).parse_args(argv)
 

@@ -1,21 +1,21 @@
 """Evaluate trained weights on the config's val set (PaddleSeg's val.py): mIoU and per-class
 IoU for segmentation, top-1 and top-5 accuracy for classification."""
 
-import argparse
 import json
 
-import paddleseg_ext  # noqa: F401  (first: registers our datasets, loads Pillow before paddle)
 from paddleseg.cvlibs import SegBuilder
+
+import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
+from paddleseg_ext.cli import ArgumentParser, run_cli
 from paddleseg_ext.config import build, build_model_without_weights, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
-from paddleseg_ext.engine.cli import run_cli
-from paddleseg_ext.process import setup_process
 from paddleseg_ext.evaluation import task_of
 from paddleseg_ext.evaluation.evaluate import InferenceOptions
+from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--config', required=True, help='The model/data YAML.')
     parser.add_argument(
         '--model_path',

@@ -6,7 +6,6 @@ validated against paddleseg's registry, naming the closest valid spelling.
 """
 
 import copy
-import difflib
 import os
 
 import paddle
@@ -14,7 +13,7 @@ import yaml
 from paddleseg.cvlibs import Config, SegBuilder, manager
 from paddleseg.cvlibs.config import parse_from_yaml, update_config_dict
 
-from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.errors import UserInputError, closest
 from paddleseg_ext.pretrained import is_url
 
 # PaddleSeg's keys, plus ours: distill_features (feature distillation), teacher_cache.
@@ -47,12 +46,6 @@ _REGISTRIES = {
 # val.py or export.py read a student config without importing it.
 # paddleseg's SegBuilder maps these spellings to optimizer classes itself.
 _OPTIMIZER_ALIASES = ('sgd', 'adam', 'SGD', 'Adam')
-
-
-def closest(name, candidates):
-    """' (did you mean X?)' for the nearest candidate, or ''."""
-    match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
-    return f' (did you mean {match[0]!r}?)' if match else ''
 
 
 def check_known_keys(mapping, valid, where):

@@ -1,4 +1,7 @@
-"""The one exception type the CLIs turn into a single clear line and exit code 1."""
+"""The one exception type the CLIs turn into a single clear line and exit code 1, and the
+hint that names what a misspelled name was probably meant to be."""
+
+import difflib
 
 
 class UserInputError(Exception):
@@ -6,3 +9,9 @@ class UserInputError(Exception):
 
     The message is one line; the CLI prints it without a traceback.
     """
+
+
+def closest(name, candidates):
+    """' (did you mean X?)' for the nearest candidate, or ''."""
+    match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f' (did you mean {match[0]!r}?)' if match else ''

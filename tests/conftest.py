@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-import paddleseg_ext  # noqa: F401  (before any test imports paddle: see its docstring)
+import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
 from paddleseg_ext.datasets.synthetic import make_synthetic
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

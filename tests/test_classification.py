@@ -8,9 +8,9 @@ import os
 import cv2
 import numpy as np
 import pytest
+from conftest import TEST_CONFIGS, run_cli
 from paddleseg.cvlibs import SegBuilder
 
-from conftest import TEST_CONFIGS, run_cli
 from paddleseg_ext.config import build, load_config
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.evaluation.classification import topk_correct
@@ -215,6 +215,7 @@ def test_export_reads_the_channels_from_the_config_and_predicts_as_the_model(dig
     """deploy.yaml says one channel, and Paddle Inference gives each image the dygraph
     model's class, in one batch."""
     import yaml
+
     from paddleseg_ext.deploy.inference import InferenceModel
 
     config, weights, out = exported
@@ -396,6 +397,7 @@ def test_spatial_loss_on_logits_is_refused_when_the_config_is_read(
 
 def test_kl_and_l2_on_classification_logits_match_numpy():
     import paddle
+
     from slim.distill.losses import KLDivergenceLoss, L2Loss
 
     rng = np.random.default_rng(1)
@@ -421,6 +423,7 @@ def test_kl_and_l2_on_classification_logits_match_numpy():
 @pytest.mark.parametrize('stride', [1, 2])
 def test_mobilenetv1_depthwise_convolution_matches_numpy_and_keeps_its_parameters(stride):
     import paddle
+
     from paddleseg_ext.models.classifiers import MobileNetV1
 
     model = MobileNetV1(num_classes=10, in_channels=1, scale=0.25)

@@ -12,9 +12,10 @@ import numpy as np
 import paddle
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import REPO_ROOT, TEST_CONFIGS, data_opts, run_cli
+from PIL import Image
+from test_evaluate import ChannelMeanModel, dataset  # noqa: F401  (dataset is a fixture)
+
 from paddleseg_ext.compat import PADDLE_3, repair_onednn_config
 from paddleseg_ext.config import load_config
 from paddleseg_ext.deploy.export import MODEL_FILENAME, export_model
@@ -25,7 +26,6 @@ from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation import evaluate
 from paddleseg_ext.evaluation.evaluate import InferenceOptions, infer_scores
 from slim.distill.build import build_model_without_weights
-from test_evaluate import ChannelMeanModel, dataset  # noqa: F401  (dataset is a fixture)
 
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 
@@ -261,6 +261,7 @@ def test_predict_list_file_names_and_errors(exported, image_folder, synthetic_ro
 
 def test_inference_model_evaluates_like_dygraph(trained, exported, synthetic_root):
     from paddleseg.cvlibs import SegBuilder
+
     from paddleseg_ext.config import build
 
     val_dataset = build(SegBuilder(tiny_config(synthetic_root)), 'val_dataset')

@@ -10,9 +10,9 @@ from typing import Sequence
 import numpy as np
 import paddle
 import pytest
+from conftest import TEST_CONFIGS, data_opts, run_cli
 from paddleseg.cvlibs import SegBuilder
 
-from conftest import TEST_CONFIGS, data_opts, run_cli
 from paddleseg_ext import weights
 from paddleseg_ext.config import build, load_config
 from paddleseg_ext.engine.trainer import Progress, Trainer, TrainOptions, build_optimizer
@@ -967,9 +967,10 @@ def test_a_teacher_no_better_than_the_majority_class_stops_before_training(
 def test_majority_score_is_the_mean_iou_of_one_class_everywhere(synthetic_root):
     """Against a count of the val labels' pixels: the majority class's IoU is its share of
     the pixels, every other class's 0, and mIoU averages over the classes."""
-    from PIL import Image
-    from paddleseg_ext.datasets import OpticDiscSeg
     from paddleseg.transforms import Normalize
+    from PIL import Image
+
+    from paddleseg_ext.datasets import OpticDiscSeg
     from slim.distill.teacher_check import majority_score
 
     dataset = OpticDiscSeg(synthetic_root, [Normalize()], mode='val')

@@ -8,6 +8,7 @@ import sys
 import time
 
 from conftest import REPO_ROOT, TEST_CONFIGS, data_opts, run_cli
+
 from paddleseg_ext import weights
 from paddleseg_ext.engine import checkpoint
 
@@ -19,7 +20,6 @@ NO_SPACE_HOOK = """
 import os
 if os.environ.get('FAULT_SAVE_PATH'):
     import errno
-    import PIL._imaging  # noqa: F401  (paddleseg_ext needs Pillow loaded before paddle)
     import paddle
     real_save = paddle.save
 

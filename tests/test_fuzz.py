@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-
 from conftest import TEST_CONFIGS, run_cli
 
 SEED = 14

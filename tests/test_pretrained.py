@@ -10,11 +10,11 @@ import tarfile
 import threading
 
 import pytest
-
 from conftest import TEST_CONFIGS, data_opts, run_cli
+from test_weights import write_config
+
 from paddleseg_ext import pretrained
 from paddleseg_ext.errors import UserInputError
-from test_weights import write_config
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

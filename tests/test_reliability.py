@@ -11,8 +11,8 @@ import time
 import numpy as np
 import paddle
 import pytest
-
 from conftest import REPO_ROOT, TEST_CONFIGS, data_opts, run_cli
+
 from paddleseg_ext import weights
 from paddleseg_ext.engine import checkpoint
 from paddleseg_ext.errors import UserInputError

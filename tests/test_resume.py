@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from conftest import TEST_CONFIGS, data_opts, run_cli
+
 from paddleseg_ext import weights
 
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')

@@ -6,10 +6,9 @@ import glob
 import os
 
 import pytest
-
-import paddleseg_ext  # noqa: F401  (registers the components, before paddle)
 from paddleseg.cvlibs import SegBuilder
 
+import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
 from paddleseg_ext.config import build, build_model_without_weights, load_config
 from slim.benchmark.recipes import (
     AUGMENTED_RECIPE,

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import paddle
 import pytest
-
 from conftest import TEST_CONFIGS, data_opts, run_cli
+
 from paddleseg_ext import weights
 from slim.distill.recorder import FeatureRef
 from slim.distill.teacher import FrozenTeacher

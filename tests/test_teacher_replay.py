@@ -6,6 +6,7 @@ import re
 import numpy as np
 import paddle
 import pytest
+from conftest import TEST_CONFIGS, data_opts, run_cli
 from paddleseg.transforms import (
     Normalize,
     RandomHorizontalFlip,
@@ -13,7 +14,6 @@ from paddleseg.transforms import (
     ResizeStepScaling,
 )
 
-from conftest import TEST_CONFIGS, data_opts, run_cli
 from paddleseg_ext.datasets import OpticDiscSeg
 from paddleseg_ext.datasets.source_map import OFFSET, replay_plan, track_sources
 from paddleseg_ext.engine.sampling import SeededSamples

@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-
 from conftest import TEST_CONFIGS, run_cli
 
 
@@ -179,6 +178,7 @@ def test_distilled_runs_keep_a_teacher_cache_in_their_folder_when_the_task_asks(
 
 def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monkeypatch):
     import threading
+
     from slim.benchmark import compare
     from slim.benchmark.recipes import Setup
 

@@ -4,8 +4,8 @@ import json
 import os
 
 import yaml
-
 from conftest import TEST_CONFIGS, data_opts, run_cli
+
 from slim.benchmark.runs import evaluations
 from slim.benchmark.tune import run_watched
 

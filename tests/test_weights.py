@@ -9,10 +9,10 @@ import numpy as np
 import paddle
 import pytest
 import yaml
+from conftest import TEST_CONFIGS, data_opts, run_cli
 from paddle.base import core
 from paddle.framework.io import _legacy_save
 
-from conftest import TEST_CONFIGS, data_opts, run_cli
 from paddleseg_ext import weights
 
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')

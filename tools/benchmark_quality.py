@@ -17,12 +17,13 @@ Segmentation CPU configs (default) or any pair, e.g. the GPU quick start on the 
 
 import argparse
 
+from paddleseg_ext.cli import ArgumentParser
 from slim.benchmark.compare import run
 from slim.benchmark.recipes import Setup, add_setup_arguments
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_setup_arguments(parser)

@@ -10,6 +10,7 @@ slim/benchmark/speed.py says what each mode measures and how.
 import argparse
 import os
 
+from paddleseg_ext.cli import ArgumentParser
 from slim.benchmark.recipes import CPU_CONFIGS, RECIPES, TEACHER_CONFIG
 from slim.benchmark.speed import MODES, measure, run_mode
 
@@ -28,7 +29,7 @@ PAIRS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(

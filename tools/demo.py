@@ -5,14 +5,13 @@ the distilled student with the CPU configs, scores each best_model with val.py, 
 output/demo/report.{md,json,png}.
 """
 
-import argparse
-
+from paddleseg_ext.cli import ArgumentParser
 from slim.benchmark.compare import run
 from slim.benchmark.recipes import Setup, add_setup_arguments
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     add_setup_arguments(parser)
     parser.add_argument('--out', default='output/demo')
     parser.add_argument('--seed', type=int, default=0)

@@ -11,14 +11,14 @@ output op), e.g.
 
 import argparse
 
-import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
+import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
+from paddleseg_ext.cli import ArgumentParser, run_cli
 from paddleseg_ext.deploy.export import OUTPUT_OPS, PROGRAM_FORMATS, export_model
-from paddleseg_ext.engine.cli import run_cli
 from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument('--config', required=True, help='The model/data YAML.')

@@ -12,6 +12,8 @@ import importlib.util
 import os
 import sys
 
+from paddleseg_ext.cli import ArgumentParser
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOT_MODULE = os.path.join(REPO_ROOT, 'paddleseg_ext', 'deploy', 'plot.py')
 
@@ -25,7 +27,7 @@ def load_plot_module():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(

@@ -13,14 +13,14 @@ classifier's config, SAVE_DIR/predictions.txt ("<image path> <class id>" per lin
 
 import argparse
 
-import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
+import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
+from paddleseg_ext.cli import ArgumentParser, run_cli
 from paddleseg_ext.deploy.predict import predict
-from paddleseg_ext.engine.cli import run_cli
 from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(

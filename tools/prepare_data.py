@@ -20,6 +20,7 @@ import os
 import time
 from pathlib import Path
 
+from paddleseg_ext.cli import ArgumentParser
 from paddleseg_ext.datasets import digits
 from paddleseg_ext.datasets.layout import DEFAULT_OUT, PrepareDataError
 from paddleseg_ext.datasets.optic_disc_zip import unpack_zip
@@ -27,7 +28,7 @@ from paddleseg_ext.datasets.synthetic import make_synthetic
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='prepare_data.py',
         description="Unpack PaddleSeg's optic_disc_seg.zip, write a synthetic look-alike, or "
         "write scikit-learn's handwritten digits for classification.",

@@ -15,14 +15,14 @@ only: on paddle 3 export the float model with `tools/export.py --program_format 
 import argparse
 import json
 
-import paddleseg_ext  # noqa: F401  (first: registers datasets, loads Pillow before paddle)
+import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
+from paddleseg_ext.cli import ArgumentParser, run_cli
 from paddleseg_ext.deploy.quantize import ALGOS, quantize
-from paddleseg_ext.engine.cli import run_cli
 from paddleseg_ext.process import setup_process
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(

@@ -9,12 +9,12 @@ views, the teacher's logits with what the replay cache serves for the same views
 import argparse
 import json
 
-from paddleseg_ext.engine.cli import run_cli
+from paddleseg_ext.cli import ArgumentParser, run_cli
 from slim.benchmark.replay_error import replay_error
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument('--teacher_config', '--teather_config', required=True)

@@ -13,12 +13,13 @@ OUT/trials.png. Run it again with the same --out to continue the search.
 
 import argparse
 
+from paddleseg_ext.cli import ArgumentParser
 from paddleseg_ext.errors import UserInputError
 from slim.benchmark.tune import TuneError, tune
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument('--teacher_config', '--teather_config', required=True)

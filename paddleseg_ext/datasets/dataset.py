@@ -8,10 +8,10 @@ import os
 
 import cv2
 import numpy as np
-from PIL import Image
 from paddleseg.cvlibs import manager
 from paddleseg.datasets import Dataset as PaddleSegDataset
 from paddleseg.transforms import Compose
+from PIL import Image
 
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.registry import override_component

@@ -1,7 +1,5 @@
 """What train.py and distill_train.py share: flags, run set-up, error reporting."""
 
-import sys
-
 from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext.config import build, load_config
@@ -107,12 +105,3 @@ def run_training(args, config_path, make_model):
     if args.do_eval:
         build(builder, 'val_dataset')
     Trainer(train_options(args), config, builder, model).train()
-
-
-def run_cli(main):
-    """Runs main(); a UserInputError becomes one line on stderr and exit code 1."""
-    try:
-        main()
-    except UserInputError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        sys.exit(1)

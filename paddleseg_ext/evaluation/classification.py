@@ -6,7 +6,7 @@ from paddleseg.utils import logger
 
 from paddleseg_ext.amp import AMP_DTYPES, autocast
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.evaluation.evaluate import eval_mode
+from paddleseg_ext.eval_mode import eval_mode
 
 TOP_K = (1, 5)
 EVAL_BATCH_SIZE = 64

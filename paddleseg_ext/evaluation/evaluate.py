@@ -12,7 +12,6 @@ are averaged; paddleseg 2.8's aug_inference averages raw logits instead) and --i
 slide_inference, which works on paddle 2.6).
 """
 
-import contextlib
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
@@ -25,6 +24,7 @@ from paddleseg.utils import logger
 
 from paddleseg_ext.amp import AMP_DTYPES, autocast
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.eval_mode import eval_mode
 from paddleseg_ext.evaluation.metrics import confusion_matrix, segmentation_metrics
 
 
@@ -121,25 +121,6 @@ def infer_scores(model, image, options):
             total = total + F.softmax(logits, axis=1)
     mean_probability = total / (len(options.scales) * len(flips))
     return paddle.log(paddle.clip(mean_probability, min=1e-30))
-
-
-@contextlib.contextmanager
-def eval_mode(model):
-    """Puts every sublayer in eval mode, then restores each one's own previous mode.
-
-    Per sublayer rather than `model.train()`: a distillation student may hold frozen parts
-    (e.g. a teacher or BN layers) that must stay in eval mode after evaluation.
-    """
-    previous_modes = [(layer, layer.training) for layer in model.sublayers(include_self=True)]
-    model_was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        if model_was_training:
-            model.train()  # also resets paddle's global dygraph mode, which eval() changed
-        for layer, was_training in previous_modes:
-            layer.training = was_training
 
 
 def _iterate_samples(dataset, indices, num_workers):

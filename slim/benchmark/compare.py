@@ -86,7 +86,7 @@ def run_key(setup, seed, iters, teacher_weights=None):
     iterations, the data and, distilled, the teacher (config and weights file) and whether
     its outputs come from a cache. The student alone leaves out the distill terms (train.py
     ignores them), so the recipes of one student share their student-alone runs."""
-    import paddleseg_ext  # noqa: F401  (before paddle)
+    import paddleseg_ext  # noqa: F401  (registers our components)
     from paddleseg_ext.config import load_config
 
     config = load_config(setup.student_config).dic

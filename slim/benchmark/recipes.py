@@ -158,8 +158,9 @@ class Setup:
 def default_jobs():
     """Student runs side by side: two on a CPU with two cores or more, else one (a GPU
     runs one at a time at full speed)."""
-    import paddleseg_ext  # noqa: F401  (before paddle)
     import paddle
+
+    import paddleseg_ext  # noqa: F401  (registers our components)
 
     if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         return 1

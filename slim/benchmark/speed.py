@@ -119,16 +119,16 @@ def fill_cache(cache, dataset, batch_size):
 
 def run_mode(args):
     """Worker: one mode through the real training loop; writes its measurements as JSON."""
-    import paddleseg_ext  # noqa: F401  (before paddle)
     import paddle
     from paddleseg.cvlibs import SegBuilder
-    from paddleseg_ext.config import build, load_config
-    from paddleseg_ext.process import setup_process
+
+    import paddleseg_ext  # noqa: F401  (registers our components)
+    from paddleseg_ext.config import build, build_model_without_weights, load_config
     from paddleseg_ext.engine.trainer import Trainer, TrainOptions
+    from paddleseg_ext.process import setup_process
     from slim.distill import distill_model_factory, plain_model
     from slim.distill.teacher_cache import TeacherCache
     from slim.distill.teacher_replay import TeacherReplayCache
-    from paddleseg_ext.config import build_model_without_weights
 
     device = setup_process('auto', args.cpu_threads, seed=0)
     total_iters = args.warmup + args.iters

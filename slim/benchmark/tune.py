@@ -39,7 +39,7 @@ def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
     """Writes out_dir/{tune_train,tune_holdout}.txt from the student config's training list
     (lines unchanged, so they stay relative to the same dataset_root); returns the
     train_dataset overrides that point a config at them."""
-    import paddleseg_ext  # noqa: F401  (before paddle)
+    import paddleseg_ext  # noqa: F401  (registers our components)
     from paddleseg_ext.config import load_config
     from paddleseg_ext.datasets.layout import list_file
 
@@ -172,7 +172,7 @@ def tune(
         raise TuneError(
             'tools/tune.py needs Optuna: pip install -r requirements-tune.txt'
         ) from None
-    import paddleseg_ext  # noqa: F401  (before paddle)
+    import paddleseg_ext  # noqa: F401  (registers our components)
     from paddleseg_ext.config import dataset_task, load_config
     from paddleseg_ext.evaluation.task import TASKS
 

@@ -10,8 +10,8 @@ from slim.distill.model import DistillModel
 from slim.distill.probe import connect
 from slim.distill.schema import parse_terms
 from slim.distill.teacher import FrozenTeacher
-from slim.distill.teacher_check import check_teacher
 from slim.distill.teacher_cache import TeacherCache, cache_blocker, cache_key
+from slim.distill.teacher_check import check_teacher
 from slim.distill.teacher_replay import TeacherReplayCache, replay_key
 
 

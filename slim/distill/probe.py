@@ -4,7 +4,7 @@ exists and is a tensor, channels match or a connector maps them."""
 import paddle
 
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.evaluation.evaluate import eval_mode
+from paddleseg_ext.eval_mode import eval_mode
 from slim.distill.connectors import build_connector
 from slim.distill.recorder import Recorder, select
 

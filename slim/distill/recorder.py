@@ -14,7 +14,7 @@ import paddle
 
 from paddleseg_ext.config import check_known_keys
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.evaluation.evaluate import eval_mode
+from paddleseg_ext.eval_mode import eval_mode
 
 REF_KEYS = ('path', 'io', 'index')
 
