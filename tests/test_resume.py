@@ -17,9 +17,42 @@ TINY_STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
 TINY_STUDENT_AUTO = os.path.join(TEST_CONFIGS, 'tiny_student_auto.yml')
 
 
-def command(kind, teacher_weights):
+# Registers, at start-up, a distillation loss that learns a scale of the student's logits.
+LEARNED_LOSS_PLUGIN = """
+import paddle
+from paddleseg.cvlibs import manager
+
+
+@manager.LOSSES.add_component
+class LearnedScaleL2(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.scale = self.create_parameter(
+            [1], default_initializer=paddle.nn.initializer.Constant(1.0)
+        )
+
+    def forward(self, student, teacher):
+        return paddle.mean(paddle.square(self.scale * student - teacher))
+"""
+
+
+def learned_loss_setup(tmp_path):
+    """A plugin folder for PYTHONPATH and a student config whose one term is that loss."""
+    plugin = tmp_path / 'plugin'
+    plugin.mkdir()
+    (plugin / 'sitecustomize.py').write_text(LEARNED_LOSS_PLUGIN)
+    config = tmp_path / 'student_learned_loss.yml'
+    config.write_text(
+        f"_base_: '{TINY_STUDENT}'\ndistill_loss:\n  types: [{{type: LearnedScaleL2}}]\n"
+        '  coef: [1]\n'
+    )
+    return {**os.environ, 'PYTHONPATH': str(plugin)}, str(config)
+
+
+def command(kind, teacher_weights, student_config=None):
     """train.py, or distill_train.py with KL + channel-wise features through an aligner
-    (distill_auto: their coefficients measured at the start)."""
+    (distill_auto: their coefficients measured at the start; distill_learned_loss: the
+    config given, whose loss has a parameter)."""
     if kind == 'train':
         return ['train.py', '--config', TINY_STUDENT]
     return [
@@ -30,13 +63,23 @@ def command(kind, teacher_weights):
         '--teacher_model_path',
         teacher_weights,
         '--student_config',
-        TINY_STUDENT_AUTO if kind == 'distill_auto' else TINY_STUDENT_CWD,
+        student_config or {'distill_auto': TINY_STUDENT_AUTO, 'distill': TINY_STUDENT_CWD}[kind],
     ]
 
 
-def train(save_dir, iters, root, *extra, opts=(), kind='train', teacher_weights=None):
+def train(
+    save_dir,
+    iters,
+    root,
+    *extra,
+    opts=(),
+    kind='train',
+    teacher_weights=None,
+    student_config=None,
+    env=None,
+):
     return run_cli(
-        *command(kind, teacher_weights),
+        *command(kind, teacher_weights, student_config),
         '--iters',
         str(iters),
         '--save_interval',
@@ -50,6 +93,7 @@ def train(save_dir, iters, root, *extra, opts=(), kind='train', teacher_weights=
         *extra,
         *data_opts(root),
         *opts,
+        env=env,
     )
 
 
@@ -60,12 +104,17 @@ def load_numpy(path):
     }
 
 
-@pytest.mark.parametrize('kind', ['train', 'distill', 'distill_auto'])
+@pytest.mark.parametrize('kind', ['train', 'distill', 'distill_auto', 'distill_learned_loss'])
 def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path, kind, request):
     whole_dir = str(tmp_path / 'whole')
     split_dir = str(tmp_path / 'split')
     teacher = request.getfixturevalue('teacher_weights') if kind != 'train' else None
-    run = functools.partial(train, kind=kind, teacher_weights=teacher)
+    env, student_config = (
+        learned_loss_setup(tmp_path) if kind == 'distill_learned_loss' else (None, None)
+    )
+    run = functools.partial(
+        train, kind=kind, teacher_weights=teacher, student_config=student_config, env=env
+    )
     # The first half stops at iter 3 of a 6-iteration schedule: PolynomialDecay's
     # decay_steps defaults to --iters, so it is pinned to 6 as in the uninterrupted run.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -111,3 +160,13 @@ def test_resume_auto_matches_uninterrupted_run(synthetic_root, tmp_path, kind, r
         ]
         np.testing.assert_array_equal(np.asarray(coefs[0]), np.asarray(coefs[1]))
         assert np.all(np.asarray(coefs[0]) > 0)
+    if kind == 'distill_learned_loss':
+        # The loss's parameter trained, was kept in the train state and came back on resume.
+        scales = [
+            weights.load(os.path.join(folder, 'iter_6', 'train_state.pdstates'))['auxiliary'][
+                'losses.0.scale'
+            ]
+            for folder in (whole_dir, split_dir)
+        ]
+        np.testing.assert_allclose(np.asarray(scales[0]), np.asarray(scales[1]), atol=1e-6)
+        assert np.asarray(scales[0]).item() != 1.0
