@@ -8,8 +8,13 @@ from paddleseg_ext.errors import UserInputError, closest
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, except that an unknown flag is named first, with the closest known one:
-    argparse alone reports a misspelled required flag as the required flag missing."""
+    """argparse, except that an unknown flag is named first, with the closest known one
+    (argparse alone reports a misspelled required flag as the required flag missing), and
+    that a usage error is one `error:` line and exit code 1, like every other user error."""
+
+    def error(self, message):
+        print(f'error: {self.prog}: {message} (see {self.prog} --help)', file=sys.stderr)
+        sys.exit(1)
 
     def parse_args(self, args=None, namespace=None):
         argv = sys.argv[1:] if args is None else list(args)

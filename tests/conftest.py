@@ -23,6 +23,25 @@ def run_cli(*args, timeout=300, env=None):
     )
 
 
+def error_line(result, *fragments):
+    """The single `error: ...` line of a failed run (exit 1, no traceback, the last line of
+    stderr), holding every fragment."""
+    if isinstance(result, subprocess.TimeoutExpired):
+        stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
+        pytest.fail(
+            f'{result.cmd[1:]} hung: killed after {result.timeout} s '
+            f'(expected exit code 1); stderr tail:\n{(stderr or "")[-800:]}'
+        )
+    assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert result.stderr.rstrip('\n').splitlines()[-1] == lines[0], result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], f'{fragment!r} not in {lines[0]!r}'
+    return lines[0]
+
+
 def data_opts(root):
     return ['--opts', f'train_dataset.dataset_root={root}', f'val_dataset.dataset_root={root}']
 

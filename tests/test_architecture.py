@@ -63,7 +63,10 @@ print('labels decode')
 
 
 def test_the_packages_import_after_paddle_and_png_labels_still_decode(tmp_path):
-    for order in ('import paddle; import paddleseg_ext, slim.distill', 'import slim.distill, paddle'):
+    for order in (
+        'import paddle; import paddleseg_ext, slim.distill',
+        'import slim.distill, paddle',
+    ):
         result = subprocess.run(
             [sys.executable, '-c', order + '\n' + PNG_ROUND_TRIP, str(tmp_path)],
             capture_output=True,

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import paddle
 import pytest
-from conftest import TEST_CONFIGS, data_opts, run_cli
+from conftest import TEST_CONFIGS, data_opts, error_line, run_cli
 from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext import weights
@@ -51,15 +51,9 @@ def plain_student_keys():
 
 
 def assert_user_error(result, *fragments, save_dir=None):
-    """Exit 1, one `error: ...` line on stderr holding every fragment, nothing saved."""
-    assert result.returncode == 1, output_of(result)
-    assert 'Traceback' not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    message = lines[0]
-    assert message.startswith('error: '), result.stderr
-    for fragment in fragments:
-        assert fragment in message, f'{fragment!r} not in {message!r}'
+    """error_line's checks, with the error line the whole of stderr and nothing saved."""
+    message = error_line(result, *fragments)
+    assert result.stderr.strip() == message, result.stderr
     if save_dir is not None:
         assert not os.path.exists(save_dir) or os.listdir(save_dir) == [], os.listdir(save_dir)
     return message

@@ -146,7 +146,8 @@ def test_cli_missing_zip_names_file_and_exits_1(tmp_path):
     assert str(missing) in lines[0] and 'not found' in lines[0] and '--synthetic' in lines[0]
 
 
-def test_cli_without_source_prints_usage_and_exits_2():
+def test_cli_without_source_is_one_usage_error():
     result = run_cli()
-    assert result.returncode == 2
-    assert 'usage:' in result.stderr
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: prepare_data.py: '), result.stderr

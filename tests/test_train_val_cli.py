@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-from conftest import TEST_CONFIGS, data_opts, run_cli
+from conftest import TEST_CONFIGS, data_opts, error_line, run_cli
 
 from paddleseg_ext import weights
 
@@ -64,22 +64,6 @@ def snapshot(folder):
         for name in dirnames + filenames:
             found.add(os.path.relpath(os.path.join(dirpath, name), folder))
     return found
-
-
-def error_line(result):
-    """The single `error: ...` line of a failed run; checks there is one and no traceback."""
-    if isinstance(result, subprocess.TimeoutExpired):
-        stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
-        pytest.fail(
-            f'{result.cmd[1:]} hung: killed after {result.timeout} s '
-            f'(expected exit code 1); stderr tail:\n{(stderr or "")[-800:]}'
-        )
-    assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
-    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-    assert len(lines) == 1, result.stderr[-3000:]
-    assert result.stderr.rstrip('\n').splitlines()[-1] == lines[0], result.stderr[-3000:]
-    return lines[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,3 +626,19 @@ def test_config_values_paddle_would_fail_on_are_checked_first(tmp_path, text, ex
     with pytest.raises(UserInputError) as raised:
         load_config(str(config))
     assert str(raised.value) == f'{config}: {expected}'
+
+
+@pytest.mark.parametrize(
+    'argv, fragments',
+    [
+        (
+            ['distill_train.py', '--teacher_confg', 'T.yml', '--student_config', 'S.yml'],
+            ['unknown flag --teacher_confg', "did you mean '--teacher_config'?"],
+        ),
+        (['train.py', '--config', 'S.yml', '--iter', '3', '--seeed', '1'], ['--seeed', '--seed']),
+        (['val.py', '--config'], ['val.py: argument --config: expected one argument']),
+    ],
+)
+def test_a_mistyped_flag_is_named_in_one_line(argv, fragments):
+    """argparse alone would say the required --teacher_config is missing."""
+    error_line(run_cli(*argv, timeout=60), *fragments)
