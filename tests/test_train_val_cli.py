@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+import yaml
 from conftest import TEST_CONFIGS, data_opts, error_line, run_cli
 
 from paddleseg_ext import weights
@@ -642,3 +643,29 @@ def test_config_values_paddle_would_fail_on_are_checked_first(tmp_path, text, ex
 def test_a_mistyped_flag_is_named_in_one_line(argv, fragments):
     """argparse alone would say the required --teacher_config is missing."""
     error_line(run_cli(*argv, timeout=60), *fragments)
+
+
+def test_the_console_is_the_run_not_the_config(synthetic_root, tmp_path):
+    """The resolved config goes to the run folder; paddleseg's per-component dumps and
+    paddle's BatchNorm warning stay off the console; the ETA leaves out the first step."""
+    save_dir = tmp_path / 'run'
+    result = run_cli(
+        'train.py',
+        '--config',
+        os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+        '--iters',
+        '2',
+        '--log_iters',
+        '1',
+        '--save_dir',
+        str(save_dir),
+        *data_opts(synthetic_root),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert 'Use the following config' not in console and 'Add the `' not in console
+    assert 'UserWarning' not in console, console
+    assert len(console.splitlines()) <= 6, console
+    assert 'ETA --:--:-- (after the first step)' in console
+    with open(save_dir / 'config.yml') as handle:
+        assert yaml.safe_load(handle)['iters'] == 2

@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 import paddle
+import yaml
 from paddleseg.utils import logger
 
 from paddleseg_ext.amp import amp_enabled, autocast
@@ -69,13 +70,20 @@ class LogWindow:
     batch_cost: float = 0.0
     reader_cost: float = 0.0
     cpu_cost: float = 0.0
+    # The ETA leaves out a process's first step: it holds one-off set-up (a compiled
+    # teacher, a first cache fill) that the remaining steps do not repeat.
+    steady_cost: float = 0.0
+    steady_count: int = 0
 
-    def add(self, values, batch_cost, cpu_cost):
+    def add(self, values, batch_cost, cpu_cost, first_step):
         for name, value in values.items():
             self.sums[name] = self.sums.get(name, 0.0) + value
         self.count += 1
         self.batch_cost += batch_cost
         self.cpu_cost += cpu_cost
+        if not first_step:
+            self.steady_cost += batch_cost
+            self.steady_count += 1
 
 
 class NonFiniteLossError(UserInputError):
@@ -168,13 +176,15 @@ class RunLog:
     """VisualDL scalars and a JSON-lines record, on rank 0 only.
 
     Files are opened at the first record, so a run that fails on its first batch leaves
-    save_dir as it found it; `header()` (what the model says about itself) is written first,
+    save_dir as it found it; the resolved config is then written beside them (config.yml,
+    rather than printed); `header()` (what the model says about itself) is written first,
     and again whenever it has changed at a later record (a model may settle values, such as
     measured coefficients, while it trains).
     """
 
-    def __init__(self, save_dir, use_vdl, enabled, header=None):
+    def __init__(self, save_dir, use_vdl, enabled, header=None, config=None):
         self.save_dir = save_dir
+        self.config = config
         self.use_vdl = use_vdl
         self.enabled = enabled
         self.header = header
@@ -188,6 +198,9 @@ class RunLog:
         if self.jsonl is None:
             os.makedirs(self.save_dir, exist_ok=True)
             self.jsonl = open(os.path.join(self.save_dir, 'train_log.jsonl'), 'a')
+            if self.config is not None:
+                with open(os.path.join(self.save_dir, 'config.yml'), 'w') as handle:
+                    yaml.safe_dump(self.config, handle, sort_keys=False)
             if self.use_vdl:
                 from visualdl import LogWriter
 
@@ -253,15 +266,23 @@ class Trainer:
         run_info = self.model.run_info()
         if run_info:
             logger.info('Run: ' + ', '.join(f'{k} {v}' for k, v in run_info.items()))
-        run_log = RunLog(opts.save_dir, opts.use_vdl, self.is_writer, header=self.model.run_info)
+        run_log = RunLog(
+            opts.save_dir,
+            opts.use_vdl,
+            self.is_writer,
+            header=self.model.run_info,
+            config=self.config.dic,
+        )
         stop = StopRequest()
         self.model.train()
         window = LogWindow()
+        first_iter = progress.iter
         tic, cpu_tic = time.time(), time.process_time()
         logger.info(
             f'Training {self.iters} iterations from iter {progress.iter}, '
             f'{self.world_size} process(es), seed {progress.seed}, '
-            f'device {paddle.get_device()}'
+            f'device {paddle.get_device()}; config as run: '
+            f'{os.path.join(opts.save_dir, "config.yml")}'
         )
         try:
             for fields in batches(samples, sampler, opts.num_workers):
@@ -269,7 +290,12 @@ class Trainer:
                 progress.iter += 1
                 batch = dict(zip(SAMPLE_FIELDS, fields))
                 values, lr = self.step(model, optimizer, scaler, progress, batch)
-                window.add(values, time.time() - tic, time.process_time() - cpu_tic)
+                window.add(
+                    values,
+                    time.time() - tic,
+                    time.process_time() - cpu_tic,
+                    first_step=progress.iter == first_iter + 1,
+                )
                 if progress.iter % opts.log_iters == 0 or progress.iter == self.iters:
                     self._log_train(progress.iter, window, lr, run_log)
                     window = LogWindow()
@@ -444,7 +470,11 @@ class Trainer:
         reader_cost = window.reader_cost / window.count
         cpu_util = window.cpu_cost / window.batch_cost  # cores busy in this process
         ips = self.config.batch_size * self.world_size / batch_cost
-        eta = int((self.iters - iteration) * batch_cost)
+        if window.steady_count:
+            eta = int((self.iters - iteration) * window.steady_cost / window.steady_count)
+            eta_text = f'{eta // 3600:02d}:{eta % 3600 // 60:02d}:{eta % 60:02d}'
+        else:
+            eta_text = '--:--:-- (after the first step)' if iteration < self.iters else '00:00:00'
         epoch = (iteration - 1) * self.config.batch_size * self.world_size // len(
             self.builder.train_dataset
         ) + 1
@@ -453,7 +483,7 @@ class Trainer:
             f'[TRAIN] epoch: {epoch}, iter: {iteration}/{self.iters}, '
             f'loss: {means["loss"]:.4f} ({parts}), lr: {lr:.6f}, batch_cost: {batch_cost:.4f}, '
             f'reader_cost: {reader_cost:.5f}, ips: {ips:.4f} samples/sec | '
-            f'ETA {eta // 3600:02d}:{eta % 3600 // 60:02d}:{eta % 60:02d}'
+            f'ETA {eta_text}'
         )
         run_log.record(
             iteration,
