@@ -54,16 +54,25 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         '--list_layers',
-        action='store_true',
-        help='Print every sublayer path of both models with its output shape.',
+        nargs='?',
+        const='',
+        default=None,
+        metavar='PREFIX',
+        help='Print every sublayer path of both models with its output shape for the '
+        "config's input size; with PREFIX (e.g. backbone.), only the paths under it.",
     )
     return add_train_arguments(parser).parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.list_layers:
-        run_cli(lambda: (prepare_run(args), print_layers(args.teacher_config, args.student_config)))
+    if args.list_layers is not None:
+        run_cli(
+            lambda: (
+                prepare_run(args),
+                print_layers(args.teacher_config, args.student_config, args.list_layers),
+            )
+        )
         return
     make_model = distill_model_factory(
         args.teacher_config,

@@ -202,10 +202,34 @@ def test_list_layers_prints_both_models_with_shapes(tmp_path):
     student_rows = {
         line.split()[0]: line for line in student_part.splitlines() if line.startswith('backbone.')
     }
-    assert '[1, 1024, 8, 8]' in teacher_rows['backbone.bb_2_5'], teacher_rows.get('backbone.bb_2_5')
-    assert '[1, 256, 8, 8]' in student_rows['backbone.bb_2_1'], student_rows.get('backbone.bb_2_1')
+    # The configs train at 64x64: output stride 16 gives 4x4 at that stage.
+    header = next(line for line in teacher_part.splitlines() if line.startswith('# teacher:'))
+    assert 'input [1, 3, 64, 64]' in header, header
+    assert '[1, 1024, 4, 4]' in teacher_rows['backbone.bb_2_5'], teacher_rows.get('backbone.bb_2_5')
+    assert '[1, 256, 4, 4]' in student_rows['backbone.bb_2_1'], student_rows.get('backbone.bb_2_1')
     assert 'backbone.bb_2_5' not in student_rows  # ResNet18 has two blocks per stage
     assert not os.path.exists(save_dir)
+
+
+def test_list_layers_with_a_prefix_prints_only_the_paths_under_it():
+    result = distill(
+        '--teather_config',
+        TEACHER_CFG,
+        '--student_config',
+        STUDENT_CWD_CFG,
+        '--list_layers',
+        'backbone.bb_2',
+        timeout=120,
+    )
+    assert result.returncode == 0, output_of(result)
+    rows = [
+        line
+        for line in result.stdout.splitlines()
+        if line and not line.startswith('#') and '[INFO]' not in line
+    ]
+    assert rows and all(line.startswith('backbone.bb_2') for line in rows), rows
+    assert any(line.startswith('backbone.bb_2_5 ') for line in rows)
+    assert "paths under 'backbone.bb_2'" in result.stdout
 
 
 def test_two_process_cpu_launch(synthetic_root, teacher_weights, tmp_path):

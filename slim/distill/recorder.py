@@ -10,11 +10,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Optional
 
-import paddle
-
 from paddleseg_ext.config import check_known_keys
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.eval_mode import eval_mode
 
 REF_KEYS = ('path', 'io', 'index')
 
@@ -150,38 +147,3 @@ class Recorder:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-
-
-def describe_output(output):
-    """Shape of a tensor, or `list of N: [shapes]` for a list/tuple of tensors."""
-    if isinstance(output, paddle.Tensor):
-        return list(output.shape)
-    if isinstance(output, (list, tuple)):
-        shapes = [
-            list(t.shape) if isinstance(t, paddle.Tensor) else type(t).__name__ for t in output
-        ]
-        return f'list of {len(shapes)}: {shapes}'
-    return None
-
-
-def layer_shapes(model, input_shape):
-    """[(dotted path, class name, output description)] for every sublayer, one dummy forward."""
-    shapes = {}
-    hooks = []
-    names = dict(model.named_sublayers())
-    for path, layer in names.items():
-
-        def hook(layer, inputs, output, path=path):
-            shapes.setdefault(path, describe_output(output))
-
-        hooks.append(layer.register_forward_post_hook(hook))
-    dummy_forward(model, input_shape)
-    for hook in hooks:
-        hook.remove()
-    return [(path, type(layer).__name__, shapes.get(path)) for path, layer in names.items()]
-
-
-def dummy_forward(model, input_shape):
-    """One forward on zeros in eval mode (BN statistics untouched); returns the main logits."""
-    with eval_mode(model), paddle.no_grad():
-        return model(paddle.zeros(input_shape, dtype='float32'))[0]
