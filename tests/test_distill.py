@@ -15,7 +15,8 @@ from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext import weights
 from paddleseg_ext.config import build, load_config
-from paddleseg_ext.engine.trainer import Progress, Trainer, TrainOptions, build_optimizer
+from paddleseg_ext.engine.optimizer import build_optimizer
+from paddleseg_ext.engine.trainer import Progress, Trainer, TrainOptions
 from paddleseg_ext.errors import UserInputError
 from slim.distill import DistillModel, distill_model_factory
 from slim.distill.losses import FSPLoss, KLDivergenceLoss, L2Loss

@@ -60,7 +60,9 @@ def test_two_process_cpu_training(synthetic_root, tmp_path):
     )
 
     # The checkpoint is written once (by rank 0), complete, and no temporary folder is left.
-    assert sorted(os.listdir(save_dir)) == ['iter_4', 'train_log.jsonl'], os.listdir(save_dir)
+    assert sorted(os.listdir(save_dir)) == ['config.yml', 'iter_4', 'train_log.jsonl'], os.listdir(
+        save_dir
+    )
     assert set(os.listdir(os.path.join(save_dir, 'iter_4'))) == {
         'model.pdparams',
         'model.pdopt',

@@ -71,7 +71,7 @@ def test_no_space_while_saving(tmp_path, synthetic_root):
     assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr
     assert errors[0].startswith(f'error: saving {save_dir / "iter_4"} failed (No space left')
     assert f'{save_dir / "iter_2"} is intact' in errors[0]
-    assert sorted(os.listdir(save_dir)) == ['iter_2', 'train_log.jsonl']
+    assert sorted(os.listdir(save_dir)) == ['config.yml', 'iter_2', 'train_log.jsonl']
     assert_loads(str(save_dir / 'iter_2'))
 
 

@@ -1,11 +1,15 @@
-"""Training batches that any iteration can restart from, identically.
+"""Training batches that any iteration can restart from, identically, read in this process
+or in worker processes whose errors reach the main process as one line.
 
 Batch k is a function of (seed, k) alone, and so is every random transform of every
 sample: a run resumed at iteration k sees the same data as an uninterrupted one,
 whatever num_workers is.
 """
 
+import os
 import random
+import tempfile
+import threading
 
 import numpy as np
 import paddle
@@ -94,3 +98,50 @@ class SeededSamples(paddle.io.Dataset):
         if 'source' in sample:
             fields += (np.int64(index), sample['source'])
         return fields
+
+
+def batches(samples, sampler, num_workers):
+    """Training batches: worker processes, or with num_workers 0 the main thread itself.
+
+    paddle's DataLoader reads in a background thread even with no workers, where a bad
+    image's error is printed and the loop hangs; read here, it reaches the CLI as one line.
+    """
+    if num_workers > 0:
+        return _worker_batches(samples, sampler, num_workers)
+    collate = paddle.io.dataloader.collate.default_collate_fn
+    return (
+        [paddle.to_tensor(field) for field in collate([samples[key] for key in keys])]
+        for keys in sampler
+    )
+
+
+def _worker_batches(samples, sampler, num_workers):
+    """DataLoader batches; a bad sample in a worker becomes the worker's one-line error."""
+    handle, samples.error_file = tempfile.mkstemp(prefix='sample_error_')
+    os.close(handle)
+    default_hook = threading.excepthook
+
+    def quiet_when_reported(args):
+        # paddle's reader thread re-raises the worker's error and prints its traceback;
+        # the main thread reports a bad sample as one line instead.
+        if os.path.getsize(samples.error_file) == 0:
+            default_hook(args)
+
+    threading.excepthook = quiet_when_reported
+    try:
+        yield from paddle.io.DataLoader(
+            samples,
+            batch_sampler=sampler,
+            num_workers=num_workers,
+            return_list=True,
+            persistent_workers=True,
+        )
+    except Exception:
+        with open(samples.error_file) as f:
+            message = f.read()
+        if message:
+            raise UserInputError(message) from None
+        raise
+    finally:
+        threading.excepthook = default_hook
+        os.remove(samples.error_file)

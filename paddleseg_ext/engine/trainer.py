@@ -1,35 +1,31 @@
 """The one training loop behind train.py and distill_train.py.
 
 paddleseg 2.8.0's `core.train` fails on paddle 2.6 (0-D tensors), so the loop is ours.
-It trains any model that, in training mode, maps (batch, iteration) to its named losses
-and, in eval mode, images to logits: it sums the losses, steps, logs, evaluates and saves.
-The model also says which of its layers ship (`deployable`: best_model/model.pdparams),
-which train beside them without shipping (`auxiliary`, kept in the checkpoint's train
-state), whether data parallelism must allow unused parameters, and what the run log
-records about it (`run_info()`).
+It trains any `contract.TrainableModel`: each iteration it sums the model's named losses
+and steps; logging, stopping, evaluation and checkpoints are callbacks (callbacks.py).
 """
 
-import json
 import math
 import os
-import signal
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import paddle
-import yaml
 from paddleseg.utils import logger
 
 from paddleseg_ext.amp import amp_enabled, autocast
 from paddleseg_ext.engine import checkpoint
+from paddleseg_ext.engine.callbacks import EvaluateBest, SaveCheckpoint, StopOnSignal, TrainLog
+from paddleseg_ext.engine.contract import TrainableModel
+from paddleseg_ext.engine.optimizer import build_optimizer
+from paddleseg_ext.engine.run_log import RunLog
 from paddleseg_ext.engine.sampling import (
     SAMPLE_FIELDS,
     ResumableBatchSampler,
     SeededSamples,
+    batches,
     iteration_seed,
 )
 from paddleseg_ext.errors import UserInputError
@@ -61,173 +57,35 @@ class Progress:
     best_iter: int = -1
 
 
-@dataclass
-class LogWindow:
-    """What the next [TRAIN] line averages: loss sums and costs since the last one."""
-
-    sums: dict = field(default_factory=dict)
-    count: int = 0
-    batch_cost: float = 0.0
-    reader_cost: float = 0.0
-    cpu_cost: float = 0.0
-    # The ETA leaves out a process's first step: it holds one-off set-up (a compiled
-    # teacher, a first cache fill) that the remaining steps do not repeat.
-    steady_cost: float = 0.0
-    steady_count: int = 0
-
-    def add(self, values, batch_cost, cpu_cost, first_step):
-        for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.count += 1
-        self.batch_cost += batch_cost
-        self.cpu_cost += cpu_cost
-        if not first_step:
-            self.steady_cost += batch_cost
-            self.steady_count += 1
-
-
 class NonFiniteLossError(UserInputError):
     """A loss term became NaN or Inf; the run stops, saved checkpoints stay."""
 
 
-def batches(samples, sampler, num_workers):
-    """Training batches: worker processes, or with num_workers 0 the main thread itself.
+@dataclass
+class LoopState:
+    """What the callbacks see of the loop: progress, this iteration's losses and costs, and
+    whether the run is stopping (set by StopOnSignal)."""
 
-    paddle's DataLoader reads in a background thread even with no workers, where a bad
-    image's error is printed and the loop hangs; read here, it reaches the CLI as one line.
-    """
-    if num_workers > 0:
-        return _worker_batches(samples, sampler, num_workers)
-    collate = paddle.io.dataloader.collate.default_collate_fn
-    return (
-        [paddle.to_tensor(field) for field in collate([samples[key] for key in keys])]
-        for keys in sampler
-    )
-
-
-def _worker_batches(samples, sampler, num_workers):
-    """DataLoader batches; a bad sample in a worker becomes the worker's one-line error."""
-    handle, samples.error_file = tempfile.mkstemp(prefix='sample_error_')
-    os.close(handle)
-    default_hook = threading.excepthook
-
-    def quiet_when_reported(args):
-        # paddle's reader thread re-raises the worker's error and prints its traceback;
-        # the main thread reports a bad sample as one line instead.
-        if os.path.getsize(samples.error_file) == 0:
-            default_hook(args)
-
-    threading.excepthook = quiet_when_reported
-    try:
-        yield from paddle.io.DataLoader(
-            samples,
-            batch_sampler=sampler,
-            num_workers=num_workers,
-            return_list=True,
-            persistent_workers=True,
-        )
-    except Exception:
-        with open(samples.error_file) as f:
-            message = f.read()
-        if message:
-            raise UserInputError(message) from None
-        raise
-    finally:
-        threading.excepthook = default_hook
-        os.remove(samples.error_file)
-
-
-def build_optimizer(builder, model):
-    """The config's optimizer over `model`'s parameters, as SegBuilder builds it."""
-    opt_cfg = builder.config.optimizer_cfg
-    opt_cfg['type'] = {'sgd': 'SGD', 'adam': 'Adam'}.get(opt_cfg['type'], opt_cfg['type'])
-    if opt_cfg['type'] == 'SGD' and 'momentum' in opt_cfg:
-        opt_cfg['type'] = 'Momentum'
-    return builder.build_component(opt_cfg)(model, builder.lr_scheduler)
-
-
-class StopRequest:
-    """SIGINT/SIGTERM: finish the current iteration, save, exit cleanly."""
-
-    def __init__(self):
-        self.signal_name = None
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        self.signal_name = signal.Signals(signum).name
-        # A second signal stops at once (e.g. a run stuck in a collective).
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-
-    def requested(self, world_size):
-        """Whether to stop after this iteration; under data parallelism all ranks agree,
-        so none waits for a gradient all-reduce that never comes."""
-        if world_size == 1:
-            return self.signal_name is not None
-        flag = paddle.to_tensor([int(self.signal_name is not None)])
-        paddle.distributed.all_reduce(flag, op=paddle.distributed.ReduceOp.MAX)
-        if flag.item() and self.signal_name is None:
-            self.signal_name = 'a signal to another process'
-        return bool(flag.item())
-
-
-class RunLog:
-    """VisualDL scalars and a JSON-lines record, on rank 0 only.
-
-    Files are opened at the first record, so a run that fails on its first batch leaves
-    save_dir as it found it; the resolved config is then written beside them (config.yml,
-    rather than printed); `header()` (what the model says about itself) is written first,
-    and again whenever it has changed at a later record (a model may settle values, such as
-    measured coefficients, while it trains).
-    """
-
-    def __init__(self, save_dir, use_vdl, enabled, header=None, config=None):
-        self.save_dir = save_dir
-        self.config = config
-        self.use_vdl = use_vdl
-        self.enabled = enabled
-        self.header = header
-        self.written_header = None
-        self.vdl = None
-        self.jsonl = None
-
-    def record(self, iteration, tag, values):
-        if not self.enabled:
-            return
-        if self.jsonl is None:
-            os.makedirs(self.save_dir, exist_ok=True)
-            self.jsonl = open(os.path.join(self.save_dir, 'train_log.jsonl'), 'a')
-            if self.config is not None:
-                with open(os.path.join(self.save_dir, 'config.yml'), 'w') as handle:
-                    yaml.safe_dump(self.config, handle, sort_keys=False)
-            if self.use_vdl:
-                from visualdl import LogWriter
-
-                self.vdl = LogWriter(self.save_dir)
-        if self.header is not None:
-            header = self.header()
-            if header and header != self.written_header:
-                self.jsonl.write(json.dumps({'iter': iteration, 'tag': 'Run', **header}) + '\n')
-                self.written_header = header
-        if self.vdl is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)):
-                    self.vdl.add_scalar(f'{tag}/{key}', value, iteration)
-        self.jsonl.write(json.dumps({'iter': iteration, 'tag': tag, **values}) + '\n')
-        self.jsonl.flush()
-
-    def close(self):
-        if self.vdl is not None:
-            self.vdl.close()
-        if self.jsonl is not None:
-            self.jsonl.close()
+    progress: Progress
+    optimizer: object
+    scaler: object
+    run_log: RunLog
+    values: dict = field(default_factory=dict)
+    lr: float = 0.0
+    batch_cost: float = 0.0
+    reader_cost: float = 0.0
+    cpu_cost: float = 0.0
+    stopping: bool = False
+    stop_reason: Optional[str] = None
 
 
 class Trainer:
-    """Trains `model` on the config's data, PaddleSeg's outputs in save_dir."""
+    """Trains `model` (a contract.TrainableModel) on the config's data, PaddleSeg's outputs
+    in save_dir; `callbacks` run after the engine's own."""
 
-    def __init__(self, options, config, builder, model):
+    def __init__(self, options, config, builder, model, callbacks=()):
+        if not isinstance(model, TrainableModel):
+            raise TypeError(f'{type(model).__name__} lacks what contract.TrainableModel asks')
         self.options = options
         self.config = config
         self.builder = builder
@@ -240,6 +98,10 @@ class Trainer:
             _check_writable(options.save_dir)
         # Segmentation or classification: what evaluation scores and best_model follows.
         self.task = task_of(builder.train_dataset)
+        engine_callbacks = [TrainLog(), StopOnSignal()]
+        if options.do_eval:
+            engine_callbacks.append(EvaluateBest())
+        self.callbacks = [*engine_callbacks, SaveCheckpoint(), *callbacks]
 
     def train(self):
         opts = self.options
@@ -262,65 +124,53 @@ class Trainer:
             self.world_size,
         )
         samples = SeededSamples(train_dataset, progress.seed)
-        scaler = self._grad_scaler(saved_state)
         run_info = self.model.run_info()
         if run_info:
             logger.info('Run: ' + ', '.join(f'{k} {v}' for k, v in run_info.items()))
-        run_log = RunLog(
-            opts.save_dir,
-            opts.use_vdl,
-            self.is_writer,
-            header=self.model.run_info,
-            config=self.config.dic,
+        loop = LoopState(
+            progress,
+            optimizer,
+            self._grad_scaler(saved_state),
+            RunLog(
+                opts.save_dir,
+                opts.use_vdl,
+                self.is_writer,
+                header=self.model.run_info,
+                config=self.config.dic,
+            ),
         )
-        stop = StopRequest()
         self.model.train()
-        window = LogWindow()
-        first_iter = progress.iter
-        tic, cpu_tic = time.time(), time.process_time()
         logger.info(
             f'Training {self.iters} iterations from iter {progress.iter}, '
             f'{self.world_size} process(es), seed {progress.seed}, '
             f'device {paddle.get_device()}; config as run: '
             f'{os.path.join(opts.save_dir, "config.yml")}'
         )
+        for callback in self.callbacks:
+            callback.before_train(self, loop)
         try:
+            tic, cpu_tic = time.time(), time.process_time()
             for fields in batches(samples, sampler, opts.num_workers):
-                window.reader_cost += time.time() - tic
+                loop.reader_cost = time.time() - tic
                 progress.iter += 1
                 batch = dict(zip(SAMPLE_FIELDS, fields))
-                values, lr = self.step(model, optimizer, scaler, progress, batch)
-                window.add(
-                    values,
-                    time.time() - tic,
-                    time.process_time() - cpu_tic,
-                    first_step=progress.iter == first_iter + 1,
-                )
-                if progress.iter % opts.log_iters == 0 or progress.iter == self.iters:
-                    self._log_train(progress.iter, window, lr, run_log)
-                    window = LogWindow()
-
-                stopping = stop.requested(self.world_size)
-                if (
-                    progress.iter % opts.save_interval == 0
-                    or progress.iter == self.iters
-                    or stopping
-                ):
-                    if opts.do_eval and not stopping:
-                        self._evaluate(progress, run_log)
-                        self.model.train()
-                    if self.is_writer:
-                        self._save_checkpoint(progress, optimizer, scaler)
-                    if stopping:
-                        logger.info(
-                            f'Stopped by {stop.signal_name} after iter {progress.iter}; '
-                            f'checkpoint saved. Resume with the same command plus '
-                            f'--resume_model auto'
-                        )
-                        return
+                loop.values, loop.lr = self.step(model, optimizer, loop.scaler, progress, batch)
+                loop.batch_cost = time.time() - tic
+                loop.cpu_cost = time.process_time() - cpu_tic
+                for callback in self.callbacks:
+                    callback.after_iter(self, loop)
+                if loop.stopping:
+                    logger.info(
+                        f'Stopped by {loop.stop_reason} after iter {progress.iter}; '
+                        f'checkpoint saved. Resume with the same command plus '
+                        f'--resume_model auto'
+                    )
+                    return
                 tic, cpu_tic = time.time(), time.process_time()
         finally:
-            run_log.close()
+            for callback in self.callbacks:
+                callback.after_train(self, loop)
+            loop.run_log.close()
         logger.info(
             f'Training finished at iter {progress.iter}'
             + (
@@ -412,91 +262,12 @@ class Trainer:
                 )
         return values, lr
 
-    def _evaluate(self, progress, run_log):
-        """Val metrics of the model; best_model is replaced only by a better one (by the
-        task's primary metric)."""
-        metrics = self.task.evaluate(
-            self.model,
-            self.builder.val_dataset,
-            num_workers=self.options.num_workers,
-            precision=self.options.precision,
-        )
-        run_log.record(progress.iter, 'Evaluate', self.task.log_record(metrics))
-        score = metrics[self.task.primary]
-        if score > progress.best_score:
-            progress.best_score, progress.best_iter = score, progress.iter
-            if self.is_writer:
-                checkpoint.save_atomic(
-                    os.path.join(self.options.save_dir, 'best_model'),
-                    {'model.pdparams': self.model.deployable.state_dict()},
-                )
-        logger.info(
-            f'[EVAL] The model with the best validation {self.task.primary_label} '
-            f'({progress.best_score:.4f}) was saved at iter {progress.best_iter}.'
-        )
-
     def _shared_random_seed(self):
         """A fresh seed, the same on every rank (they must agree on the data order)."""
         seed = paddle.to_tensor([int(np.random.SeedSequence().generate_state(1)[0] % 2**31)])
         if self.world_size > 1:
             paddle.distributed.broadcast(seed, src=0)
         return int(seed.item())
-
-    def _save_checkpoint(self, progress, optimizer, scaler):
-        iteration = progress.iter
-        state = {
-            'iter': iteration,
-            'iters': self.iters,
-            'seed': progress.seed,
-            'best_score': progress.best_score,
-            'best_iter': progress.best_iter,
-            'auxiliary': self.model.auxiliary.state_dict(),
-        }
-        if scaler is not None:
-            state['scaler'] = scaler.state_dict()
-        checkpoint.save_atomic(
-            os.path.join(self.options.save_dir, f'iter_{iteration}'),
-            {
-                'model.pdparams': self.model.deployable.state_dict(),
-                'model.pdopt': optimizer.state_dict(),
-                'train_state.pdstates': state,
-            },
-        )
-        checkpoint.prune_checkpoints(self.options.save_dir, self.options.keep_checkpoint_max)
-
-    def _log_train(self, iteration, window, lr, run_log):
-        means = {name: value / window.count for name, value in window.sums.items()}
-        batch_cost = window.batch_cost / window.count
-        reader_cost = window.reader_cost / window.count
-        cpu_util = window.cpu_cost / window.batch_cost  # cores busy in this process
-        ips = self.config.batch_size * self.world_size / batch_cost
-        if window.steady_count:
-            eta = int((self.iters - iteration) * window.steady_cost / window.steady_count)
-            eta_text = f'{eta // 3600:02d}:{eta % 3600 // 60:02d}:{eta % 60:02d}'
-        else:
-            eta_text = '--:--:-- (after the first step)' if iteration < self.iters else '00:00:00'
-        epoch = (iteration - 1) * self.config.batch_size * self.world_size // len(
-            self.builder.train_dataset
-        ) + 1
-        parts = ', '.join(f'{name}: {value:.4f}' for name, value in means.items() if name != 'loss')
-        logger.info(
-            f'[TRAIN] epoch: {epoch}, iter: {iteration}/{self.iters}, '
-            f'loss: {means["loss"]:.4f} ({parts}), lr: {lr:.6f}, batch_cost: {batch_cost:.4f}, '
-            f'reader_cost: {reader_cost:.5f}, ips: {ips:.4f} samples/sec | '
-            f'ETA {eta_text}'
-        )
-        run_log.record(
-            iteration,
-            'Train',
-            {
-                **means,
-                'lr': lr,
-                'batch_cost': batch_cost,
-                'reader_cost': reader_cost,
-                'ips': ips,
-                'cpu_util': cpu_util,
-            },
-        )
 
 
 def _check_writable(save_dir):
