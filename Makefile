@@ -33,8 +33,8 @@ $(STAMP): $(REQUIREMENTS) requirements-slim.txt requirements-tune.txt requiremen
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	# This project, editable: scripts, tools and tests import it without editing sys.path.
 	$(PY) -m pip install --quiet --no-deps -e .
-	# One zlib for paddle, Pillow and OpenCV whatever the import order (native_libs.py says why).
-	$(PY) -c 'from paddleseg_ext.native_libs import install_startup_hook as i; i()'
+	# Before paddle loads in any process: one zlib, a known warning filtered (startup.py says why).
+	$(PY) -c 'from paddleseg_ext.startup import install_startup_hook as i; i()'
 	touch $(STAMP)
 
 test: setup

@@ -7,11 +7,11 @@ paddleseg's own versions lack there."""
 import os
 import sys
 
-from paddleseg_ext import native_libs
+from paddleseg_ext import startup
 
 _paddle_loaded_first = 'paddle' in sys.modules
 if not _paddle_loaded_first:
-    native_libs.load_system_zlib()
+    startup.run_startup_line()
 # Quiet paddle's C++ INFO chatter before paddle is imported anywhere.
 os.environ.setdefault('GLOG_minloglevel', '2')
 
@@ -22,7 +22,7 @@ from paddleseg_ext.pretrained import route_paddleseg_loading  # noqa: E402
 
 route_paddleseg_loading()  # paddleseg's models read `pretrained:` through our safe reader
 
-if _paddle_loaded_first and not native_libs.png_labels_decode():
+if _paddle_loaded_first and not startup.png_labels_decode():
     raise ImportError(
         'paddle was loaded before paddleseg_ext without the start-up file `make setup` '
         "installs, and this paddle's zlib breaks Pillow's PNG decoding (labels): run "

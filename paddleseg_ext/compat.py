@@ -6,20 +6,15 @@ same code. Version checks live here only.
 
 import contextlib
 import os
-import warnings
 
-# paddle 3 warns on stderr at import when the ccache build tool is missing (it matters only
-# for compiling custom C++ ops); our user errors are one line on stderr.
-warnings.filterwarnings('ignore', message='No ccache found')
-
-import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
-from paddleseg.cvlibs import manager  # noqa: E402
-from paddleseg.models.losses.cross_entropy_loss import (  # noqa: E402
+import paddle
+import paddle.nn.functional as F
+from paddleseg.cvlibs import manager
+from paddleseg.models.losses.cross_entropy_loss import (
     CrossEntropyLoss as _PaddleSegCrossEntropy,
 )
 
-from paddleseg_ext.registry import override_component  # noqa: E402
+from paddleseg_ext.registry import override_component
 
 PADDLE_MAJOR = int(paddle.__version__.split('.')[0])
 # paddle 3 saves programs in PIR form (.json) where paddle 2 wrote a ProgramDesc (.pdmodel);

@@ -10,6 +10,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from paddleseg_ext.config import load_config
 from paddleseg_ext.datasets.digits import write_digits
 from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.datasets.synthetic import make_synthetic
@@ -86,8 +87,6 @@ def run_key(setup, seed, iters, teacher_weights=None):
     iterations, the data and, distilled, the teacher (config and weights file) and whether
     its outputs come from a cache. The student alone leaves out the distill terms (train.py
     ignores them), so the recipes of one student share their student-alone runs."""
-    import paddleseg_ext  # noqa: F401  (registers our components)
-    from paddleseg_ext.config import load_config
 
     config = load_config(setup.student_config).dic
     payload = {'seed': seed, 'iters': iters, 'data': os.path.abspath(setup.data)}

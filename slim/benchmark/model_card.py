@@ -2,17 +2,15 @@
 
 import json
 import os
+import statistics
 
+from paddleseg_ext.deploy.measure import latencies_ms
 from slim.benchmark.runs import data_opts, run_logged, say
 
 
 def card_latencies_ms(inference_dirs, size, rounds=2, runs=5):
     """Median CPU latency (ms, one thread) of each exported model on one 1x3xSxS image,
     the models timed back to back round after round (paddleseg_ext.deploy.measure)."""
-    import statistics
-
-    import paddleseg_ext  # noqa: F401  (registers our components)
-    from paddleseg_ext.deploy.measure import latencies_ms
 
     return [statistics.median(times) for times in latencies_ms(inference_dirs, size, rounds, runs)]
 

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+import paddle
+
 CPU_CONFIGS = os.path.join('configs', 'cpu')
 TEACHER_CONFIG = os.path.join(
     CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_moredata.yml'
@@ -158,9 +160,6 @@ class Setup:
 def default_jobs():
     """Student runs side by side: two on a CPU with two cores or more, else one (a GPU
     runs one at a time at full speed)."""
-    import paddle
-
-    import paddleseg_ext  # noqa: F401  (registers our components)
 
     if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         return 1

@@ -10,21 +10,20 @@ canonical answer.
 import tempfile
 
 import numpy as np
+import paddle
+from paddleseg.cvlibs import SegBuilder
+
+from paddleseg_ext.config import build, build_model_without_weights, load_config
+from paddleseg_ext.datasets.source_map import OFFSET, replay_plan, track_sources
+from paddleseg_ext.engine.sampling import SeededSamples
+from paddleseg_ext.errors import UserInputError
+from slim.distill.teacher import FrozenTeacher
+from slim.distill.teacher_replay import TeacherReplayCache
 
 
 def replay_error(teacher_config, teacher_weights, student_config, samples=40, opts=None):
     """{'relative_error' (mean |replayed - online| / mean |online|, over the pixels the
     views show), 'padded_relative_error', 'argmax_agreement', 'samples'}."""
-    import paddle
-    from paddleseg.cvlibs import SegBuilder
-
-    import paddleseg_ext  # noqa: F401  (registers our components)
-    from paddleseg_ext.config import build, build_model_without_weights, load_config
-    from paddleseg_ext.datasets.source_map import OFFSET, replay_plan, track_sources
-    from paddleseg_ext.engine.sampling import SeededSamples
-    from paddleseg_ext.errors import UserInputError
-    from slim.distill.teacher import FrozenTeacher
-    from slim.distill.teacher_replay import TeacherReplayCache
 
     config = load_config(student_config, opts=opts)
     dataset = build(SegBuilder(config), 'train_dataset')

@@ -3,6 +3,12 @@
 import json
 import os
 
+import numpy as np
+from paddleseg.cvlibs import SegBuilder
+
+from paddleseg_ext.config import build, load_config
+from paddleseg_ext.deploy.measure import params_and_flops
+from paddleseg_ext.evaluation.evaluate import constant_prediction_metrics
 from paddleseg_ext.evaluation.task import TASKS
 from slim.benchmark.runs import run_logged
 
@@ -14,10 +20,6 @@ def gap_closed(teacher, student, distilled):
 
 def background_only_miou(setup):
     """val mIoU of predicting class 0 (background) at every pixel: the floor."""
-    from paddleseg.cvlibs import SegBuilder
-
-    from paddleseg_ext.config import build, load_config
-    from paddleseg_ext.evaluation.evaluate import constant_prediction_metrics
 
     config = load_config(
         setup.student_config,
@@ -29,10 +31,6 @@ def background_only_miou(setup):
 
 def write_report(setup, out_dir, teacher, results, card):
     """report.md, report.json and report.png in out_dir; returns the markdown."""
-    import numpy as np
-
-    import paddleseg_ext  # noqa: F401  (registers our components)
-    from paddleseg_ext.deploy.measure import params_and_flops
 
     os.makedirs(out_dir, exist_ok=True)
     recipe, size, card_size = setup.recipe, setup.input_size, setup.card_size

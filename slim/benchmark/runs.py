@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 
+from paddleseg_ext.datasets.layout import list_file
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGRESS_SECONDS = 30
 
@@ -79,7 +81,6 @@ def data_opts(train_root, val_root, task='segmentation'):
     if task == 'classification':
         # Here, not at the top: importing paddleseg_ext loads paddle, which the callers
         # that only launch CLIs (tools/benchmark_speed.py's parent) do not.
-        from paddleseg_ext.datasets.layout import list_file
 
         opts += [
             f'train_dataset.train_path={list_file(train_root, "train")}',

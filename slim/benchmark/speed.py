@@ -27,8 +27,17 @@ import tempfile
 import time
 
 import numpy as np
+import paddle
+import yaml
+from paddleseg.cvlibs import SegBuilder
 
+from paddleseg_ext.config import build, build_model_without_weights, load_config
+from paddleseg_ext.engine.trainer import Trainer, TrainOptions
+from paddleseg_ext.process import setup_process
 from slim.benchmark.runs import run_logged
+from slim.distill import distill_model_factory, plain_model
+from slim.distill.teacher_cache import TeacherCache
+from slim.distill.teacher_replay import TeacherReplayCache
 
 MODES = ('student', 'anchor', 'online_dygraph', 'online', 'cached')
 
@@ -58,7 +67,6 @@ def sized_config(path, size, augment, work_dir):
     its own in work_dir that inherits the rest; `path` itself when neither is asked."""
     if not size and not augment:
         return path
-    import yaml
 
     val_transforms = [{'type': 'Resize', 'target_size': [size, size]}, {'type': 'Normalize'}]
     if augment:
@@ -102,7 +110,6 @@ class AnchorStyleTeacher:
 def fill_cache(cache, dataset, batch_size):
     """Computes every input the train set can give (each image, flipped and not; each image
     once for the replay cache): the explicit build of a warm cache."""
-    import paddle
 
     if hasattr(cache, 'fill'):
         cache.fill(range(len(dataset)))
@@ -119,16 +126,6 @@ def fill_cache(cache, dataset, batch_size):
 
 def run_mode(args):
     """Worker: one mode through the real training loop; writes its measurements as JSON."""
-    import paddle
-    from paddleseg.cvlibs import SegBuilder
-
-    import paddleseg_ext  # noqa: F401  (registers our components)
-    from paddleseg_ext.config import build, build_model_without_weights, load_config
-    from paddleseg_ext.engine.trainer import Trainer, TrainOptions
-    from paddleseg_ext.process import setup_process
-    from slim.distill import distill_model_factory, plain_model
-    from slim.distill.teacher_cache import TeacherCache
-    from slim.distill.teacher_replay import TeacherReplayCache
 
     device = setup_process('auto', args.cpu_threads, seed=0)
     total_iters = args.warmup + args.iters

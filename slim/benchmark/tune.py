@@ -20,6 +20,9 @@ import time
 
 import yaml
 
+from paddleseg_ext.config import dataset_task, load_config
+from paddleseg_ext.datasets.layout import list_file
+from paddleseg_ext.evaluation.task import TASKS
 from slim.benchmark.runs import REPO_ROOT, check_exit, evaluations, say
 
 # The recipes searched: distill_loss type -> the name of its temperature argument.
@@ -39,9 +42,6 @@ def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
     """Writes out_dir/{tune_train,tune_holdout}.txt from the student config's training list
     (lines unchanged, so they stay relative to the same dataset_root); returns the
     train_dataset overrides that point a config at them."""
-    import paddleseg_ext  # noqa: F401  (registers our components)
-    from paddleseg_ext.config import load_config
-    from paddleseg_ext.datasets.layout import list_file
 
     config = load_config(student_config)
     train_cfg = config.train_dataset_cfg
@@ -172,9 +172,6 @@ def tune(
         raise TuneError(
             'tools/tune.py needs Optuna: pip install -r requirements-tune.txt'
         ) from None
-    import paddleseg_ext  # noqa: F401  (registers our components)
-    from paddleseg_ext.config import dataset_task, load_config
-    from paddleseg_ext.evaluation.task import TASKS
 
     student = load_config(student_config)
     task = TASKS[dataset_task(student.train_dataset_cfg)]

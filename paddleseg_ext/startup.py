@@ -1,10 +1,15 @@
-"""One zlib for every native library, whichever of paddle and this package is imported first.
+"""What a process needs before paddle loads, whichever of paddle and this package is
+imported first: one zlib for every native library, and paddle's import-time warning about a
+build tool filtered.
 
 paddle 2.6's libpaddle exports the zlib it was built with. A library that resolves its
 zlib calls after libpaddle is loaded (Pillow, OpenCV) binds some of them to paddle's copy
 and some to the system's, so PNG reads fail ("codec configuration error") and PNG writes
 crash. With the system zlib loaded into the global namespace before libpaddle, every
 library binds to that one copy.
+
+paddle 3 warns on stderr at import when the ccache build tool is missing (it matters only
+for compiling custom C++ ops); our user errors are one line on stderr.
 
 `make setup` writes STARTUP_LINE into a `.pth` file of the venv, so Python runs it at
 start-up, before any user code; importing this package before paddle does the same where
@@ -16,10 +21,10 @@ import sysconfig
 
 # A .pth line that starts with `import` is executed by Python's `site` at start-up.
 STARTUP_LINE = (
-    "import ctypes; exec(\"try: ctypes.CDLL('libz.so.1', mode=ctypes.RTLD_GLOBAL)"
-    '\\nexcept OSError: pass")'
+    "import ctypes, warnings; warnings.filterwarnings('ignore', message='No ccache found'); "
+    'exec("try: ctypes.CDLL(\'libz.so.1\', mode=ctypes.RTLD_GLOBAL)\\nexcept OSError: pass")'
 )
-STARTUP_FILE = 'paddleseg_distill_zlib.pth'
+STARTUP_FILE = 'paddleseg_distill_startup.pth'
 
 # An 8x8 palette PNG (class ids 0..3): what a PaddleSeg label is.
 _PROBE_PNG = (
@@ -30,7 +35,7 @@ _PROBE_PNG = (
 )
 
 
-def load_system_zlib():
+def run_startup_line():
     """Runs STARTUP_LINE here: useful only before paddle is loaded."""
     exec(STARTUP_LINE)
 
