@@ -156,9 +156,8 @@ def run_mode(args):
             cache_dir,
             teacher_engine=engine,
             allow_weak_teacher=True,
+            wrap_teacher=AnchorStyleTeacher if args.mode == 'anchor' else None,
         )(config, builder)
-        if args.mode == 'anchor':
-            model.teacher = AnchorStyleTeacher(model.teacher)
 
     def train_log(name, iters):
         save_dir = os.path.join(args.work_dir, name)

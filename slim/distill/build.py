@@ -79,13 +79,16 @@ def distill_model_factory(
     precision='fp32',
     teacher_engine='auto',
     allow_weak_teacher=False,
+    wrap_teacher=None,
 ):
     """make_model(config, builder) for the engine: checks, then the teacher's weights, then
     the teacher's score against the majority class (slim.distill.teacher_check).
 
     teacher_cache: a folder for offline distillation (or the config's `teacher_cache`).
     teacher_engine: what runs the teacher's forward (slim.distill.teacher.TEACHER_ENGINES).
-    allow_weak_teacher: go on, with a warning, when the teacher fails its check."""
+    allow_weak_teacher: go on, with a warning, when the teacher fails its check.
+    wrap_teacher: FrozenTeacher -> teacher.Teacher, applied before any cache (the speed
+    benchmark's PaddleSlim-style teacher is one)."""
 
     def make_model(config, builder):
         teacher_config = load_config(teacher_config_path, required=('model',))
@@ -117,6 +120,8 @@ def distill_model_factory(
             precision,
         )
         teacher.load(weights)
+        if wrap_teacher is not None:
+            teacher = wrap_teacher(teacher)
         if config.val_dataset_cfg:
             check_teacher(
                 teacher_model,

@@ -45,9 +45,11 @@ class TrainedBeside(nn.Layer):
 
 
 class DistillModel(nn.Layer):
-    """student + connectors (trained), terms (how to compare), teacher (frozen).
+    """student + connectors (trained), terms (how to compare), teacher (frozen: a
+    slim.distill.teacher.Teacher).
 
-    The engine's contract: `deployable` is the Layer whose weights ship (best_model), and
+    The engine's contract (paddleseg_ext.engine.contract.TrainableModel): `deployable` is
+    the Layer whose weights ship (best_model), and
     `auxiliary` holds what trains beside it but does not ship (saved in the checkpoint's
     train state); `find_unused_parameters` tells data parallelism that some parameters
     (connectors outside their term's window) may get no gradient in a step.

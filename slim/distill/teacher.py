@@ -1,4 +1,8 @@
-"""The frozen teacher: eval mode, no gradients, never in the optimizer, weights read-only."""
+"""The frozen teacher: eval mode, no gradients, never in the optimizer, weights read-only;
+and the Protocol every teacher DistillModel holds follows (this one, the caches in front of
+it, a benchmark's variant)."""
+
+from typing import Any, Dict, Protocol, Tuple
 
 import paddle
 
@@ -16,6 +20,16 @@ def resolve_engine(engine):
     if engine == 'auto':
         return 'dygraph' if paddle.get_device().startswith('gpu') else 'inference'
     return engine
+
+
+class Teacher(Protocol):
+    """`teacher(images)` (or `teacher(images, index=..., source=...)` where the batch carries
+    them: the replay cache needs them) gives the main logits and the recorded tensors by
+    FeatureRef; `info()` is what the run log records about it."""
+
+    def __call__(self, images: paddle.Tensor, **views: Any) -> Tuple[paddle.Tensor, Dict]: ...
+
+    def info(self) -> Dict[str, Any]: ...
 
 
 class FrozenTeacher:
