@@ -24,7 +24,7 @@ from paddleseg_ext.deploy.predict import list_images, predict
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation import evaluate
-from paddleseg_ext.evaluation.evaluate import InferenceOptions, infer_scores
+from paddleseg_ext.evaluation.inference import InferenceOptions, infer_scores
 from slim.distill.build import build_model_without_weights
 
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
@@ -425,7 +425,7 @@ def write_fake_run(folder, terms, seed):
 
 
 def test_plot_reads_loss_terms_of_resumed_runs(tmp_path):
-    from paddleseg_ext.deploy.plot import loss_terms, read_run_log
+    from slim.benchmark.run_plot import loss_terms, read_run_log
 
     write_fake_run(str(tmp_path / 'run'), ['CrossEntropyLoss', 'KLDivergenceLoss(logits)'], 0)
     with open(tmp_path / 'run' / 'train_log.jsonl', 'a') as f:  # resumed at iter 50

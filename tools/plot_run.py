@@ -8,26 +8,14 @@ Needs matplotlib only: paddle is not imported.
 """
 
 import argparse
-import importlib.util
-import os
 import sys
 
-from paddleseg_ext.cli import ArgumentParser
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLOT_MODULE = os.path.join(REPO_ROOT, 'paddleseg_ext', 'deploy', 'plot.py')
-
-
-def load_plot_module():
-    """paddleseg_ext/deploy/plot.py by path: importing the package would import paddle."""
-    spec = importlib.util.spec_from_file_location('paddleseg_ext_deploy_plot', PLOT_MODULE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from slim.benchmark.run_plot import RunLogError, plot_runs
 
 
 def parse_args(argv=None):
-    parser = ArgumentParser(
+    # argparse itself: paddleseg_ext.cli would import paddle, which plotting does not need.
+    parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
@@ -43,10 +31,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    plot = load_plot_module()
     try:
-        plot.plot_runs(args.run_dirs, args.out, title=args.title)
-    except plot.RunLogError as exc:
+        plot_runs(args.run_dirs, args.out, title=args.title)
+    except RunLogError as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(1)
     print(f'Wrote {args.out}')

@@ -3,8 +3,8 @@
 One figure, two panels: every loss term over iterations ("Train" records) and val mIoU
 ("Evaluate" records), one colour per run.
 
-This module imports neither paddle nor anything of this package (whose __init__ imports
-paddle): tools/plot_run.py loads it by its file path, so plotting needs matplotlib only.
+It imports neither paddle nor paddleseg_ext, and slim.benchmark's package imports nothing,
+so plotting (tools/plot_run.py) needs matplotlib only.
 """
 
 import json
