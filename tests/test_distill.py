@@ -1081,6 +1081,33 @@ def test_a_negative_or_unreadable_coef_is_one_line(
     )
 
 
+@pytest.mark.parametrize(
+    'loss, fragment',
+    [
+        (
+            '{type: ChannelWiseDistillLoss, tau: -4}',
+            'ChannelWiseDistillLoss tau must be a positive',
+        ),
+        ('{type: KLDivergenceLoss, temperature: 0}', 'student_temperature must be a positive'),
+        ('{type: DISTLoss, tau: -1}', 'DISTLoss tau must be a positive number, got -1'),
+    ],
+)
+def test_a_temperature_that_is_not_positive_is_one_line(
+    tmp_path, err_dir, synthetic_root, loss, fragment
+):
+    student = write_yaml(
+        tmp_path / 'student.yml',
+        f"_base_: '{STUDENT_CFG}'\ndistill_loss:\n  types: [{loss}]\n  coef: [1]\n",
+    )
+    assert_user_error(
+        run_err(err_dir, synthetic_root, TEACHER_CFG, student),
+        student,
+        'distill_loss.types[0]',
+        fragment,
+        save_dir=err_dir,
+    )
+
+
 def test_a_distilled_student_starts_from_the_weights_of_the_student_alone(
     synthetic_root, teacher_weights
 ):

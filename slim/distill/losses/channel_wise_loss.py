@@ -2,6 +2,7 @@ import paddle
 import paddle.nn as nn
 from paddleseg.cvlibs import manager
 
+from ._arguments import require_positive
 from ._shapes import kl_divergence, log_softmax, student_and_constant_teacher
 
 
@@ -23,6 +24,7 @@ class ChannelWiseDistillLoss(nn.Layer):
 
     def __init__(self, tau=1.0):
         super().__init__()
+        require_positive('ChannelWiseDistillLoss', tau=tau)
         self.tau = tau
 
     def forward(self, student, teacher):

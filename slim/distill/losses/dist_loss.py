@@ -3,6 +3,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
+from ._arguments import require_positive
 from ._shapes import class_rows, label_like, student_and_constant_teacher
 
 _EPS = 1e-8
@@ -66,6 +67,7 @@ class DISTLoss(nn.Layer):
 
     def __init__(self, tau=1.0, beta=1.0, gamma=1.0, ignore_index=255):
         super().__init__()
+        require_positive('DISTLoss', tau=tau)
         self.tau = tau
         self.beta = beta
         self.gamma = gamma

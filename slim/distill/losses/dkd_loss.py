@@ -3,6 +3,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
+from ._arguments import require_positive
 from ._shapes import (
     class_rows,
     kl_divergence,
@@ -44,6 +45,7 @@ class DKDLoss(nn.Layer):
 
     def __init__(self, alpha=1.0, beta=8.0, temperature=4.0, ignore_index=255):
         super().__init__()
+        require_positive('DKDLoss', temperature=temperature)
         self.alpha = alpha
         self.beta = beta
         self.temperature = temperature

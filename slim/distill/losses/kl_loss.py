@@ -2,6 +2,7 @@ import paddle
 import paddle.nn as nn
 from paddleseg.cvlibs import manager
 
+from ._arguments import require_positive
 from ._shapes import kl_divergence, log_softmax, masked_mean, student_and_constant_teacher, z_score
 
 
@@ -45,6 +46,11 @@ class KLDivergenceLoss(nn.Layer):
         )
         self.teacher_temperature = (
             temperature if teacher_temperature is None else teacher_temperature
+        )
+        require_positive(
+            'KLDivergenceLoss',
+            student_temperature=self.student_temperature,
+            teacher_temperature=self.teacher_temperature,
         )
         self.ignore_index = ignore_index
 
