@@ -254,8 +254,8 @@ def test_own_folders_with_0_255_masks_are_refused(tmp_path, own_folders):
     assert 'convert the masks to class ids 0/1' in result.stderr
 
 
-def test_missing_optic_disc_root_points_at_own_data_not_into_it(tmp_path):
-    from paddleseg_ext.datasets import OpticDiscSeg
+def test_missing_dataset_root_points_at_own_data_not_into_it(tmp_path):
+    from paddleseg_ext.datasets import Dataset, OpticDiscSeg
     from paddleseg_ext.errors import UserInputError
 
     root = str(tmp_path / 'my_optic_disc')
@@ -267,3 +267,6 @@ def test_missing_optic_disc_root_points_at_own_data_not_into_it(tmp_path):
         and f'--from_zip optic_disc_seg.zip --out {root}' in message
     )
     assert f'--synthetic 200 --seed 0 --out {root}' not in message
+    with pytest.raises(UserInputError) as caught:
+        Dataset('train', root, [], num_classes=2, train_path=f'{root}/train_list.txt')
+    assert f'--images IMAGES --masks MASKS --out {root}' in str(caught.value)
