@@ -536,3 +536,35 @@ def test_quantized_mobileseg_runs_on_small_images(synthetic_root, tmp_path):
     export_model(config, weights, float_dir, output_op='none', opts=opts, program_format='pdmodel')
     results = quantize(config, float_dir, str(tmp_path / 'int8'), batch_nums=2, runs=2, opts=opts)
     assert 0.0 <= results['int8']['miou'] <= 1.0 and results['int8']['latency_ms'] > 0
+
+
+def test_predict_folder_names_skipped_files_and_goes_past_a_corrupt_image(
+    exported, image_folder, synthetic_root, tmp_path
+):
+    folder = tmp_path / 'mixed'
+    shutil.copytree(image_folder, folder)
+    (folder / 'notes.txt').write_text('not an image')
+    (folder / 'broken.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+    good = sorted(os.listdir(image_folder))
+    result = run_cli(
+        'tools/predict.py',
+        '--config',
+        TINY_STUDENT,
+        '--inference_dir',
+        exported,
+        '--image_path',
+        str(folder),
+        '--save_dir',
+        str(tmp_path / 'out'),
+        *data_opts(synthetic_root),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert f"skipped '{folder / 'notes.txt'}': not an image" in output
+    assert f"skipped: image '{folder / 'broken.jpg'}' cannot be read" in output
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith('error: 1 of 3 image(s) could not be read'), error
+    assert str(folder / 'broken.jpg') in error and 'Traceback' not in output
+    # broken.jpg sorts first: the images after it were still predicted.
+    predicted = sorted(os.listdir(tmp_path / 'out' / 'pseudo_color_prediction'))
+    assert predicted == [os.path.splitext(name)[0] + '.png' for name in good]

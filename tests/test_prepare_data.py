@@ -2,6 +2,7 @@
 determinism, --from_zip and the threshold baseline."""
 
 import filecmp
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -151,3 +152,122 @@ def test_cli_without_source_is_one_usage_error():
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: prepare_data.py: '), result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# --images DIR --masks DIR: your own data in PaddleSeg's generic layout
+
+
+@pytest.fixture
+def own_folders(tmp_path, synthetic_set):
+    """A user's folders: images/*.jpg and masks/*.png, same stems (the synthetic set's)."""
+    images, masks = tmp_path / 'my_images', tmp_path / 'my_masks'
+    shutil.copytree(synthetic_set / 'JPEGImages', images)
+    shutil.copytree(synthetic_set / 'Annotations', masks)
+    return images, masks
+
+
+def prepare_own(images, masks, out, *extra):
+    return run_cli('--images', str(images), '--masks', str(masks), '--out', str(out), *extra)
+
+
+def test_own_folders_become_paddleseg_generic_dataset(tmp_path, own_folders):
+    from paddleseg.transforms import Normalize
+
+    from paddleseg_ext.datasets import Dataset
+
+    images, masks = own_folders
+    out = tmp_path / 'my_dataset'
+    result = prepare_own(images, masks, out, '--val_fraction', '0.25', '--seed', '1')
+    assert result.returncode == 0, result.stderr
+    assert 'train 9, val 3' in result.stdout and 'set num_classes: 2' in result.stdout
+    train = read_pairs(out, 'train_list.txt')
+    val = read_pairs(out, 'val_list.txt')
+    assert len(train) == 9 and len(val) == 3 and not set(train) & set(val)
+    for image_path, label_path in train + val:
+        source = images / image_path.name
+        assert image_path.read_bytes() == source.read_bytes()
+        assert label_path.read_bytes() == (masks / f'{source.stem}.png').read_bytes()
+    # The same seed, the same split; another seed, another.
+    again = prepare_own(images, masks, tmp_path / 'again', '--val_fraction', '0.25', '--seed', '1')
+    assert (
+        again.returncode == 0
+        and (tmp_path / 'again/val_list.txt').read_text() == (out / 'val_list.txt').read_text()
+    )
+    # paddleseg's generic Dataset (type: Dataset) reads it as written.
+    for mode, key in (('train', 'train_path'), ('val', 'val_path')):
+        dataset = Dataset(
+            mode=mode,
+            dataset_root=str(out),
+            transforms=[Normalize()],
+            num_classes=2,
+            **{key: str(out / f'{mode}_list.txt')},
+        )
+        assert len(dataset) == {'train': 9, 'val': 3}[mode]
+        assert set(np.unique(dataset[0]['label'])) <= {0, 1}
+
+
+def test_own_folders_bad_input_is_one_line_naming_the_file(tmp_path, own_folders):
+    images, masks = own_folders
+    stems = sorted(p.stem for p in images.iterdir())
+
+    def refused(name, *extra, images=images, masks=masks):
+        out = tmp_path / name
+        result = prepare_own(images, masks, out, *extra)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        assert lines[0].startswith('prepare_data: error: ')
+        assert not out.exists(), 'nothing is written before every pair is checked'
+        return lines[0]
+
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'readme.txt').write_text('no images here')
+    assert f"--images '{empty}' holds no images" in refused('e', images=empty)
+
+    (masks / f'{stems[0]}.png').unlink()
+    line = refused('missing')
+    assert f"image '{images / stems[0]}.jpg' has no mask: expected '{masks / stems[0]}.png'" in line
+    shutil.copy(masks / f'{stems[1]}.png', masks / f'{stems[0]}.png')  # a mask of another size
+
+    line = refused('size')
+    assert f"mask '{masks / stems[0]}.png' is" in line and 'they must match' in line
+    cv2.imwrite(str(masks / f'{stems[0]}.png'), np.full((3, 3), 7, np.uint8))
+    cv2.imwrite(str(images / f'{stems[0]}.jpg'), np.zeros((3, 3, 3), np.uint8))
+
+    line = refused('range', '--num_classes', '2')
+    assert f"mask '{masks / stems[0]}.png' holds value 7, outside [0, 2)" in line
+    cv2.imwrite(str(masks / f'{stems[0]}.png'), np.zeros((3, 3, 3), np.uint8))
+    assert 'single-channel PNGs of class ids' in refused('rgb')
+    cv2.imwrite(str(masks / f'{stems[0]}.png'), np.zeros((3, 3), np.uint8))
+
+    (images / f'{stems[2]}.jpg').write_bytes(b'garbage')
+    assert f"image '{images / stems[2]}.jpg' cannot be read" in refused('unreadable')
+
+
+def test_own_folders_with_0_255_masks_are_refused(tmp_path, own_folders):
+    images, masks = own_folders
+    for mask in masks.iterdir():
+        label = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(mask), (label * 255).astype(np.uint8))
+    result = prepare_own(images, masks, tmp_path / 'out')
+    assert result.returncode == 1
+    assert 'convert the masks to class ids 0/1' in result.stderr
+
+
+def test_missing_dataset_root_points_at_own_data_not_into_it(tmp_path):
+    from paddleseg_ext.datasets import Dataset, OpticDiscSeg
+    from paddleseg_ext.errors import UserInputError
+
+    root = str(tmp_path / 'my_optic_disc')
+    with pytest.raises(UserInputError) as caught:
+        OpticDiscSeg(dataset_root=root, transforms=[])
+    message = str(caught.value)
+    assert (
+        '--images IMAGES --masks MASKS' in message
+        and f'--from_zip optic_disc_seg.zip --out {root}' in message
+    )
+    assert f'--synthetic 200 --seed 0 --out {root}' not in message
+    with pytest.raises(UserInputError) as caught:
+        Dataset('train', root, [], num_classes=2, train_path=f'{root}/train_list.txt')
+    assert f'--images IMAGES --masks MASKS --out {root}' in str(caught.value)

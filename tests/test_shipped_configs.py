@@ -45,6 +45,7 @@ TEACHER_OF = {
     AUGMENTED_RECIPE: AUGMENTED_TEACHER,
     'configs/quick_start/deeplabv3p_resnet18_os8_optic_disc_512x512_1k_student.yml': QUICK_START_TEACHER,
     'configs/quick_start/mobileseg_mobilenetv3_large_optic_disc_512x512_1k_student.yml': QUICK_START_TEACHER,
+    'configs/own_data/mobileseg_mobilenetv3_large_student.yml': 'configs/own_data/deeplabv3p_resnet18_teacher.yml',
 }
 
 

@@ -260,3 +260,42 @@ def test_an_interrupted_student_run_resumes(tmp_path, monkeypatch):
     record = compare.student_run(setup, str(tmp_path), 0, 10)
     assert calls == [True] and (run_dir / 'iter_5').is_dir()
     assert json.loads((run_dir / 'record.json').read_text()) == record
+
+
+def test_model_card_quotes_the_int8_step_that_failed(tmp_path, monkeypatch):
+    """On paddle 3 the demo's MobileSeg student does not export in paddle 2's program format
+    (tests/test_deploy.py runs that export): the card's int8 row quotes that error line, not
+    a guess such as a missing PaddleSlim."""
+    from types import SimpleNamespace
+
+    from slim.benchmark import model_card
+    from slim.benchmark.report import _card_lines
+    from slim.benchmark.runs import check_exit
+
+    cause = (
+        "error: --program_format pdmodel: paddle 3.3.1 cannot trace this model into paddle 2's "
+        'program format (one of its operations exists for PIR only)'
+    )
+
+    def run_logged(args, log_path, label):
+        save_dir = args[args.index('--save_dir') + 1]
+        if save_dir.endswith('student_pdmodel'):
+            with open(log_path, 'w') as log:
+                log.write(f'loading\n{cause}\n')
+            check_exit(1, log_path, label)
+        os.makedirs(save_dir)  # a paddle 3 export: model.json, no model.pdmodel
+
+    monkeypatch.setattr(model_card, 'run_logged', run_logged)
+    monkeypatch.setattr(model_card, 'card_latencies_ms', lambda dirs, size: [90.0, 10.0])
+    os.makedirs(tmp_path / 'deploy')
+    setup = SimpleNamespace(data='data', student_config='s.yml', card_size=64)
+    result = {'run_dirs': {'distilled': str(tmp_path / 'distilled')}, 'distilled': 0.75}
+    card = model_card.model_card(setup, str(tmp_path), {'score': 0.8}, result)
+
+    assert set(card) == {'teacher', 'student_fp32', 'int8_error'}
+    assert card['student_fp32']['speedup_vs_teacher'] == 9.0
+    stats = {'teacher': (2e6, 0), 'student': (1e6, 0)}
+    row = _card_lines(card, stats, {'teacher': 1e9, 'student': 1e8}, 64)[-1]
+    assert row.startswith('| distilled student, int8 | not measured: export failed (exit 1): ')
+    assert cause in row and 'export_student_pdmodel.log' in row
+    assert 'PaddleSlim missing' not in row

@@ -1,5 +1,10 @@
-"""Prepare data: the optic-disc segmentation set in PaddleSeg's layout, or handwritten digits
-for classification.
+"""Prepare data: your own images and masks in PaddleSeg's generic layout, the optic-disc
+segmentation set in PaddleSeg's layout, or handwritten digits for classification.
+
+``--images DIR --masks DIR --out DIR`` writes a folder of images and a folder of masks (same
+stem, PNGs of class ids) as PaddleSeg's generic layout (YAML ``type: Dataset``: list files of
+``image label`` lines), checking every pair first, and prints the classes it saw
+(paddleseg_ext/datasets/folders.py).
 
 ``--from_zip PATH`` unpacks PaddleSeg's real ``optic_disc_seg.zip``
 (https://paddleseg.bj.bcebos.com/dataset/optic_disc_seg.zip).
@@ -10,30 +15,38 @@ train/val lists in PaddleClas's format (paddleseg_ext/datasets/digits.py).
 
 Examples::
 
+    python tools/prepare_data.py --images my/images --masks my/masks --out data/my_dataset
     python tools/prepare_data.py --from_zip ~/Downloads/optic_disc_seg.zip
     python tools/prepare_data.py --synthetic 200 --seed 0 --out data/optic_disc_seg
     python tools/prepare_data.py --digits                       # -> data/digits
 """
 
-import argparse
 import os
 import time
 from pathlib import Path
 
 from paddleseg_ext.cli import ArgumentParser
 from paddleseg_ext.datasets import digits
+from paddleseg_ext.datasets.folders import write_from_folders
 from paddleseg_ext.datasets.layout import DEFAULT_OUT, PrepareDataError
 from paddleseg_ext.datasets.optic_disc_zip import unpack_zip
 from paddleseg_ext.datasets.synthetic import make_synthetic
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog='prepare_data.py',
-        description="Unpack PaddleSeg's optic_disc_seg.zip, write a synthetic look-alike, or "
-        "write scikit-learn's handwritten digits for classification.",
+        description="Write your images and masks in PaddleSeg's generic layout, unpack "
+        "PaddleSeg's optic_disc_seg.zip, write a synthetic look-alike, or write "
+        "scikit-learn's handwritten digits for classification.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        '--images',
+        metavar='DIR',
+        type=Path,
+        help='a folder of images; with --masks and --out, written as type: Dataset',
+    )
     source.add_argument('--from_zip', metavar='PATH', type=Path, help='path to optic_disc_seg.zip')
     source.add_argument(
         '--synthetic', metavar='N', type=int, help='number of synthetic images to write'
@@ -42,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
         '--digits',
         action='store_true',
         help="scikit-learn's handwritten digits, split in halves stratified by class",
+    )
+    parser.add_argument(
+        '--masks',
+        metavar='DIR',
+        type=Path,
+        help='with --images: the masks, one PNG of class ids per image, same stem',
+    )
+    parser.add_argument(
+        '--num_classes',
+        type=int,
+        help='with --images: refuse mask values >= this (default: the largest id seen + 1)',
     )
     parser.add_argument(
         '--out',
@@ -55,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--seed',
         type=int,
-        help="random seed, required with --synthetic (with --digits: the split's, default 0)",
+        help="random seed, required with --synthetic (with --digits, --images: the split's, "
+        'default 0)',
     )
     parser.add_argument(
         '--val_fraction',
@@ -82,12 +107,33 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if (args.images is None) != (args.masks is None):
+        parser.error('--images and --masks go together: pass both folders')
+    if args.images is not None and args.out is None:
+        parser.error('--images needs --out DIR: the folder to write the data set to')
     if args.out is None:
         args.out = Path(digits.DEFAULT_OUT if args.digits else DEFAULT_OUT)
     # Each writer keeps its own default split unless --val_fraction is given.
     split = {} if args.val_fraction is None else {'val_fraction': args.val_fraction}
     try:
-        if args.digits:
+        if args.images is not None:
+            counts = write_from_folders(
+                args.images,
+                args.masks,
+                args.out,
+                seed=args.seed or 0,
+                num_classes=args.num_classes,
+                force=args.force,
+                **split,
+            )
+            print(
+                f'wrote {counts["train"] + counts["val"]} images and masks (train '
+                f'{counts["train"]}, val {counts["val"]}) to {args.out} in '
+                f'{time.perf_counter() - started:.1f} s; the masks hold classes '
+                f'{", ".join(map(str, counts["classes"]))}: set num_classes: '
+                f'{counts["num_classes"]} in the config (configs/own_data/ shows the rest)'
+            )
+        elif args.digits:
             counts = digits.write_digits(
                 args.out, args.size, seed=args.seed or 0, force=args.force, **split
             )

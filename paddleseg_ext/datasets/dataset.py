@@ -66,21 +66,20 @@ def image_size(path, list_path, line_no):
         ) from None
 
 
-def read_image(path, img_channels):
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def read_image(path, img_channels, fix='replace it or remove its list line'):
     """The image at path as cv2 reads it (uint8, HWC BGR or HW grey); one clear error for a
-    missing, unreadable or truncated file."""
+    missing, unreadable or truncated file, ending with `fix`."""
     flag = cv2.IMREAD_GRAYSCALE if img_channels == 1 else cv2.IMREAD_COLOR
     image = cv2.imread(path, flag)
     if image is None:
         raise UserInputError(
-            f"image '{path}' cannot be read: the file is missing, empty or "
-            f'not an image; replace it or remove its list line'
+            f"image '{path}' cannot be read: the file is missing, empty or not an image; {fix}"
         )
     if _is_truncated_jpeg(path):
-        raise UserInputError(
-            f"image '{path}' is truncated (a JPEG without its end marker): "
-            f'replace it or remove its list line'
-        )
+        raise UserInputError(f"image '{path}' is truncated (a JPEG without its end marker): {fix}")
     return image
 
 
@@ -123,8 +122,9 @@ class Dataset(PaddleSegDataset):
             raise UserInputError(f'dataset mode {mode!r} is invalid: use train, val or test')
         if not os.path.isdir(dataset_root):
             raise UserInputError(
-                f"dataset_root '{dataset_root}' does not exist: fix the path in the config or "
-                f'prepare the data with tools/prepare_data.py'
+                f"dataset_root '{dataset_root}' does not exist: point dataset_root at your data, "
+                f'or write it from a folder of images and a folder of masks with '
+                f'python tools/prepare_data.py --images IMAGES --masks MASKS --out {dataset_root}'
             )
         list_path = {'train': train_path, 'val': val_path, 'test': test_path}[mode]
         if list_path is None:

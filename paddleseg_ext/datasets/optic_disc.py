@@ -9,10 +9,16 @@ from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.registry import override_component
 
+# Synthetic data is only the demo's stand-in: it goes to a folder of its own, never into
+# the folder a user's config names.
 PREPARE_HINT = (
-    'python tools/prepare_data.py --from_zip optic_disc_seg.zip --out {root} '
-    "(PaddleSeg's real data) or python tools/prepare_data.py --synthetic 200 "
-    '--seed 0 --out {root} (synthetic)'
+    "point dataset_root at PaddleSeg's optic disc data (python tools/prepare_data.py "
+    '--from_zip optic_disc_seg.zip --out {root} unpacks its zip), or train on your own data: '
+    'python tools/prepare_data.py --images IMAGES --masks MASKS --out data/my_dataset writes '
+    "PaddleSeg's generic layout (`type: Dataset`, see configs/own_data/); to try the configs "
+    'without data, python tools/prepare_data.py --synthetic 200 --seed 0 --out '
+    'data/synthetic_optic_disc and --opts train_dataset.dataset_root=data/synthetic_optic_disc '
+    'val_dataset.dataset_root=data/synthetic_optic_disc'
 )
 
 
@@ -35,8 +41,8 @@ class OpticDiscSeg(Dataset):
         if dataset_root is None or not os.path.isdir(dataset_root):
             root = dataset_root or 'data/optic_disc_seg'
             raise UserInputError(
-                f"OpticDiscSeg dataset_root '{root}' does not exist; "
-                f'prepare it with: {PREPARE_HINT.format(root=root)}'
+                f"OpticDiscSeg dataset_root '{root}' does not exist: "
+                f'{PREPARE_HINT.format(root=root)}'
             )
         if transforms is None:
             raise UserInputError('OpticDiscSeg needs `transforms` in the config')

@@ -6,6 +6,9 @@ to the image's size, then
     save_dir/added_prediction/<name>.jpg          the image blended 0.6/0.4 with the colours
 
 <name> is the image's path relative to the folder (or list file) given, without extension.
+In a folder, files that are not images are skipped with a warning naming each. An image that
+cannot be read is named and skipped; the others are predicted, then predict() raises one
+UserInputError naming them all (tools/predict.py: exit code 1).
 A classifier's config (its val_dataset's task) writes one line per image instead:
 
     save_dir/predictions.txt                      "<image path> <class id>", PaddleClas's
@@ -29,11 +32,11 @@ from paddleseg_ext.config import (
     image_channels,
     load_config,
 )
+from paddleseg_ext.datasets.dataset import IMAGE_EXTENSIONS, read_image
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
 from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 PSEUDO_DIR = 'pseudo_color_prediction'
 ADDED_DIR = 'added_prediction'
 CLASSES_FILE = 'predictions.txt'
@@ -79,11 +82,14 @@ def list_images(image_path):
         images = []
         for dirpath, dirnames, filenames in os.walk(image_path):
             dirnames.sort()
-            images += [
-                (os.path.join(dirpath, name), _name(os.path.join(dirpath, name), image_path))
-                for name in sorted(filenames)
-                if _is_image(name)
-            ]
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                if _is_image(name):
+                    images.append((path, _name(path, image_path)))
+                else:
+                    logger.warning(
+                        f"skipped '{path}': not an image ({', '.join(IMAGE_EXTENSIONS)})"
+                    )
         if not images:
             raise UserInputError(
                 f"--image_path '{image_path}' holds no images "
@@ -125,13 +131,7 @@ def val_transforms(config):
 
 def preprocess(image_path, transforms):
     """(float32 1CHW numpy, trans_info) for one image file."""
-    flag = cv2.IMREAD_GRAYSCALE if transforms.img_channels == 1 else cv2.IMREAD_COLOR
-    image = cv2.imread(image_path, flag)
-    if image is None:
-        raise UserInputError(
-            f"image '{image_path}' cannot be read: the file is empty or not "
-            f'an image; replace it or leave it out'
-        )
+    image = read_image(image_path, transforms.img_channels, fix='replace it or leave it out')
     data = transforms({'img': image.astype('float32'), 'trans_info': []})
     return data['img'][np.newaxis], data['trans_info']
 
@@ -213,17 +213,30 @@ def predict(config_path, image_path, save_dir, model_path=None, inference_dir=No
             f"--save_dir '{save_dir}' cannot be created ({exc.strerror}): choose another folder"
         ) from None
     logger.info(f'Predicting {len(images)} image(s) into {save_dir}')
-    if dataset_task(config.dic['val_dataset']) == 'classification':
-        classes = [
-            (path, predictor.predict_class(preprocess(path, transforms)[0])) for path, _ in images
-        ]
-        logger.info(f'Wrote {save_classes(classes, save_dir)}')
-        return classes
+    classify = dataset_task(config.dic['val_dataset']) == 'classification'
     color_map = get_color_map_list(256)
-    written = []
+    written, unreadable = [], []
     for path, name in images:
-        image, trans_info = preprocess(path, transforms)
-        ids = predictor.predict_ids(image, trans_info)
-        written.append(save_prediction(path, ids, save_dir, name, color_map))
-    logger.info(f'Wrote {save_dir}/{PSEUDO_DIR}/*.png and {save_dir}/{ADDED_DIR}/*.jpg')
+        try:
+            image, trans_info = preprocess(path, transforms)
+        except UserInputError as exc:
+            # One bad file in a folder should not cost the user the others' predictions.
+            logger.warning(f'skipped: {exc}')
+            unreadable.append(path)
+            continue
+        if classify:
+            written.append((path, predictor.predict_class(image)))
+        else:
+            ids = predictor.predict_ids(image, trans_info)
+            written.append(save_prediction(path, ids, save_dir, name, color_map))
+    if classify:
+        logger.info(f'Wrote {save_classes(written, save_dir)}')
+    elif written:
+        logger.info(f'Wrote {save_dir}/{PSEUDO_DIR}/*.png and {save_dir}/{ADDED_DIR}/*.jpg')
+    if unreadable:
+        raise UserInputError(
+            f'{len(unreadable)} of {len(images)} image(s) could not be read and were skipped '
+            f'({", ".join(unreadable)}); the other {len(written)} were predicted into '
+            f'{save_dir}: replace or remove the unreadable ones'
+        )
     return written

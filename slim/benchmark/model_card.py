@@ -43,7 +43,8 @@ def model_card(setup, out_dir, teacher, result):
     distilled student, quantizes it to int8 (PaddleSlim; val mIoU of each through Paddle
     Inference), and times the three at setup.card_size: {'teacher', 'student_fp32',
     'student_int8'}, each {'miou', 'latency_ms', 'input_size'}, the students with
-    'speedup_vs_teacher'."""
+    'speedup_vs_teacher'; where the int8 step failed, 'int8_error' (its error line) in
+    place of 'student_int8'."""
     deploy_dir = os.path.join(out_dir, 'deploy')
     val_opts = data_opts(setup.data, setup.data)
     student_weights = os.path.join(result['run_dirs']['distilled'], 'best_model', 'model.pdparams')
@@ -86,9 +87,9 @@ def model_card(setup, out_dir, teacher, result):
         )
         with open(comparison) as f:
             measured = json.load(f)
-    except RuntimeError as exc:  # e.g. PaddleSlim not installed: the card says so
+    except RuntimeError as exc:  # the failing step's own error line: the card quotes it
         print(f'  int8 skipped: {exc}', flush=True)
-        measured = None
+        measured, int8_error = None, str(exc)
     size = setup.card_size
     # Without an int8 model the fp32 student is still timed; its mIoU is then val.py's.
     models = {
@@ -110,4 +111,6 @@ def model_card(setup, out_dir, teacher, result):
             card[name]['speedup_vs_teacher'] = (
                 card['teacher']['latency_ms'] / card[name]['latency_ms']
             )
+    if not measured:
+        card['int8_error'] = int8_error
     return card
