@@ -7,7 +7,7 @@ import json
 import paddleseg_ext  # noqa: F401  (first: registers our datasets, loads Pillow before paddle)
 from paddleseg.cvlibs import SegBuilder
 from paddleseg_ext.config import build, build_model_without_weights, load_config
-from paddleseg_ext.engine.checkpoint import load_weights
+from paddleseg_ext.weights import load_weights
 from paddleseg_ext.engine.cli import run_cli
 from paddleseg_ext.process import setup_process
 from paddleseg_ext.evaluation import task_of

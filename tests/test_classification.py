@@ -12,7 +12,7 @@ from paddleseg.cvlibs import SegBuilder
 
 from conftest import TEST_CONFIGS, run_cli
 from paddleseg_ext.config import build, load_config
-from paddleseg_ext.engine.checkpoint import load_weights
+from paddleseg_ext.weights import load_weights
 from paddleseg_ext.evaluation.classification import topk_correct
 
 TEACHER_CFG = os.path.join(TEST_CONFIGS, 'tiny_cls_teacher.yml')

@@ -30,7 +30,7 @@ from paddleseg_ext.config import (
     load_config,
 )
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
-from paddleseg_ext.engine.checkpoint import load_weights
+from paddleseg_ext.weights import load_weights
 from paddleseg_ext.errors import UserInputError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
