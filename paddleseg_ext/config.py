@@ -10,10 +10,10 @@ import difflib
 import os
 
 import paddle
-import yaml
 from paddleseg.cvlibs import Config, SegBuilder, manager
-from paddleseg.cvlibs.config import parse_from_yaml, update_config_dict
+from paddleseg.cvlibs.config import update_config_dict
 
+from paddleseg_ext.config_yaml import load_config_dict
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.pretrained import is_url
 
@@ -176,23 +176,11 @@ def load_config(
 
     Returns paddleseg's `Config`, so paddleseg's `SegBuilder` builds it as usual.
     """
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UserInputError(f"config file '{path}' does not exist: check the path")
     if not path.endswith(('.yml', '.yaml')):
         raise UserInputError(f"config file '{path}' must be YAML (.yml or .yaml)")
-    try:
-        dic = parse_from_yaml(path)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, 'problem_mark', None)
-        where = f' at line {mark.line + 1}' if mark else ''
-        raise UserInputError(
-            f'{path}: invalid YAML{where}: {getattr(exc, "problem", exc)}'
-        ) from None
-    except FileNotFoundError as exc:
-        raise UserInputError(
-            f"{path}: _base_ file '{exc.filename}' does not exist: fix "
-            f"the _base_ path (it is relative to the config's folder)"
-        ) from None
+    dic = load_config_dict(path)
     if not isinstance(dic, dict):
         raise UserInputError(f'{path}: expected a mapping of keys at the top level')
     check_known_keys(dic, KNOWN_TOP_LEVEL_KEYS, path)
