@@ -15,7 +15,7 @@ from paddleseg.cvlibs.config import update_config_dict
 
 from paddleseg_ext.config_yaml import load_config_dict
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.pretrained import is_url
+from paddleseg_ext.pretrained import is_url, localize
 
 # PaddleSeg's keys, plus ours: distill_features (feature distillation), teacher_cache.
 KNOWN_TOP_LEVEL_KEYS = (
@@ -215,6 +215,8 @@ def load_config(
 
 def build(builder: SegBuilder, component: str):
     """`builder.<component>`, with construction failures reported as one line."""
+    if component == 'model':
+        localize(builder.config.dic.get('model'))
     try:
         if component == 'model' and _model_builds_alone(builder.config):
             return builder.build_component(builder.config.model_cfg)
