@@ -54,9 +54,9 @@ def read_regular_file(path, limit, raise_hint):
         if info.st_size > limit:
             raise NotAFile(too_large(path, info.st_size, limit, raise_hint))
         with os.fdopen(fd, 'rb', closefd=False) as f:
-            data = f.read(limit + 1)
+            data = f.read(info.st_size)
+            if f.read(1):
+                raise NotAFile(f'{path}: grew while it was read: read it when it is complete')
     finally:
         os.close(fd)
-    if len(data) > limit:  # it grew while it was read
-        raise NotAFile(too_large(path, len(data), limit, raise_hint))
     return data

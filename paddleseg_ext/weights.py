@@ -92,7 +92,7 @@ class _DType:
             or state[1] not in _DTYPE_ORDERS
             or state[2:] != (None, None, None, -1, -1, 0)
         ):
-            raise _refuse(f'dtype {self.name!r} with the state {state!r}')
+            raise _refuse(f'dtype {self.name!r} with the state {state!r:.60}')
         self.dtype = np.dtype(self.name).newbyteorder(state[1])
 
 
@@ -272,12 +272,13 @@ def _prescan(data):
 class _Converter:
     """The unpickled objects with the arrays in place, after checking the structure: only
     containers, numbers, strings, numeric arrays and scalars; bounded depth, no cycles;
-    every reference to an array charged, as paddle makes a tensor of each."""
+    every further reference to an array charged again, as paddle makes a tensor of each."""
 
     def __init__(self, unpickler, max_objects):
         self.unpickler = unpickler
         self.objects = max_objects
         self.path = set()
+        self.arrays_seen = set()
 
     def __call__(self, obj, depth=0):
         self.objects -= 1
@@ -288,7 +289,9 @@ class _Converter:
         if isinstance(obj, _ArrayState):
             if obj.array is None:
                 raise _refuse('an array without contents')
-            self.unpickler.charge(obj.array.nbytes)
+            if id(obj) in self.arrays_seen:  # its first copy was charged when it was built
+                self.unpickler.charge(obj.array.nbytes)
+            self.arrays_seen.add(id(obj))
             return obj.array
         if isinstance(obj, _DType):
             return _checked_dtype(obj)

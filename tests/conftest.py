@@ -1,4 +1,5 @@
 import os
+import resource
 import subprocess
 import sys
 
@@ -11,8 +12,17 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_CONFIGS = os.path.join(REPO_ROOT, 'tests', 'configs')
 
 
-def run_cli(*args, timeout=300, env=None):
-    """Runs a repo script (e.g. 'train.py', '--config', ...) as a subprocess from the repo root."""
+# What a CLI may take in tests of hostile input: `ulimit -v 3000000` (KiB).
+MEMORY_LIMIT = 3_000_000 * 1024
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def run_cli(*args, timeout=300, env=None, limit_memory=False):
+    """Runs a repo script (e.g. 'train.py', '--config', ...) as a subprocess from the repo
+    root; `limit_memory`: under MEMORY_LIMIT of address space."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=REPO_ROOT,
@@ -20,7 +30,21 @@ def run_cli(*args, timeout=300, env=None):
         text=True,
         timeout=timeout,
         env=env,
+        preexec_fn=_limit_memory if limit_memory else None,
     )
+
+
+def assert_one_error(result, *names):
+    """Exit 1 (not a crash), no traceback, exactly one `error:` line, the last one on
+    stderr, naming each of `names`; returns that line."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, f'exit {result.returncode}: {output[-3000:]}'
+    assert 'Traceback' not in output, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr[-3000:]
+    for name in names:
+        assert str(name) in errors[0], errors[0]
+    return errors[0]
 
 
 def data_opts(root):
