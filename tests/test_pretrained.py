@@ -8,6 +8,7 @@ import json
 import os
 import tarfile
 import threading
+import time
 
 import pytest
 
@@ -18,20 +19,25 @@ from test_weights import write_config
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves `files` {path: bytes}; '/cut/<name>' announces more bytes than it sends."""
+    """Serves `files` {path: bytes}; '/cut/<name>' announces more bytes than it sends,
+    '/slow/<name>' sends half of them and stalls."""
 
     files = {}
     requests = []
 
     def do_GET(self):
         self.requests.append(self.path)
-        body = self.files.get(self.path.replace('/cut/', '/'))
+        body = self.files.get(self.path.replace('/cut/', '/').replace('/slow/', '/'))
         if body is None:
             self.send_error(404)
             return
         self.send_response(200)
         self.send_header('Content-Length', str(len(body) * (2 if '/cut/' in self.path else 1)))
         self.end_headers()
+        if self.path.startswith('/slow/'):
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            time.sleep(30)
         self.wfile.write(body)
 
     def log_message(self, *args):
