@@ -16,7 +16,7 @@ TEST_CONFIGS = os.path.join(REPO_ROOT, 'tests', 'configs')
 MEMORY_LIMIT = 3_000_000 * 1024
 
 
-def _limit_memory():
+def limit_address_space():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
@@ -30,7 +30,7 @@ def run_cli(*args, timeout=300, env=None, limit_memory=False):
         text=True,
         timeout=timeout,
         env=env,
-        preexec_fn=_limit_memory if limit_memory else None,
+        preexec_fn=limit_address_space if limit_memory else None,
     )
 
 

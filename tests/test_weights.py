@@ -56,9 +56,13 @@ def assert_same(expected, got, where='root'):
         assert got == expected, where
 
 
+def small_layer():
+    return paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.BatchNorm2D(4))
+
+
 def trained_objects():
-    """A model's, an optimizer's and a train state's dicts after one step."""
-    layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.BatchNorm2D(4))
+    """A small_layer's, its optimizer's and a train state's dicts after one step."""
+    layer = small_layer()
     optimizer = paddle.optimizer.Momentum(
         learning_rate=paddle.optimizer.lr.PolynomialDecay(0.01, 10),
         momentum=0.9,
