@@ -99,6 +99,11 @@ def _check_pretrained(node, path, where='model'):
     """A local `pretrained:` path must exist; URLs are fetched when the model is built."""
     if isinstance(node, dict):
         for key, value in node.items():
+            if key == 'pretrained' and value is not None and not isinstance(value, str):
+                raise UserInputError(
+                    f'{path}: {where}.pretrained: {value!r:.60} is not a path or URL: give '
+                    f'the weights file, or Null to train from scratch'
+                )
             if key == 'pretrained' and isinstance(value, str) and value:
                 if not is_url(value) and not os.path.exists(value):
                     raise UserInputError(

@@ -181,7 +181,7 @@ def load_pretrained_model(model, pretrained_model):
         )
         return
     path = local_path(pretrained_model)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UserInputError(
             f"pretrained weights '{path}' do not exist: fix `pretrained:` or set it to Null"
         )
