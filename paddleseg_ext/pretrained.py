@@ -185,7 +185,7 @@ def load_pretrained_model(model, pretrained_model):
         raise UserInputError(
             f"pretrained weights '{path}' do not exist: fix `pretrained:` or set it to Null"
         )
-    state = weights.load(path)
+    state = weights.check_state_dict(weights.load(path), path)
     own = model.state_dict()
     loaded = 0
     for key, value in own.items():

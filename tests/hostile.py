@@ -47,9 +47,11 @@ def write(path, obj, protocol=2):
 
 
 def object_dtype(path, marker):
-    """numpy's object dtype through dtype + BUILD, then _reconstruct: wild pointers."""
-    o8 = dtype('O8', (3, '|', None, None, None, -1, -1, 63))
-    write(path, {'conv.weight': array(o8, (4,), b'\x41' * 32)})
+    """numpy's object dtype through dtype + BUILD (a record of one object field whose
+    flags say it holds none), then _reconstruct from raw bytes: wild pointers, SIGSEGV
+    in paddle.load."""
+    record = dtype('V8', (3, '|', None, ('a',), {'a': (np.dtype('O'), 0)}, 8, 1, 0))
+    write(path, {'conv.weight': array(record, (4,), b'\x41' * 32)})
 
 
 def dtype_state(path, marker):
@@ -118,7 +120,7 @@ def os_system(path, marker):
 WEIGHTS = {
     'os_system': (os_system, 'refused to load: it asks to call posix.system'),
     'eval': (eval_call, 'refused to load: it asks to call builtins.eval'),
-    'object_dtype': (object_dtype, "refused to load: it holds an array of dtype 'O8'"),
+    'object_dtype': (object_dtype, "refused to load: it holds an array of dtype 'V8'"),
     'dtype_state': (dtype_state, "refused to load: it holds dtype 'f4' with the state"),
     'memo_reuse': (memo_reuse, 'refused to load: it holds more memory than'),
     'bytearray_size': (bytearray_size, 'refused to load: it holds bytearray built from int'),
