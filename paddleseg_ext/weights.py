@@ -119,7 +119,6 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data), encoding='latin1')
         self.budget = budget
         self.asked = 0
-        self.arrays = []
         builtins = {
             'tuple': self._container(tuple),
             'list': self._container(list),
@@ -194,9 +193,7 @@ class _Unpickler(pickle.Unpickler):
         """numpy's ndarray reduction: an empty array, its contents set by BUILD."""
         if subtype is not _NDARRAY or shape != (0,) or code not in (b'b', 'b'):
             raise _refuse('numpy._reconstruct with arguments numpy never writes')
-        array = _ArrayState(self)
-        self.arrays.append(array)
-        return array
+        return _ArrayState(self)
 
     def _scalar(self, dtype, data):
         dtype = _checked_dtype(dtype)
@@ -322,27 +319,23 @@ class _Converter:
             self.path.discard(id(obj))
 
 
-def unpickle(data, path, budget=None):
+def unpickle(data, path):
     """The objects in `data` (a paddle.save file's bytes), checked and with their arrays
-    rebuilt, before paddle's post-processing. `budget`: the bytes they may take."""
-    budget = len(data) + _SLACK_BYTES if budget is None else budget
+    rebuilt, before paddle's post-processing."""
     try:
         opcodes = _prescan(data)
-        unpickler = _Unpickler(data, budget)
+        unpickler = _Unpickler(data, len(data) + _SLACK_BYTES)
         loaded = unpickler.load()
         return _Converter(unpickler, _OBJECTS_PER_OPCODE * opcodes + 1000)(loaded)
-    except _Refused as refused:
-        if refused.wanted:
+    except _Refused as exc:
+        if exc.wanted:
             reason = (
-                f'it asks to call {refused.wanted}, which a weights file never needs (only '
+                f'it asks to call {exc.wanted}, which a weights file never needs (only '
                 f'arrays, numbers, strings and containers are loaded)'
             )
         else:
-            reason = f'it holds {refused.what}, which paddle.save never writes'
-        raise RefusedWeights(
-            f'{path}: refused to load: {reason}; use weights from a source you trust, '
-            f're-saved with paddle.save'
-        ) from None
+            reason = f'it holds {exc.what}, which paddle.save never writes'
+        raise refused(path, reason) from None
     except Exception as exc:  # truncated or foreign bytes fail in many ways inside pickle
         detail = ' '.join(str(exc).split())[:200] or type(exc).__name__
         raise DamagedWeights(
@@ -404,7 +397,7 @@ def load(path):
 def load_weights(model, path, what='model'):
     """Loads a .pdparams (a path, a folder holding one, or a URL) into `model`, strictly:
     missing file, keys or shapes are errors. Returns the local path read."""
-    from paddleseg_ext.pretrained import local_path
+    from paddleseg_ext.pretrained import local_path  # pretrained imports this module
 
     if path is None:
         raise UserInputError(f'no weights given for the {what}: pass a .pdparams path')
