@@ -32,9 +32,12 @@ _DTYPES = frozenset('b1 i1 u1 i2 u2 i4 u4 i8 u8 f2 f4 f8 c8 c16'.split())
 _DTYPE_ORDERS = ('<', '>', '|', '=')
 # How deep containers may nest (paddle's post-processing recurses), how many objects a file
 # may reach per pickle opcode (references to one container counted each time), and what a
-# file may ask to allocate beyond its own size (arrays, counted per reference, and buffers).
+# file may ask to allocate (arrays, counted per reference, and buffers) per byte of its
+# own, plus a fixed slack: protocol 2 writes an array's bytes as latin1 text that is
+# decoded into a buffer and then into the array, two allocations of its size.
 MAX_DEPTH = 64
 _OBJECTS_PER_OPCODE = 4
+_BYTES_PER_FILE_BYTE = 2
 _SLACK_BYTES = 16 << 20
 _MEMO_OPCODES = ('PUT', 'BINPUT', 'LONG_BINPUT')
 _SCALAR_TYPES = (str, bytes, bytearray, int, float, complex, bool, type(None))
@@ -324,7 +327,7 @@ def unpickle(data, path):
     rebuilt, before paddle's post-processing."""
     try:
         opcodes = _prescan(data)
-        unpickler = _Unpickler(data, len(data) + _SLACK_BYTES)
+        unpickler = _Unpickler(data, _BYTES_PER_FILE_BYTE * len(data) + _SLACK_BYTES)
         loaded = unpickler.load()
         return _Converter(unpickler, _OBJECTS_PER_OPCODE * opcodes + 1000)(loaded)
     except _Refused as exc:

@@ -61,9 +61,10 @@ def dtype_state(path, marker):
 
 
 def memo_reuse(path, marker):
-    """One 8 MiB array referenced four times through the pickle memo."""
+    """One 8 MiB array referenced eight times through the pickle memo (paddle makes a
+    tensor of each reference)."""
     big = np.zeros(1 << 21, dtype='float32')
-    write(path, {f'w{i}': big for i in range(4)}, protocol=4)
+    write(path, {f'w{i}': big for i in range(8)}, protocol=4)
 
 
 def bytearray_size(path, marker):
