@@ -55,17 +55,16 @@ def test_hostile_weights_are_one_line(payload, tmp_path, synthetic_root):
 
 
 def test_weights_over_the_size_limit_are_refused_and_the_limit_can_be_raised(
-    tmp_path, synthetic_root, teacher_weights
+    synthetic_root, teacher_weights, monkeypatch
 ):
     env = dict(os.environ, **{MAX_BYTES_ENV: '1000'})
     result = val(TINY_TEACHER, teacher_weights, synthetic_root, env)
     assert_one_error(result, teacher_weights, 'over the limit of 1000 bytes', MAX_BYTES_ENV)
-    size = os.path.getsize(teacher_weights)
-    os.environ[MAX_BYTES_ENV] = str(size)
-    try:
-        assert weights.load(teacher_weights)
-    finally:
-        del os.environ[MAX_BYTES_ENV]
+    monkeypatch.setenv(MAX_BYTES_ENV, str(os.path.getsize(teacher_weights)))
+    assert weights.load(teacher_weights)
+    monkeypatch.setenv(MAX_BYTES_ENV, 'lots')
+    with pytest.raises(UserInputError, match=f'{MAX_BYTES_ENV}=.lots. is not a positive'):
+        weights.load(teacher_weights)
 
 
 @pytest.mark.parametrize('payload', sorted(hostile.WEIGHTS))
