@@ -13,7 +13,7 @@ import paddle
 from paddleseg.cvlibs import Config, SegBuilder, manager
 from paddleseg.cvlibs.config import update_config_dict
 
-from paddleseg_ext.config_yaml import load_config_dict
+from paddleseg_ext.config_yaml import check_evaluated_strings, load_config_dict
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.pretrained import is_url, localize
 
@@ -85,10 +85,16 @@ def _check_types(node, where, registries, path):
             _check_types(item, where, registries, path)
 
 
+def _is_lr_scheduler(name):
+    found = getattr(paddle.optimizer.lr, str(name), None)
+    return isinstance(found, type) and issubclass(found, paddle.optimizer.lr.LRScheduler)
+
+
 def _check_lr_scheduler(dic, path):
+    """paddleseg calls getattr(paddle.optimizer.lr, type)(...): only a scheduler class."""
     lr_type = dic.get('lr_scheduler', {}).get('type')
-    if lr_type is not None and not hasattr(paddle.optimizer.lr, str(lr_type)):
-        names = [n for n in dir(paddle.optimizer.lr) if n[0].isupper()]
+    if lr_type is not None and not _is_lr_scheduler(lr_type):
+        names = [n for n in dir(paddle.optimizer.lr) if _is_lr_scheduler(n)]
         raise UserInputError(
             f'{path}: lr_scheduler: unknown type {lr_type!r}: check the '
             f'spelling{closest(lr_type, names)}'
@@ -195,6 +201,7 @@ def load_config(
         )
     except (AssertionError, KeyError) as exc:
         raise UserInputError(f'{path}: cannot apply --opts {opts}: {exc}') from None
+    check_evaluated_strings(dic, path)
     for where, registries in _REGISTRIES.items():
         _check_types(dic.get(where), where, registries, path)
     _check_lr_scheduler(dic, path)

@@ -10,7 +10,8 @@
   are merged recursively over the base's, and a mapping with `_inherited_: false` replaces
   the base's instead. A config that includes itself, directly or not, is refused.
 - Strings that paddleseg passes to `eval` (EVALUATED_KEYS) must be one of the names that
-  key may take; any other value is refused naming the key.
+  key may take (check_evaluated_strings, once --opts are applied); any other value is
+  refused naming the key.
 """
 
 import os
@@ -158,20 +159,13 @@ def _base_paths(dic, path):
     return [os.path.join(os.path.dirname(path), base) for base in bases]
 
 
-def load_config_dict(path):
-    """The config at `path` with its `_base_` files merged in (None for an empty file),
-    its evaluated strings checked."""
-    dic = _resolve(path, ())
-    check_evaluated_strings(dic, path)
-    return dic
-
-
-def _resolve(path, including):
+def load_config_dict(path, _including=()):
+    """The config at `path` with its `_base_` files merged in (None for an empty file)."""
     real = os.path.realpath(path)
-    if real in including:
-        chain = ' -> '.join([*including, real])
+    if real in _including:
+        chain = ' -> '.join([*_including, real])
         raise UserInputError(f'{path}: _base_ includes itself ({chain}): remove the loop')
-    if len(including) > MAX_BASES:
+    if len(_including) > MAX_BASES:
         raise UserInputError(f'{path}: more than {MAX_BASES} levels of _base_')
     dic = read_yaml(path)
     if not isinstance(dic, dict) or BASE_KEY not in dic:
@@ -182,7 +176,11 @@ def _resolve(path, including):
                 f"{path}: _base_ file '{base_path}' does not exist: fix the _base_ path "
                 f"(it is relative to the config's folder)"
             )
-        base = _resolve(base_path, (*including, real))
+        if os.path.isdir(base_path):
+            raise UserInputError(
+                f"{path}: _base_ '{base_path}' is a folder: name the YAML file in it"
+            )
+        base = load_config_dict(base_path, (*_including, real))
         if not isinstance(base, dict):
             raise UserInputError(f'{base_path}: a _base_ file must be a mapping of keys')
         dic = _merge(dic, base)

@@ -148,7 +148,7 @@ def config_cases(tmp_path):
         ),
         'base_self': (write(self_path, '_base_: self.yml\n'), 'includes itself'),
         'base_loop': (write(loop_a, '_base_: loop_b.yml\n'), 'includes itself'),
-        'base_dir': (write(tmp_path / 'dir.yml', f'_base_: {tmp_path}\n'), 'not a regular file'),
+        'base_dir': (write(tmp_path / 'dir.yml', f'_base_: {tmp_path}\n'), 'is a folder'),
         'base_not_str': (write(tmp_path / 'num.yml', '_base_: 5\n'), '_base_ is 5'),
         'base_list_dict': (write(tmp_path / 'ld.yml', '_base_: [a.yml, {x: 1}]\n'), '_base_ is'),
         'not_utf8': (write(tmp_path / 'latin.yml', b'batch_size: 2 # caf\xe9\n'), 'not UTF-8'),
@@ -208,6 +208,19 @@ def test_base_merges_as_paddleseg_does(tmp_path):
     got = config_yaml.load_config_dict(config)
     assert got == parse_from_yaml(config)
     assert got['x'] == {'p': 1, 'q': 3} and got['z'] == {'n': 1} and got['keep'] == 'a'
+
+
+def test_opts_and_scheduler_types_are_checked_too(tmp_path):
+    """--opts cannot bring an evaluated string back, and lr_scheduler.type names only a
+    scheduler class (paddleseg calls getattr(paddle.optimizer.lr, type)(...))."""
+    with pytest.raises(UserInputError, match='model.backbone.norm_layer'):
+        load_config(TINY_STUDENT, opts=['model.backbone.norm_layer=__import__("os")'])
+    config = write(
+        tmp_path / 'lr.yml',
+        f'_base_: {TINY_STUDENT}\nlr_scheduler: {{type: cosine_decay, learning_rate: 0.1}}\n',
+    )
+    with pytest.raises(UserInputError, match="lr_scheduler: unknown type 'cosine_decay'"):
+        load_config(config)
 
 
 def test_every_eval_in_paddleseg_is_accounted_for():
