@@ -5,6 +5,7 @@ nothing ran. The every-route cases of weights files are in test_weights.py."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +82,41 @@ def test_hostile_weights_in_process(payload, tmp_path):
     damaged = payload == 'declared_length'
     assert isinstance(raised.value, weights.DamagedWeights if damaged else weights.RefusedWeights)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    'name,change',
+    [
+        ('train_state.pdstates', {'iter': 'two'}),
+        ('train_state.pdstates', {'auxiliary': {'connector.weight': 1}}),
+        ('model.pdopt', None),
+    ],
+    ids=['iter', 'auxiliary', 'pdopt'],
+)
+def test_checkpoint_contents_of_the_wrong_type_are_one_line(
+    name, change, tmp_path, synthetic_root, teacher_weights
+):
+    """Files that unpickle but do not hold what a checkpoint holds stop --resume_model."""
+    folder = tmp_path / 'out' / 'iter_2'
+    shutil.copytree(os.path.dirname(teacher_weights), folder)
+    content = {**weights.load(str(folder / name)), **change} if change else [1, 2]
+    paddle.save(content, str(folder / name))
+    result = run_cli(
+        'train.py',
+        '--config',
+        TINY_TEACHER,
+        '--resume_model',
+        str(folder),
+        '--iters',
+        '3',
+        '--save_dir',
+        str(tmp_path / 'out'),
+        *data_opts(synthetic_root),
+        timeout=60,
+        limit_memory=True,
+    )
+    assert_one_error(result, f'{folder / name}', 'refused to load')
+    assert not os.path.exists(tmp_path / 'out' / 'iter_3')
 
 
 # ---- configs ----
