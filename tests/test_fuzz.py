@@ -187,11 +187,7 @@ def test_corrupted_input_is_one_line_and_loses_nothing(
         *opts,
         timeout=90,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output[-3000:]
-    assert 'Traceback' not in output, output[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-    assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr[-3000:]
+    assert_one_error(result)
     assert digests(saved_run) == before
 
 
