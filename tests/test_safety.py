@@ -381,3 +381,11 @@ def test_self_loading_backbone_gets_our_checked_file(server, tmp_path, payload):
         with pytest.raises(weights.RefusedWeights, match="array of dtype 'V8'"):
             build(SegBuilder(config), 'model')
     assert requests == ['/vit%25.pdparams']
+
+
+def test_paddleseg_downloader_is_refused():
+    """Every URL goes through pretrained.local_path; paddleseg's own downloader is off."""
+    from paddleseg import utils
+
+    with pytest.raises(UserInputError, match='a download outside paddleseg_ext.pretrained'):
+        utils.download_pretrained_model('https://example.com/w.pdparams')
