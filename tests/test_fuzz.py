@@ -193,14 +193,14 @@ def test_corrupted_input_is_one_line_and_loses_nothing(
 
 # ---- weights files and configs from a stranger: mutations of real ones ----
 #
-# FUZZ_CASES fixed-seed mutations of a real .pdparams, .pdopt and .pdstates (paddle.save
-# output of a trained layer, at pickle protocols 2 and 4) and of real YAML configs. All go
-# through the reader the CLIs use (weights.load_weights, checkpoint.read_checkpoint,
-# config.load_config) in one subprocess under the 3 GB memory limit, each case printing
-# its outcome: loaded, or one UserInputError line; any other exception, a crash, a hang
-# or the memory limit fails the test. A fixed subset (CLI_CASES) goes through the real
-# CLIs (val.py, train.py --resume_model, train.py --config): exit 0, or exit 1 with one
-# `error:` line.
+# FUZZ_COUNTS (220) fixed-seed mutations of a real .pdparams, .pdopt and .pdstates
+# (paddle.save output of a trained layer, at pickle protocols 2 and 4) and of real YAML
+# configs. All go through the reader the CLIs use (weights.load_weights,
+# checkpoint.read_checkpoint and check_contents, config.load_config) in one subprocess
+# under the 3 GB memory limit, each case printing its outcome: loaded, or one
+# UserInputError line; any other exception, a crash, a hang or the memory limit fails the
+# test. A fixed subset (CLI_CASES) goes through the real CLIs (val.py, train.py
+# --resume_model, train.py --config): exit 0, or exit 1 with one `error:` line.
 
 FUZZ_SEED = 26
 WEIGHT_KINDS = {
@@ -359,7 +359,7 @@ def read_cases(manifest):
             elif case['kind'] == 'yaml':
                 load_config(case['path'], required=('model',))
             else:
-                checkpoint.read_checkpoint(case['path'])
+                checkpoint.check_contents(case['path'], checkpoint.read_checkpoint(case['path']))
             outcome = 'loaded'
         except UserInputError as exc:
             outcome = f'error: {exc}'

@@ -93,15 +93,18 @@ def _check_train_state(state, path):
         raise weights.refused(path, 'its scaler state is not a mapping')
 
 
-def read_checkpoint(folder):
-    """{file name: loaded object} of an iter_N checkpoint folder, each file checked to
-    hold what a checkpoint holds (a wrong type is a refusal, as a planted file)."""
-    saved = {name: weights.load(os.path.join(folder, name)) for name in CHECKPOINT_FILES}
+def check_contents(folder, saved):
+    """Each file of a checkpoint read by read_checkpoint holds what a checkpoint holds, of
+    the types the trainer writes: a wrong type is a refusal, as a planted file."""
     weights.check_state_dict(saved['model.pdparams'], os.path.join(folder, 'model.pdparams'))
     if not isinstance(saved['model.pdopt'], dict):
         raise weights.refused(os.path.join(folder, 'model.pdopt'), 'it is not a mapping')
     _check_train_state(saved['train_state.pdstates'], os.path.join(folder, CHECKPOINT_FILES[2]))
-    return saved
+
+
+def read_checkpoint(folder):
+    """{file name: loaded object} of an iter_N checkpoint folder."""
+    return {name: weights.load(os.path.join(folder, name)) for name in CHECKPOINT_FILES}
 
 
 def resume_checkpoint(resume_model, save_dir):

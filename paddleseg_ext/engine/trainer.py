@@ -318,6 +318,7 @@ class Trainer:
                 )
             seed = opts.seed if opts.seed is not None else self._shared_random_seed()
             return Progress(seed=seed), {}
+        checkpoint.check_contents(resume_dir, saved)
         state = saved['train_state.pdstates']
         weights.set_weights(
             self.model.deployable,
