@@ -9,12 +9,12 @@ import copy
 import os
 
 import paddle
-import yaml
 from paddleseg.cvlibs import Config, SegBuilder, manager
-from paddleseg.cvlibs.config import parse_from_yaml, update_config_dict
+from paddleseg.cvlibs.config import update_config_dict
 
+from paddleseg_ext.config_yaml import check_evaluated_strings, load_config_dict
 from paddleseg_ext.errors import UserInputError, closest
-from paddleseg_ext.pretrained import is_url
+from paddleseg_ext.pretrained import is_url, localize
 
 # PaddleSeg's keys, plus ours: distill_features (feature distillation), teacher_cache.
 KNOWN_TOP_LEVEL_KEYS = (
@@ -78,10 +78,16 @@ def _check_types(node, where, registries, path):
             _check_types(item, where, registries, path)
 
 
+def _is_lr_scheduler(name):
+    found = getattr(paddle.optimizer.lr, str(name), None)
+    return isinstance(found, type) and issubclass(found, paddle.optimizer.lr.LRScheduler)
+
+
 def _check_lr_scheduler(dic, path):
+    """paddleseg calls getattr(paddle.optimizer.lr, type)(...): only a scheduler class."""
     lr_type = dic.get('lr_scheduler', {}).get('type')
-    if lr_type is not None and not hasattr(paddle.optimizer.lr, str(lr_type)):
-        names = [n for n in dir(paddle.optimizer.lr) if n[0].isupper()]
+    if lr_type is not None and not _is_lr_scheduler(lr_type):
+        names = [n for n in dir(paddle.optimizer.lr) if _is_lr_scheduler(n)]
         raise UserInputError(
             f'{path}: lr_scheduler: unknown type {lr_type!r}: check the '
             f'spelling{closest(lr_type, names)}'
@@ -92,6 +98,11 @@ def _check_pretrained(node, path, where='model'):
     """A local `pretrained:` path must exist; URLs are fetched when the model is built."""
     if isinstance(node, dict):
         for key, value in node.items():
+            if key == 'pretrained' and value is not None and not isinstance(value, str):
+                raise UserInputError(
+                    f'{path}: {where}.pretrained: {value!r:.60} is not a path or URL: give '
+                    f'the weights file, or Null to train from scratch'
+                )
             if key == 'pretrained' and isinstance(value, str) and value:
                 if not is_url(value) and not os.path.exists(value):
                     raise UserInputError(
@@ -169,23 +180,11 @@ def load_config(
 
     Returns paddleseg's `Config`, so paddleseg's `SegBuilder` builds it as usual.
     """
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UserInputError(f"config file '{path}' does not exist: check the path")
     if not path.endswith(('.yml', '.yaml')):
         raise UserInputError(f"config file '{path}' must be YAML (.yml or .yaml)")
-    try:
-        dic = parse_from_yaml(path)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, 'problem_mark', None)
-        where = f' at line {mark.line + 1}' if mark else ''
-        raise UserInputError(
-            f'{path}: invalid YAML{where}: {getattr(exc, "problem", exc)}'
-        ) from None
-    except FileNotFoundError as exc:
-        raise UserInputError(
-            f"{path}: _base_ file '{exc.filename}' does not exist: fix "
-            f"the _base_ path (it is relative to the config's folder)"
-        ) from None
+    dic = load_config_dict(path)
     if not isinstance(dic, dict):
         raise UserInputError(f'{path}: expected a mapping of keys at the top level')
     check_known_keys(dic, KNOWN_TOP_LEVEL_KEYS, path)
@@ -195,6 +194,7 @@ def load_config(
         )
     except (AssertionError, KeyError) as exc:
         raise UserInputError(f'{path}: cannot apply --opts {opts}: {exc}') from None
+    check_evaluated_strings(dic, path)
     for where, registries in _REGISTRIES.items():
         _check_types(dic.get(where), where, registries, path)
     _check_lr_scheduler(dic, path)
@@ -220,6 +220,8 @@ def load_config(
 
 def build(builder: SegBuilder, component: str):
     """`builder.<component>`, with construction failures reported as one line."""
+    if component == 'model':
+        localize(builder.config.dic.get('model'))
     try:
         if component == 'model' and _model_builds_alone(builder.config):
             return builder.build_component(builder.config.model_cfg)

@@ -1,4 +1,5 @@
 import os
+import resource
 import subprocess
 import sys
 
@@ -11,8 +12,17 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_CONFIGS = os.path.join(REPO_ROOT, 'tests', 'configs')
 
 
-def run_cli(*args, timeout=300, env=None):
-    """Runs a repo script (e.g. 'train.py', '--config', ...) as a subprocess from the repo root."""
+# What a CLI may take in tests of hostile input: `ulimit -v 3000000` (KiB).
+MEMORY_LIMIT = 3_000_000 * 1024
+
+
+def limit_address_space():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def run_cli(*args, timeout=300, env=None, limit_memory=False):
+    """Runs a repo script (e.g. 'train.py', '--config', ...) as a subprocess from the repo
+    root; `limit_memory`: under MEMORY_LIMIT of address space."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=REPO_ROOT,
@@ -20,25 +30,27 @@ def run_cli(*args, timeout=300, env=None):
         text=True,
         timeout=timeout,
         env=env,
+        preexec_fn=limit_address_space if limit_memory else None,
     )
 
 
 def error_line(result, *fragments):
-    """The single `error: ...` line of a failed run (exit 1, no traceback, the last line of
-    stderr), holding every fragment."""
+    """The single `error: ...` line of a failed run (exit 1, not a crash or a hang, no
+    traceback, the last line of stderr), holding every fragment; returns it."""
     if isinstance(result, subprocess.TimeoutExpired):
         stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
         pytest.fail(
             f'{result.cmd[1:]} hung: killed after {result.timeout} s '
             f'(expected exit code 1); stderr tail:\n{(stderr or "")[-800:]}'
         )
-    assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
-    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, f'exit {result.returncode}: {output[-3000:]}'
+    assert 'Traceback' not in output, output[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert len(lines) == 1, result.stderr[-3000:]
     assert result.stderr.rstrip('\n').splitlines()[-1] == lines[0], result.stderr[-3000:]
     for fragment in fragments:
-        assert fragment in lines[0], f'{fragment!r} not in {lines[0]!r}'
+        assert str(fragment) in lines[0], f'{fragment!r} not in {lines[0]!r}'
     return lines[0]
 
 

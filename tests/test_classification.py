@@ -12,8 +12,8 @@ from conftest import TEST_CONFIGS, run_cli
 from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext.config import build, load_config
-from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.evaluation.classification import topk_correct
+from paddleseg_ext.weights import load_weights
 
 TEACHER_CFG = os.path.join(TEST_CONFIGS, 'tiny_cls_teacher.yml')
 STUDENT_CFG = os.path.join(TEST_CONFIGS, 'tiny_cls_student.yml')

@@ -8,7 +8,9 @@ import json
 import os
 import tarfile
 import threading
+import time
 
+import numpy as np
 import pytest
 from conftest import TEST_CONFIGS, data_opts, run_cli
 from test_weights import write_config
@@ -18,20 +20,25 @@ from paddleseg_ext.errors import UserInputError
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves `files` {path: bytes}; '/cut/<name>' announces more bytes than it sends."""
+    """Serves `files` {path: bytes}; '/cut/<name>' announces more bytes than it sends,
+    '/slow/<name>' sends half of them and stalls."""
 
     files = {}
     requests = []
 
     def do_GET(self):
         self.requests.append(self.path)
-        body = self.files.get(self.path.replace('/cut/', '/'))
+        body = self.files.get(self.path.replace('/cut/', '/').replace('/slow/', '/'))
         if body is None:
             self.send_error(404)
             return
         self.send_response(200)
         self.send_header('Content-Length', str(len(body) * (2 if '/cut/' in self.path else 1)))
         self.end_headers()
+        if self.path.startswith('/slow/'):
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            time.sleep(30)
         self.wfile.write(body)
 
     def log_message(self, *args):
@@ -124,3 +131,24 @@ def test_teacher_from_a_file_url_and_its_sha256_in_the_run_log(
     assert header['tag'] == 'Run' and header['teacher_weights_sha256'] == digest
     cached = header['teacher_weights']
     assert cached.startswith(str(tmp_path / 'cache')) and os.path.isfile(cached)
+
+
+def test_paddleseg_pretrained_tarball_loads_into_its_backbone(server, tmp_path):
+    """A tarball in paddleseg's layout (<name>/model.pdparams, written by paddle 2.0's
+    save) from a URL loads into the backbone as before: one download, values equal."""
+    from paddle.framework.io import _legacy_save
+    from paddleseg.models.backbones import ResNet18_vd
+
+    base, files, requests = server
+    trained = ResNet18_vd()
+    buffer = io.BytesIO()
+    saved = tmp_path / 'model.pdparams'
+    _legacy_save(trained.state_dict(), str(saved), protocol=2)
+    with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
+        tar.add(str(saved), arcname='ResNet18_vd_pretrained/model.pdparams')
+    files['/ResNet18_vd_pretrained.tar.gz'] = buffer.getvalue()
+    fresh = ResNet18_vd()
+    pretrained.load_pretrained_model(fresh, f'{base}/ResNet18_vd_pretrained.tar.gz')
+    for key, value in trained.state_dict().items():
+        np.testing.assert_array_equal(fresh.state_dict()[key].numpy(), value.numpy(), key)
+    assert requests == ['/ResNet18_vd_pretrained.tar.gz']

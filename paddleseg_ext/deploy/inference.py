@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 import paddle
-import yaml
 from paddleseg.core.infer import reverse_transform
 
 from paddleseg_ext.compat import PADDLE_3, repair_onednn_config, saved_program
+from paddleseg_ext.config_yaml import read_yaml
 from paddleseg_ext.deploy.export import DEPLOY_FILENAME, MODEL_PREFIX, OUTPUT_OPS, PARAMS_FILENAME
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation.evaluate import evaluate_predictions
@@ -26,13 +26,7 @@ def read_deploy_yaml(inference_dir):
     path = os.path.join(inference_dir, DEPLOY_FILENAME)
     if not os.path.isfile(path):
         return {}
-    try:
-        with open(path) as f:
-            info = yaml.safe_load(f) or {}
-    except yaml.YAMLError as exc:
-        raise UserInputError(
-            f'{path}: invalid YAML ({exc}): re-export the model with tools/export.py'
-        ) from None
+    info = read_yaml(path) or {}
     deploy = info.get('Deploy') if isinstance(info, dict) else None
     if not isinstance(deploy, dict):
         raise UserInputError(

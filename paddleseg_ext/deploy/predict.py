@@ -34,8 +34,8 @@ from paddleseg_ext.config import (
 )
 from paddleseg_ext.datasets.dataset import IMAGE_EXTENSIONS, read_image
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
-from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.weights import load_weights
 
 PSEUDO_DIR = 'pseudo_color_prediction'
 ADDED_DIR = 'added_prediction'

@@ -7,6 +7,7 @@ back through paddleseg_ext.weights, which runs no code from it.
 """
 
 import glob
+import numbers
 import os
 import re
 import shutil
@@ -16,49 +17,9 @@ from paddleseg.utils import logger
 
 from paddleseg_ext import weights
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.pretrained import local_path
 
 _ITER_DIR = re.compile(r'^iter_(\d+)$')
 CHECKPOINT_FILES = ('model.pdparams', 'model.pdopt', 'train_state.pdstates')
-
-
-def load_weights(model, path, what='model'):
-    """Loads a .pdparams (a path, a folder holding one, or a URL) into `model`, strictly:
-    missing file, keys or shapes are errors. Returns the local path read."""
-    if path is None:
-        raise UserInputError(f'no weights given for the {what}: pass a .pdparams path')
-    path = local_path(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, 'model.pdparams')
-    if not os.path.isfile(path):
-        raise UserInputError(
-            f"{what} weights '{path}' do not exist: check the path "
-            f'(e.g. output/<run>/best_model/model.pdparams)'
-        )
-    set_weights(model, weights.load(path), path, what)
-    return path
-
-
-def set_weights(model, state, path, what='model'):
-    """Sets a loaded state dict (read from `path`) into `model`; keys and shapes must fit."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise UserInputError(
-            f"{what} weights '{path}' do not fit the {what} config: "
-            f'{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected '
-            f'(e.g. {unexpected[:2]}): use the config the weights were trained with'
-        )
-    for key, value in expected.items():
-        if list(state[key].shape) != list(value.shape):
-            raise UserInputError(
-                f"{what} weights '{path}': {key} has shape {list(state[key].shape)}, the "
-                f"config's model expects {list(value.shape)}: use the config the weights "
-                f'were trained with'
-            )
-    model.set_state_dict(state)
-    return path
 
 
 def _replace_dir(tmp_dir, final_dir):
@@ -115,6 +76,30 @@ def checkpoint_dirs(save_dir):
         if match and os.path.isfile(os.path.join(path, 'train_state.pdstates')):
             found.append((int(match.group(1)), path))
     return [path for _, path in sorted(found)]
+
+
+def _check_train_state(state, path):
+    """A .pdstates must hold the progress this trainer writes, of the types it writes."""
+    if not isinstance(state, dict):
+        raise weights.refused(path, f'it holds a {type(state).__name__}, not a train state')
+    for key in ('iter', 'seed', 'best_iter'):
+        if type(state.get(key)) is not int or state[key] < (0 if key == 'iter' else -1):
+            raise weights.refused(path, f'its {key!r} is {state.get(key)!r:.60}, not a count')
+    best = state.get('best_score', state.get('best_miou'))
+    if not isinstance(best, numbers.Real):  # numpy's floats too
+        raise weights.refused(path, f'its best score is {best!r:.60}, not a number')
+    weights.check_state_dict(state.get('auxiliary'), f'{path} (auxiliary)')
+    if not isinstance(state.get('scaler', {}), dict):
+        raise weights.refused(path, 'its scaler state is not a mapping')
+
+
+def check_contents(folder, saved):
+    """Each file of a checkpoint read by read_checkpoint holds what a checkpoint holds, of
+    the types the trainer writes: a wrong type is a refusal, as a planted file."""
+    weights.check_state_dict(saved['model.pdparams'], os.path.join(folder, 'model.pdparams'))
+    if not isinstance(saved['model.pdopt'], dict):
+        raise weights.refused(os.path.join(folder, 'model.pdopt'), 'it is not a mapping')
+    _check_train_state(saved['train_state.pdstates'], os.path.join(folder, CHECKPOINT_FILES[2]))
 
 
 def read_checkpoint(folder):

@@ -15,6 +15,7 @@ import numpy as np
 import paddle
 from paddleseg.utils import logger
 
+from paddleseg_ext import weights
 from paddleseg_ext.amp import amp_enabled, autocast
 from paddleseg_ext.engine import checkpoint
 from paddleseg_ext.engine.callbacks import EvaluateBest, SaveCheckpoint, StopOnSignal, TrainLog
@@ -193,14 +194,22 @@ class Trainer:
                 )
             seed = opts.seed if opts.seed is not None else self._shared_random_seed()
             return Progress(seed=seed), {}
+        checkpoint.check_contents(resume_dir, saved)
         state = saved['train_state.pdstates']
-        checkpoint.set_weights(
+        weights.set_weights(
             self.model.deployable,
             saved['model.pdparams'],
             os.path.join(resume_dir, 'model.pdparams'),
         )
-        optimizer.set_state_dict(saved['model.pdopt'])
-        self.model.auxiliary.set_state_dict(state['auxiliary'])
+        try:
+            optimizer.set_state_dict(saved['model.pdopt'])
+            self.model.auxiliary.set_state_dict(state['auxiliary'])
+        except Exception as exc:  # contents of the right types that do not fit this run
+            detail = ' '.join(str(exc).split())[:200] or type(exc).__name__
+            raise UserInputError(
+                f'{resume_dir}: the optimizer or train state does not fit this config '
+                f'({detail}): resume with the config the checkpoint was trained with'
+            ) from None
         progress = Progress(
             seed=state['seed'],
             iter=state['iter'],

@@ -12,8 +12,8 @@ from paddle.vision.models.mobilenetv1 import ConvNormActivation
 from paddle.vision.models.resnet import BasicBlock, BottleneckBlock
 from paddleseg.cvlibs import manager
 
-from paddleseg_ext.engine.checkpoint import load_weights
 from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.weights import load_weights
 
 _RESNET_BLOCKS = {18: (BasicBlock, [2, 2, 2, 2]), 50: (BottleneckBlock, [3, 4, 6, 3])}
 
