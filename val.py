@@ -10,8 +10,8 @@ from paddleseg_ext.cli import ArgumentParser, run_cli
 from paddleseg_ext.config import build, build_model_without_weights, load_config
 from paddleseg_ext.evaluation import task_of
 from paddleseg_ext.evaluation.inference import InferenceOptions
+from paddleseg_ext.pretrained import load_weights
 from paddleseg_ext.process import setup_process
-from paddleseg_ext.weights import load_weights
 
 
 def parse_args(argv=None):

@@ -254,3 +254,20 @@ def route_paddleseg_loading():
     for module in (utils, utils_module):
         module.load_pretrained_model = load_pretrained_model
         module.download_pretrained_model = _refuse_paddleseg_download
+
+
+def load_weights(model, path, what='model'):
+    """Loads a .pdparams (a path, a folder holding one, or a URL) into `model`, strictly:
+    missing file, keys or shapes are errors. Returns the local path read."""
+    if path is None:
+        raise UserInputError(f'no weights given for the {what}: pass a .pdparams path')
+    path = local_path(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, 'model.pdparams')
+    if not os.path.exists(path):
+        raise UserInputError(
+            f"{what} weights '{path}' do not exist: check the path "
+            f'(e.g. output/<run>/best_model/model.pdparams)'
+        )
+    weights.set_weights(model, weights.load(path), path, what)
+    return path

@@ -12,7 +12,6 @@ import collections
 import hashlib
 import io
 import math
-import os
 import pickle
 import pickletools
 
@@ -395,25 +394,6 @@ def load(path):
         raise refused(
             path, f'its contents are not laid out as paddle.save lays them out ({detail})'
         ) from None
-
-
-def load_weights(model, path, what='model'):
-    """Loads a .pdparams (a path, a folder holding one, or a URL) into `model`, strictly:
-    missing file, keys or shapes are errors. Returns the local path read."""
-    from paddleseg_ext.pretrained import local_path  # pretrained imports this module
-
-    if path is None:
-        raise UserInputError(f'no weights given for the {what}: pass a .pdparams path')
-    path = local_path(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, 'model.pdparams')
-    if not os.path.exists(path):
-        raise UserInputError(
-            f"{what} weights '{path}' do not exist: check the path "
-            f'(e.g. output/<run>/best_model/model.pdparams)'
-        )
-    set_weights(model, load(path), path, what)
-    return path
 
 
 def check_state_dict(state, path):

@@ -6,6 +6,11 @@ import shutil
 import subprocess
 import sys
 
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
 from conftest import REPO_ROOT
 
 LINT_IMPORTS = os.path.join(os.path.dirname(sys.executable), 'lint-imports')
@@ -33,6 +38,19 @@ def test_the_layer_contracts_hold_on_the_code_as_it_is():
     result = lint_imports(REPO_ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert '1 kept, 0 broken' in result.stdout
+
+
+def test_every_module_is_in_a_layer():
+    """A module no layer names would escape the contract."""
+    with open(os.path.join(REPO_ROOT, 'pyproject.toml'), 'rb') as handle:
+        (contract,) = tomllib.load(handle)['tool']['importlinter']['contracts']
+    layered = {name.strip() for layer in contract['layers'] for name in layer.split('|')}
+    for package in ('paddleseg_ext', 'slim'):
+        for entry in sorted(os.listdir(os.path.join(REPO_ROOT, package))):
+            name, extension = os.path.splitext(entry)
+            is_module = extension == '.py' and name != '__init__'
+            if is_module or (not extension and not name.startswith(('_', '.'))):
+                assert f'{package}.{name}' in layered, f'{package}.{name} is in no layer'
 
 
 def test_an_upward_import_breaks_the_layer_contract(tmp_path):

@@ -13,7 +13,7 @@ from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext.config import build, load_config
 from paddleseg_ext.evaluation.classification import topk_correct
-from paddleseg_ext.weights import load_weights
+from paddleseg_ext.pretrained import load_weights
 
 TEACHER_CFG = os.path.join(TEST_CONFIGS, 'tiny_cls_teacher.yml')
 STUDENT_CFG = os.path.join(TEST_CONFIGS, 'tiny_cls_student.yml')

@@ -24,7 +24,7 @@ from paddleseg_ext.deploy.predict import list_images, predict
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation import evaluate
 from paddleseg_ext.evaluation.inference import InferenceOptions, infer_scores
-from paddleseg_ext.weights import load_weights
+from paddleseg_ext.pretrained import load_weights
 from slim.distill.build import build_model_without_weights
 
 TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')

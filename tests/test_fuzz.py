@@ -194,7 +194,7 @@ def test_corrupted_input_is_one_line_and_loses_nothing(
 #
 # FUZZ_COUNTS (220) fixed-seed mutations of a real .pdparams, .pdopt and .pdstates
 # (paddle.save output of a trained layer, at pickle protocols 2 and 4) and of real YAML
-# configs. All go through the reader the CLIs use (weights.load_weights,
+# configs. All go through the reader the CLIs use (pretrained.load_weights,
 # checkpoint.read_checkpoint and check_contents, config.load_config) in one subprocess
 # under the 3 GB memory limit, each case printing its outcome: loaded, or one
 # UserInputError line; any other exception, a crash, a hang or the memory limit fails the
@@ -346,7 +346,7 @@ def read_cases(manifest):
     from paddleseg_ext.config import load_config
     from paddleseg_ext.engine import checkpoint
     from paddleseg_ext.errors import UserInputError
-    from paddleseg_ext.weights import load_weights
+    from paddleseg_ext.pretrained import load_weights
 
     with open(manifest) as f:
         cases = json.load(f)

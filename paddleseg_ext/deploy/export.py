@@ -22,7 +22,7 @@ import yaml
 from paddleseg_ext.compat import PADDLE_3, PROGRAM_SUFFIX, legacy_static_ir
 from paddleseg_ext.config import build_model_without_weights, image_channels, load_config
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.weights import load_weights
+from paddleseg_ext.pretrained import load_weights
 
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
 MODEL_PREFIX = 'model'

@@ -35,7 +35,7 @@ from paddleseg_ext.config import (
 from paddleseg_ext.datasets.dataset import IMAGE_EXTENSIONS, read_image
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.weights import load_weights
+from paddleseg_ext.pretrained import load_weights
 
 PSEUDO_DIR = 'pseudo_color_prediction'
 ADDED_DIR = 'added_prediction'

@@ -13,7 +13,7 @@ from paddle.vision.models.resnet import BasicBlock, BottleneckBlock
 from paddleseg.cvlibs import manager
 
 from paddleseg_ext.errors import UserInputError
-from paddleseg_ext.weights import load_weights
+from paddleseg_ext.pretrained import load_weights
 
 _RESNET_BLOCKS = {18: (BasicBlock, [2, 2, 2, 2]), 50: (BottleneckBlock, [3, 4, 6, 3])}
 

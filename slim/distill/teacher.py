@@ -7,7 +7,7 @@ from typing import Any, Dict, Protocol, Tuple
 import paddle
 
 from paddleseg_ext import weights
-from paddleseg_ext.weights import load_weights
+from paddleseg_ext.pretrained import load_weights
 from slim.distill.recorder import Recorder
 from slim.distill.teacher_predictor import compile_teacher
 
