@@ -3,7 +3,6 @@
 import paddle
 
 from paddleseg_ext import weights
-from paddleseg_ext.weights import load_weights
 from slim.distill.recorder import Recorder
 from slim.distill.teacher_predictor import compile_teacher
 
@@ -40,7 +39,7 @@ class FrozenTeacher:
             param.stop_gradient = True
 
     def load(self, weights_path):
-        self.weights_path = load_weights(self.model, weights_path, 'teacher')
+        self.weights_path = weights.load_weights(self.model, weights_path, 'teacher')
         self.weights_sha256 = weights.sha256(self.weights_path)  # provenance in the run log
         self.predictor = None  # compiled from the weights loaded last
 
