@@ -7,7 +7,8 @@ from paddleseg.cvlibs import SegBuilder
 
 import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
 from paddleseg_ext.cli import ArgumentParser, run_cli
-from paddleseg_ext.config import build, build_model_without_weights, load_config
+from paddleseg_ext.components import build, build_model_without_weights
+from paddleseg_ext.config import load_config
 from paddleseg_ext.evaluation import task_of
 from paddleseg_ext.evaluation.inference import InferenceOptions
 from paddleseg_ext.pretrained import load_weights

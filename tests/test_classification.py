@@ -11,7 +11,8 @@ import pytest
 from conftest import TEST_CONFIGS, run_cli
 from paddleseg.cvlibs import SegBuilder
 
-from paddleseg_ext.config import build, load_config
+from paddleseg_ext.components import build
+from paddleseg_ext.config import load_config
 from paddleseg_ext.evaluation.classification import topk_correct
 from paddleseg_ext.pretrained import load_weights
 

@@ -262,7 +262,7 @@ def test_predict_list_file_names_and_errors(exported, image_folder, synthetic_ro
 def test_inference_model_evaluates_like_dygraph(trained, exported, synthetic_root):
     from paddleseg.cvlibs import SegBuilder
 
-    from paddleseg_ext.config import build
+    from paddleseg_ext.components import build
 
     val_dataset = build(SegBuilder(tiny_config(synthetic_root)), 'val_dataset')
     dygraph = evaluate(dygraph_model(synthetic_root, trained), val_dataset, print_detail=False)

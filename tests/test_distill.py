@@ -14,7 +14,8 @@ from conftest import TEST_CONFIGS, data_opts, error_line, run_cli
 from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext import weights
-from paddleseg_ext.config import build, load_config
+from paddleseg_ext.components import build
+from paddleseg_ext.config import load_config
 from paddleseg_ext.engine.optimizer import build_optimizer
 from paddleseg_ext.engine.trainer import Progress, Trainer, TrainOptions
 from paddleseg_ext.errors import UserInputError

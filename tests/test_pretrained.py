@@ -152,3 +152,25 @@ def test_paddleseg_pretrained_tarball_loads_into_its_backbone(server, tmp_path):
     for key, value in trained.state_dict().items():
         np.testing.assert_array_equal(fresh.state_dict()[key].numpy(), value.numpy(), key)
     assert requests == ['/ResNet18_vd_pretrained.tar.gz']
+
+
+def test_building_the_model_without_weights_leaves_the_config_as_it_was(tmp_path):
+    """The weights path comes back apart and no `pretrained:` reaches the build, while the
+    caller's config keeps its own entries."""
+    import copy
+
+    from paddleseg_ext.components import build_model_without_weights
+    from paddleseg_ext.config import load_config
+
+    weights_file = tmp_path / 'teacher.pdparams'
+    weights_file.write_bytes(b'not read')
+    path = tmp_path / 'teacher.yml'
+    path.write_text(
+        f"_base_: '{os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')}'\n"
+        f"model: {{pretrained: '{weights_file}'}}\n"
+    )
+    config = load_config(str(path), required=('model',))
+    before = copy.deepcopy(config.dic)
+    model, weights = build_model_without_weights(config)
+    assert weights == str(weights_file) and model is not None
+    assert config.dic == before

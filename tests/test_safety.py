@@ -23,7 +23,8 @@ from test_pretrained import server  # noqa: F401  (the local HTTP server fixture
 from test_weights import TINY_STUDENT, TINY_TEACHER, write_config
 
 from paddleseg_ext import config_yaml, pretrained, weights
-from paddleseg_ext.config import build, load_config
+from paddleseg_ext.components import build
+from paddleseg_ext.config import load_config
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.files import MAX_BYTES_ENV
 

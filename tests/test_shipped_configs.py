@@ -9,7 +9,8 @@ import pytest
 from paddleseg.cvlibs import SegBuilder
 
 import paddleseg_ext  # noqa: F401  (registers our components in paddleseg's manager)
-from paddleseg_ext.config import build, build_model_without_weights, load_config
+from paddleseg_ext.components import build, build_model_without_weights
+from paddleseg_ext.config import load_config
 from slim.benchmark.recipes import (
     AUGMENTED_RECIPE,
     AUGMENTED_TEACHER,

@@ -20,7 +20,8 @@ import paddle
 import yaml
 
 from paddleseg_ext.compat import PADDLE_3, PROGRAM_SUFFIX, legacy_static_ir
-from paddleseg_ext.config import build_model_without_weights, image_channels, load_config
+from paddleseg_ext.components import build_model_without_weights, image_channels
+from paddleseg_ext.config import load_config
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.pretrained import load_weights
 

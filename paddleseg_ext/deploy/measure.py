@@ -17,7 +17,8 @@ from typing import List
 import numpy as np
 import paddle
 
-from paddleseg_ext.config import build_model_without_weights, load_config
+from paddleseg_ext.components import build_model_without_weights
+from paddleseg_ext.config import load_config
 from paddleseg_ext.deploy.export import make_save_dir, save_for_inference
 from paddleseg_ext.deploy.inference import InferenceModel, median_latency
 

@@ -26,12 +26,8 @@ from paddleseg.transforms import Compose
 from paddleseg.utils import logger
 from paddleseg.utils.visualize import get_color_map_list, get_pseudo_color_map, visualize
 
-from paddleseg_ext.config import (
-    build_model_without_weights,
-    dataset_task,
-    image_channels,
-    load_config,
-)
+from paddleseg_ext.components import build_model_without_weights, dataset_task, image_channels
+from paddleseg_ext.config import load_config
 from paddleseg_ext.datasets.dataset import IMAGE_EXTENSIONS, read_image
 from paddleseg_ext.deploy.inference import InferenceModel, read_deploy_yaml
 from paddleseg_ext.errors import UserInputError

@@ -21,7 +21,8 @@ from paddleseg.cvlibs import SegBuilder
 from paddleseg.utils import logger
 
 from paddleseg_ext.compat import legacy_static_ir
-from paddleseg_ext.config import build, load_config
+from paddleseg_ext.components import build
+from paddleseg_ext.config import load_config
 from paddleseg_ext.deploy.export import (
     MODEL_PREFIX,
     PARAMS_FILENAME,

@@ -2,7 +2,8 @@
 
 from paddleseg.cvlibs import SegBuilder
 
-from paddleseg_ext.config import build, load_config
+from paddleseg_ext.components import build
+from paddleseg_ext.config import load_config
 from paddleseg_ext.engine.trainer import Trainer, TrainOptions
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.process import setup_process

@@ -13,7 +13,8 @@ import numpy as np
 import paddle
 from paddleseg.cvlibs import SegBuilder
 
-from paddleseg_ext.config import build, build_model_without_weights, load_config
+from paddleseg_ext.components import build, build_model_without_weights
+from paddleseg_ext.config import load_config
 from paddleseg_ext.datasets.source_map import OFFSET, replay_plan, track_sources
 from paddleseg_ext.engine.sampling import SeededSamples
 from paddleseg_ext.errors import UserInputError

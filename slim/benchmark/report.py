@@ -6,7 +6,8 @@ import os
 import numpy as np
 from paddleseg.cvlibs import SegBuilder
 
-from paddleseg_ext.config import build, load_config
+from paddleseg_ext.components import build
+from paddleseg_ext.config import load_config
 from paddleseg_ext.deploy.measure import params_and_flops
 from paddleseg_ext.evaluation.evaluate import constant_prediction_metrics
 from paddleseg_ext.evaluation.task import TASKS

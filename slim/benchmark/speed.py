@@ -31,7 +31,8 @@ import paddle
 import yaml
 from paddleseg.cvlibs import SegBuilder
 
-from paddleseg_ext.config import build, build_model_without_weights, load_config
+from paddleseg_ext.components import build, build_model_without_weights
+from paddleseg_ext.config import load_config
 from paddleseg_ext.engine.trainer import Trainer, TrainOptions
 from paddleseg_ext.process import setup_process
 from slim.benchmark.runs import run_logged

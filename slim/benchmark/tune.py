@@ -20,7 +20,8 @@ import time
 
 import yaml
 
-from paddleseg_ext.config import dataset_task, load_config
+from paddleseg_ext.components import dataset_task
+from paddleseg_ext.config import load_config
 from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.evaluation.task import TASKS
 from slim.benchmark.runs import REPO_ROOT, check_exit, evaluations, say

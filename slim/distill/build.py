@@ -2,7 +2,8 @@
 
 from paddleseg.utils import logger
 
-from paddleseg_ext.config import build, build_model_without_weights, dataset_task, load_config
+from paddleseg_ext.components import build, build_model_without_weights, dataset_task
+from paddleseg_ext.config import load_config
 from paddleseg_ext.datasets.source_map import replay_plan, track_sources
 from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.supervised import SupervisedLoss

@@ -4,7 +4,8 @@ at, optionally only the paths under a prefix."""
 
 import paddle
 
-from paddleseg_ext.config import build_model_without_weights, load_config
+from paddleseg_ext.components import build_model_without_weights
+from paddleseg_ext.config import load_config
 from paddleseg_ext.eval_mode import eval_mode
 from slim.distill.probe import probe_input_shape
 

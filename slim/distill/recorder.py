@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Optional
 
-from paddleseg_ext.config import check_known_keys
+from paddleseg_ext.config_checks import check_known_keys
 from paddleseg_ext.errors import UserInputError
 
 REF_KEYS = ('path', 'io', 'index')

@@ -7,7 +7,7 @@ term gives it. Shapes are checked later, against the built models (slim.distill.
 
 from paddleseg.cvlibs import manager
 
-from paddleseg_ext.config import check_known_keys
+from paddleseg_ext.config_checks import check_known_keys
 from paddleseg_ext.errors import UserInputError
 from slim.distill.calibration import AUTO
 from slim.distill.connectors import CONNECTORS
