@@ -1172,16 +1172,7 @@ distill_loss:
 def test_a_loss_with_parameters_trains_and_is_kept_in_the_train_state():
     """A distillation loss may learn (e.g. a scale): its parameters reach the optimizer and
     the checkpoint's train state (`auxiliary`), and a resumed model gets them back."""
-
-    class LearnedScaleL2(paddle.nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.scale = self.create_parameter(
-                [1], default_initializer=paddle.nn.initializer.Constant(1.0)
-            )
-
-        def forward(self, student, teacher):
-            return paddle.mean(paddle.square(self.scale * student - teacher))
+    from learned_scale_loss import LearnedScaleL2
 
     def make_model():
         term = DistillTerm(

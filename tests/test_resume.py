@@ -17,36 +17,19 @@ TINY_STUDENT_CWD = os.path.join(TEST_CONFIGS, 'tiny_student_cwd.yml')
 TINY_STUDENT_AUTO = os.path.join(TEST_CONFIGS, 'tiny_student_auto.yml')
 
 
-# Registers, at start-up, a distillation loss that learns a scale of the student's logits.
-LEARNED_LOSS_PLUGIN = """
-import paddle
-from paddleseg.cvlibs import manager
-
-
-@manager.LOSSES.add_component
-class LearnedScaleL2(paddle.nn.Layer):
-    def __init__(self):
-        super().__init__()
-        self.scale = self.create_parameter(
-            [1], default_initializer=paddle.nn.initializer.Constant(1.0)
-        )
-
-    def forward(self, student, teacher):
-        return paddle.mean(paddle.square(self.scale * student - teacher))
-"""
-
-
 def learned_loss_setup(tmp_path):
-    """A plugin folder for PYTHONPATH and a student config whose one term is that loss."""
+    """A plugin folder for PYTHONPATH that registers tests/learned_scale_loss.py's loss at
+    start-up, and a student config whose one term is that loss."""
     plugin = tmp_path / 'plugin'
     plugin.mkdir()
-    (plugin / 'sitecustomize.py').write_text(LEARNED_LOSS_PLUGIN)
+    (plugin / 'sitecustomize.py').write_text('import learned_scale_loss  # noqa: F401\n')
     config = tmp_path / 'student_learned_loss.yml'
     config.write_text(
         f"_base_: '{TINY_STUDENT}'\ndistill_loss:\n  types: [{{type: LearnedScaleL2}}]\n"
         '  coef: [1]\n'
     )
-    return {**os.environ, 'PYTHONPATH': str(plugin)}, str(config)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    return {**os.environ, 'PYTHONPATH': os.pathsep.join([str(plugin), tests])}, str(config)
 
 
 def command(kind, teacher_weights, student_config=None):

@@ -94,6 +94,40 @@ def _is_truncated_jpeg(path):
         return b'\xff\xd9' not in f.read()
 
 
+def check_label(
+    label,
+    label_path,
+    image,
+    image_path,
+    num_classes,
+    ignore_index,
+    fix,
+    what='label',
+    error=UserInputError,
+):
+    """A label (a mask) must be a single-channel map of class ids of its image's size, each
+    in [0, num_classes) or ignore_index; `error` naming the file otherwise, ending with
+    `fix` where a value is out of range."""
+    if label.ndim != 2:
+        raise error(
+            f"{what} '{label_path}' has shape {label.shape}: {what}s must be single-channel "
+            f'PNGs of class ids (0, 1, ...), not colour images'
+        )
+    if label.shape != image.shape[:2]:
+        raise error(
+            f"{what} '{label_path}' is {label.shape[1]}x{label.shape[0]} but its image "
+            f"'{image_path}' is {image.shape[1]}x{image.shape[0]}: they must match"
+        )
+    values = np.unique(label)
+    bad = values[(values >= num_classes) & (values != ignore_index)]
+    if bad.size:
+        raise error(
+            f"{what} '{label_path}' holds value {int(bad[0])}, outside [0, {num_classes}) "
+            f'and not ignore_index {ignore_index}: {fix}'
+        )
+    return values
+
+
 @override_component(manager.DATASETS)
 class Dataset(PaddleSegDataset):
     """A segmentation dataset given by list files, as in PaddleSeg.
@@ -175,24 +209,15 @@ class Dataset(PaddleSegDataset):
             raise UserInputError(
                 f"label '{label_path}' cannot be read ({exc}): replace it or remove its list line"
             ) from None
-        if label.ndim != 2:
-            raise UserInputError(
-                f"label '{label_path}' has shape {label.shape}: labels must "
-                f'be single-channel PNGs of class indices'
-            )
-        if label.shape != image.shape[:2]:
-            raise UserInputError(
-                f"label '{label_path}' is {label.shape[1]}x{label.shape[0]} but its image "
-                f"'{image_path}' is {image.shape[1]}x{image.shape[0]}: they must match"
-            )
-        values = np.unique(label)
-        bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
-        if bad.size:
-            raise UserInputError(
-                f"label '{label_path}' contains value {int(bad[0])}, outside "
-                f'[0, {self.num_classes}) and not ignore_index {self.ignore_index}: '
-                f'fix the label or num_classes'
-            )
+        check_label(
+            label,
+            label_path,
+            image,
+            image_path,
+            self.num_classes,
+            self.ignore_index,
+            fix='fix the label or num_classes',
+        )
         return image.astype('float32'), label
 
     def _transform(self, data, idx):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddleseg_ext.datasets.dataset import IMAGE_EXTENSIONS, read_image
+from paddleseg_ext.datasets.dataset import IMAGE_EXTENSIONS, check_label, read_image
 from paddleseg_ext.datasets.layout import LIST_FILES, PrepareDataError, prepare_out_dir
 from paddleseg_ext.errors import UserInputError
 
@@ -69,26 +69,18 @@ def _check_pair(image_path: Path, mask_path: Path, num_classes: int | None) -> n
         raise PrepareDataError(
             f"mask '{mask_path}' cannot be read as a PNG: the file is empty or damaged; replace it"
         ) from None
-    if mask.ndim != 2:
-        raise PrepareDataError(
-            f"mask '{mask_path}' has shape {mask.shape}: masks must be single-channel PNGs "
-            f'of class ids (0, 1, ...), not colour images'
-        )
-    if mask.shape != image.shape[:2]:
-        raise PrepareDataError(
-            f"mask '{mask_path}' is {mask.shape[1]}x{mask.shape[0]} but its image "
-            f"'{image_path}' is {image.shape[1]}x{image.shape[0]}: they must match"
-        )
-    values = np.unique(mask)
     limit = IGNORE_INDEX if num_classes is None else num_classes
-    bad = values[(values >= limit) & (values != IGNORE_INDEX)]
-    if bad.size:
-        raise PrepareDataError(
-            f"mask '{mask_path}' holds value {int(bad[0])}, outside [0, {limit}) and not "
-            f'ignore_index {IGNORE_INDEX}: fix the mask'
-            + ('' if num_classes is None else ' or --num_classes')
-        )
-    return values
+    return check_label(
+        mask,
+        mask_path,
+        image,
+        image_path,
+        limit,
+        IGNORE_INDEX,
+        fix='fix the mask' + ('' if num_classes is None else ' or --num_classes'),
+        what='mask',
+        error=PrepareDataError,
+    )
 
 
 def write_from_folders(
