@@ -57,15 +57,25 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
         config = yaml.safe_load(open(out / 'configs' / f'{name}.yml'))
         assert config['val_dataset']['val_path'] == str(out / 'tune_holdout.txt')
         assert evaluations(str(out / name), 'mIoU')  # scored on the held-out split
+    # The search starts from the shipped recipes, with coef auto.
+    first = yaml.safe_load(open(out / 'configs' / 'trial_0.yml'))['distill_loss']
+    assert first == {'types': [{'type': 'ChannelWiseDistillLoss', 'tau': 4.0}], 'coef': ['auto']}
+    second = yaml.safe_load(open(out / 'configs' / 'trial_1.yml'))['distill_loss']
+    assert second['types'][0]['type'] == 'KLDivergenceLoss' and second['coef'] == ['auto']
     trials = json.load(open(out / 'trials.json'))
     assert [t['trial'] for t in trials['trials']] == [0, 1]
     assert all(t['state'] == 'complete' and t['score'] is not None for t in trials['trials'])
+    # Both finalists trained again with the next seed, on the same held-out split.
+    for name in ('trial_0_seed1', 'trial_1_seed1', 'student_alone_seed1'):
+        assert evaluations(str(out / name), 'mIoU')
+        assert ', seed 1, ' in (out / name / 'run.log').read_text()
+    assert trials['student_alone_next_seed'] is not None
+    assert all(t['next_seed_score'] is not None for t in trials['trials'])
+    # The pick is the best mean over the two seeds.
+    means = {t['trial']: t['score'] + t['next_seed_score'] for t in trials['trials']}
     best = yaml.safe_load(open(out / 'best_student.yml'))
-    assert best['distill_loss']['types'][0]['type'] in (
-        'ChannelWiseDistillLoss',
-        'KLDivergenceLoss',
-        'DISTLoss',
-    )
+    assert best['distill_loss'] in (first, second)
+    assert means[(first, second).index(best['distill_loss'])] == max(means.values())
     assert 'val_dataset' not in best  # the user's own data, untouched
     assert (out / 'trials.png').stat().st_size > 0 and 'student alone' in (
         out / 'trials.md'

@@ -1,7 +1,8 @@
 """Search a distillation recipe for your teacher-student pair: loss (CWD, KL, DIST) x
 coefficient (auto or a number) x temperature, with short trials that are stopped early
-when they fall behind. Each trial is scored on a split carved from the training list, never
-on val; slim/benchmark/tune.py says how. Needs Optuna: pip install -r requirements-tune.txt
+when they fall behind, starting from the shipped recipes; the best few are trained again
+with a second seed, and the pick is the best over both. Each trial is scored on a split
+carved from the training list, never on val; slim/benchmark/tune.py says how. Needs Optuna: pip install -r requirements-tune.txt
 
   python tools/tune.py --teacher_config T.yml --teacher_weights T/best_model/model.pdparams \
       --student_config S.yml --out output/tune
@@ -15,7 +16,7 @@ import argparse
 
 from paddleseg_ext.cli import ArgumentParser
 from paddleseg_ext.errors import UserInputError
-from slim.benchmark.tune import TuneError, tune
+from slim.benchmark.tune import FINALISTS, TuneError, tune
 
 
 def parse_args(argv=None):
@@ -34,8 +35,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--timeout',
         type=float,
-        default=11 * 60,
-        help='Seconds after which no trial starts (default 660).',
+        default=9 * 60,
+        help='Seconds after which no trial starts (default 540); the finalists train after.',
     )
     parser.add_argument(
         '--iters',
@@ -45,6 +46,13 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         '--seed', type=int, default=0, help='Seed of the split and of every trial (default 0).'
+    )
+    parser.add_argument(
+        '--finalists',
+        type=int,
+        default=FINALISTS,
+        help=f'The best trials trained again with seed + 1 before the pick (default '
+        f'{FINALISTS}; 0: pick on one seed).',
     )
     parser.add_argument('--cpu_threads', type=int, default=None)
     parser.add_argument(
@@ -69,6 +77,7 @@ def main(argv=None):
             args.seed,
             cpu_threads=args.cpu_threads,
             allow_weak_teacher=args.allow_weak_teacher,
+            finalists=args.finalists,
         )
     except (TuneError, UserInputError, RuntimeError) as exc:
         raise SystemExit(f'tune.py: error: {exc}') from None
