@@ -2,25 +2,31 @@
 pipeline; tools/demo.py runs it with one seed) trains, scores, exports, quantizes and
 reports; tools/benchmark_speed.py times every mode through the real loop."""
 
+import glob
 import json
 import os
 
 import pytest
-from conftest import TEST_CONFIGS, run_cli
+from conftest import TEST_CONFIGS, data_opts, run_cli
+
+from paddleseg_ext.datasets.synthetic import make_synthetic
+
+TINY_TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
+TINY_STUDENT = os.path.join(TEST_CONFIGS, 'tiny_student.yml')
 
 
-def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
-    out = tmp_path / 'benchmark'
+def tiny_benchmark(data_root, out, *flags):
+    """tools/benchmark_quality.py on the tiny configs, one seed, two iterations a run."""
     result = run_cli(
         'tools/benchmark_quality.py',
         '--teacher_config',
-        os.path.join(TEST_CONFIGS, 'tiny_teacher.yml'),
+        TINY_TEACHER,
         '--student_config',
-        os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+        TINY_STUDENT,
         '--data',
-        synthetic_root,
+        data_root,
         '--teacher_data',
-        synthetic_root,
+        data_root,
         '--teacher_iters',
         '2',
         '--student_iters',
@@ -32,11 +38,26 @@ def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
         '--allow_weak_teacher',
         '--out',
         str(out),
+        *flags,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope='module')
+def benchmark_out(tmp_path_factory, synthetic_root):
+    """The folder of one tiny benchmark without a test set, shared by the tests below."""
+    out = tmp_path_factory.mktemp('benchmark')
+    tiny_benchmark(synthetic_root, out)
+    return out
+
+
+def test_benchmark_quality_writes_the_report(benchmark_out):
+    out = benchmark_out
     with open(out / 'report.json') as f:
         report = json.load(f)
+    assert 'test' not in report  # no --test_data
     for key in ('teacher', 'student', 'distilled'):
         assert 0.0 <= report[key] <= 1.0
     assert abs(report['gain'] - (report['distilled'] - report['student'])) < 1e-9
@@ -58,6 +79,64 @@ def test_benchmark_quality_writes_the_report(tmp_path, synthetic_root):
     assert '| distilled student, int8 |' in markdown and 'gap closed' in markdown
     for picture in ('report.png', 'runs.png'):
         assert (out / picture).stat().st_size > 1000
+
+
+def test_benchmark_quality_scores_reused_runs_on_a_test_set(
+    tmp_path, synthetic_root, benchmark_out
+):
+    """--test_data: val.py scores each best_model, chosen on the val set, on the test set's
+    val list too: a given teacher, a fresh run, and a student-alone run shared from a
+    benchmark without a test set (--student_runs), which is not trained again."""
+    test_root = str(tmp_path / 'test_set')
+    make_synthetic(test_root, n=16, seed=1, min_size=64, max_size=96)  # not the val images
+    out = tmp_path / 'benchmark'
+    teacher = str(benchmark_out / 'teacher' / 'best_model' / 'model.pdparams')
+    result = tiny_benchmark(
+        synthetic_root,
+        out,
+        '--student_runs',
+        str(benchmark_out),
+        '--teacher_weights',
+        teacher,
+        '--test_data',
+        test_root,
+    )
+    assert 'Reusing the student alone' in result.stdout
+    assert 'Training the student alone' not in result.stdout
+    report = json.loads((out / 'report.json').read_text())
+    test = report['test']
+    assert test['data'] == test_root
+    [student] = glob.glob(str(benchmark_out / 'student_seed0_*'))
+    [distilled] = glob.glob(str(out / 'distilled_custom_seed0_*'))
+    for name, config, weights in (
+        ('teacher', TINY_TEACHER, teacher),
+        ('student', TINY_STUDENT, os.path.join(student, 'best_model', 'model.pdparams')),
+        ('distilled', TINY_STUDENT, os.path.join(distilled, 'best_model', 'model.pdparams')),
+    ):
+        reference = tmp_path / f'{name}_on_test.json'
+        scored = run_cli(
+            'val.py',
+            '--config',
+            config,
+            '--model_path',
+            weights,
+            '--json',
+            str(reference),
+            *data_opts(test_root),
+        )
+        assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+        assert test[name] == json.loads(reference.read_text())['miou'] != report[name]
+    assert test['gain'] == test['distilled'] - test['student']
+    assert test['per_seed'][0]['student'] == test['student']
+    with open(os.path.join(student, 'record.json')) as f:
+        record = json.load(f)
+    assert record['test'] == {test_root: test['student']}
+    assert os.path.isfile(os.path.join(student, 'best_model', 'test_metrics.json'))
+    markdown = (out / 'report.md').read_text()
+    assert '| val mIoU (%) | test mIoU (%) |' in markdown
+    assert f'On the test set `{test_root}`: gain ' in markdown
+    assert 'best_model is chosen on the val set' in markdown
+    assert f'Per seed on test: seed 0: {100 * test["student"]:.2f} -> ' in markdown
 
 
 def test_benchmark_speed_measures_every_mode(tmp_path, synthetic_root):
@@ -230,6 +309,12 @@ def test_student_runs_train_side_by_side_on_a_share_of_the_cores(tmp_path, monke
     [
         (['--jobs', '0'], '--jobs 0: the number of runs side by side must be 1 or more'),
         (['--recipe', 'nope'], '--recipe nope: the segmentation recipes are '),
+        (
+            ['--test_data', 'no/test_set'],
+            '--test_data no/test_set: no no/test_set/val_list.txt (the test list); make a test '
+            'set with python tools/prepare_data.py --synthetic 500 --seed 3 --val_fraction 0.9 '
+            '--out no/test_set',
+        ),
     ],
 )
 def test_benchmark_quality_refuses_bad_flags_in_one_line(tmp_path, flags, message):

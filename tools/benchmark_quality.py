@@ -2,7 +2,8 @@
 
 The teacher is trained once (or given with --teacher_weights); for each seed the student
 alone and the distilled student get the same seed and the same iteration budget. Prints
-mean ± std and per-seed gains; writes OUT/report.{json,md,png}.
+mean ± std and per-seed gains; writes OUT/report.{json,md,png}. --test_data DIR scores every
+best_model, chosen on the val set, on DIR's val list too: the report's unbiased test figures.
 
 Classification (ResNet50 -> MobileNetV1 on scikit-learn's digits, top-1; the digits are
 written to data/digits when missing):

@@ -82,6 +82,33 @@ def score_teacher(setup, teacher):
     return val_score(setup.teacher_config, weights, out, setup.data, task)
 
 
+def score_on_test(setup, config, weights, json_name='test_metrics.json'):
+    """val.py's score of the weights on the test set (setup.test_data's val list); its json,
+    json_name, goes next to the weights, apart from the val set's."""
+    out = os.path.join(os.path.dirname(os.path.abspath(weights)), json_name)
+    return val_score(config, weights, out, setup.test_data, TASKS[setup.task])
+
+
+def abs_test_data(setup):
+    """The test set's absolute path: a record keys its test scores by it, so runs shared
+    between benchmarks keep one score per test set."""
+    return os.path.abspath(setup.test_data)
+
+
+def with_test_score(setup, record, run_dir):
+    """The record, with its best_model's score on setup.test_data added (and written to its
+    record.json) where it lacks one."""
+    if not setup.test_data or abs_test_data(setup) in record.get('test', {}):
+        return record
+    weights = os.path.join(run_dir, 'best_model', 'model.pdparams')
+    record.setdefault('test', {})[abs_test_data(setup)] = score_on_test(
+        setup, setup.student_config, weights
+    )
+    with open(os.path.join(run_dir, 'record.json'), 'w') as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
 def run_key(setup, seed, iters, teacher_weights=None):
     """A digest of what a student run depends on: the student config, the seed, the
     iterations, the data and, distilled, the teacher (config and weights file) and whether
@@ -111,9 +138,11 @@ def run_key(setup, seed, iters, teacher_weights=None):
 
 def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     """The student alone (teacher_weights None) or distilled: {'score', 'curve', 'seconds',
-    'run_dir'}. A finished run with the same run_key in runs_dir is reused (its
-    record.json holds the figures); an interrupted one resumes from its newest checkpoint
-    (with the same weights as an uninterrupted run)."""
+    'run_dir'}, and with setup.test_data 'test': {abs_test_data: score}. A finished run
+    with the same run_key in runs_dir is reused (its record.json holds the figures; a test
+    score it lacks is added); an interrupted one resumes from its newest checkpoint (with
+    the same weights as an uninterrupted run). The record is written before the test
+    score is computed, so a failure there does not cost the training."""
     kind = 'student' if teacher_weights is None else f'distilled_{setup.recipe}'
     run_dir = os.path.join(
         runs_dir, f'{kind}_seed{seed}_{run_key(setup, seed, iters, teacher_weights)}'
@@ -123,7 +152,8 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     if os.path.isfile(record_path):
         say(f'Reusing the {title} (seed {seed}, {iters} iters): {run_dir}')
         with open(record_path) as f:
-            return json.load(f)
+            record = json.load(f)
+        return with_test_score(setup, record, run_dir)
     resume = os.path.isdir(run_dir) and any(
         name.startswith('iter_') for name in os.listdir(run_dir)
     )
@@ -161,7 +191,7 @@ def student_run(setup, runs_dir, seed, iters, teacher_weights=None):
     }
     with open(record_path, 'w') as f:
         json.dump(record, f, indent=2)
-    return record
+    return with_test_score(setup, record, run_dir)
 
 
 def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=None, then=None):
@@ -189,19 +219,31 @@ def train_students(setup, out_dir, seeds, iters, teacher_weights, student_runs=N
     return list(zip(records[0::2], records[1::2]))
 
 
-def compare(teacher, seed, alone, distilled):
-    """One seed's figures: scores, gain, gap closed, curves, seconds, run folders."""
+def gains(teacher, student, distilled):
+    """The three scores, the gain and the gap closed."""
+    return {
+        'teacher': teacher,
+        'student': student,
+        'distilled': distilled,
+        'gain': distilled - student,
+        'gap_closed': gap_closed(teacher, student, distilled),
+    }
+
+
+def compare(teacher, seed, alone, distilled, test_data=None):
+    """One seed's figures: scores, gain, gap closed, curves, seconds, run folders; with
+    test_data (abs_test_data), 'test': the scores, gain and gap closed on the test set."""
     result = {
         'seed': seed,
-        'teacher': teacher['score'],
-        'student': alone['score'],
-        'distilled': distilled['score'],
+        **gains(teacher['score'], alone['score'], distilled['score']),
         'curves': {'student': alone['curve'], 'distilled': distilled['curve']},
         'seconds': {'student': alone['seconds'], 'distilled': distilled['seconds']},
         'run_dirs': {'student': alone['run_dir'], 'distilled': distilled['run_dir']},
     }
-    result['gain'] = result['distilled'] - result['student']
-    result['gap_closed'] = gap_closed(result['teacher'], result['student'], result['distilled'])
+    if test_data:
+        result['test'] = gains(
+            teacher['test'], alone['test'][test_data], distilled['test'][test_data]
+        )
     return result
 
 
@@ -223,6 +265,11 @@ def run(
     def teacher_for_report():
         # Needs only the teacher: it runs on the first core the student runs leave free.
         teacher['score'] = score_teacher(setup, teacher)
+        if setup.test_data:  # a given teacher's folder may hold another run's test_metrics
+            json_name = 'test_metrics.json' if teacher['run_dir'] else 'teacher_test_metrics.json'
+            teacher['test'] = score_on_test(
+                setup, setup.teacher_config, teacher['weights'], json_name
+            )
         if with_card:
             export_for_card(setup, out_dir, 'teacher', setup.teacher_config, teacher['weights'])
 
@@ -235,8 +282,10 @@ def run(
         student_runs,
         then=teacher_for_report,
     )
+    test_data = abs_test_data(setup) if setup.test_data else None
     results = [
-        compare(teacher, seed, alone, distilled) for seed, (alone, distilled) in zip(seeds, pairs)
+        compare(teacher, seed, alone, distilled, test_data)
+        for seed, (alone, distilled) in zip(seeds, pairs)
     ]
     card = model_card(setup, out_dir, teacher, results[0]) if with_card else {}
     print(write_report(setup, out_dir, teacher, results, card))

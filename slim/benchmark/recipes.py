@@ -7,6 +7,8 @@ from typing import Optional
 
 import paddle
 
+from paddleseg_ext.datasets.layout import list_file
+
 CPU_CONFIGS = os.path.join('configs', 'cpu')
 TEACHER_CONFIG = os.path.join(
     CPU_CONFIGS, 'deeplabv3p_resnet18_os16_optic_disc_64x64_teacher_moredata.yml'
@@ -108,6 +110,7 @@ class Setup:
     jobs: int = 1
     teacher_cache: bool = False
     allow_weak_teacher: bool = False
+    test_data: Optional[str] = None
 
     def run_threads(self):
         """CPU threads of each student run: --cpu_threads, else the cores shared among the
@@ -134,6 +137,13 @@ class Setup:
             raise SystemExit(
                 f'--jobs {args.jobs}: the number of runs side by side must be 1 or more'
             )
+        if args.test_data is not None and not os.path.isfile(list_file(args.test_data, 'val')):
+            raise SystemExit(
+                f'--test_data {args.test_data}: no {list_file(args.test_data, "val")} (the '
+                'test list); make a test set with python tools/prepare_data.py --synthetic 500 '
+                f'--seed 3 --val_fraction 0.9 --out {args.test_data} (450 test images), or '
+                f'from your images and masks with --images DIR --masks DIR --out {args.test_data}'
+            )
         classification = args.task == 'classification'
         return cls(
             recipe=recipe if not args.student_config else 'custom',
@@ -154,6 +164,7 @@ class Setup:
             ),
             jobs=args.jobs if args.jobs is not None else default_jobs(),
             allow_weak_teacher=args.allow_weak_teacher,
+            test_data=args.test_data,
         )
 
 
@@ -188,6 +199,14 @@ def add_setup_arguments(parser):
         help=f"The students' data (and everyone's val set); default {STUDENT_DATA} or data/digits.",
     )
     add('--teacher_data', default=None, help="The teacher's training data.")
+    add(
+        '--test_data',
+        default=None,
+        metavar='DIR',
+        help='A test set (a data root like --data; its val list is read): every best_model, '
+        'chosen on the val set, is scored on it too, and the report adds its figures '
+        '(default: none).',
+    )
     add(
         '--teacher_iters',
         type=int,

@@ -13,10 +13,45 @@ from paddleseg_ext.evaluation.evaluate import constant_prediction_metrics
 from paddleseg_ext.evaluation.task import TASKS
 from slim.benchmark.runs import run_logged
 
+PER_SEED_SCORES = ('student', 'distilled', 'gain', 'gap_closed')
+
 
 def gap_closed(teacher, student, distilled):
     gap = teacher - student
     return (distilled - student) / gap if gap > 0 else float('nan')
+
+
+def mean_and_std(per_seed):
+    """Mean and std over the seeds of the students' scores and the gain."""
+    keys = ('student', 'distilled', 'gain')
+    return (
+        {key: float(np.mean([r[key] for r in per_seed])) for key in keys},
+        {key: float(np.std([r[key] for r in per_seed])) for key in keys},
+    )
+
+
+def per_seed_line(per_seed):
+    """'seed S: student -> distilled (gain), ...' in points."""
+    return ', '.join(
+        f'seed {r["seed"]}: {100 * r["student"]:.2f} -> '
+        f'{100 * r["distilled"]:.2f} ({100 * r["gain"]:+.2f})'
+        for r in per_seed
+    )
+
+
+def test_summary(test_data, teacher, results):
+    """report.json's 'test': the test set's figures, laid out as the val set's."""
+    mean, std = mean_and_std([r['test'] for r in results])
+    return {
+        'data': test_data,
+        'teacher': teacher['test'],
+        **mean,
+        'gap_closed': gap_closed(teacher['test'], mean['student'], mean['distilled']),
+        'std': std,
+        'per_seed': [
+            {'seed': r['seed'], **{k: r['test'][k] for k in PER_SEED_SCORES}} for r in results
+        ],
+    }
 
 
 def background_only_miou(setup):
@@ -47,12 +82,7 @@ def write_report(setup, out_dir, teacher, results, card):
         if name in card:
             card[name].update(params=stats[model][0], flops=card_flops[model])
     floor = background_only_miou(setup) if setup.task == 'segmentation' else None
-    mean = {
-        key: float(np.mean([r[key] for r in results])) for key in ('student', 'distilled', 'gain')
-    }
-    std = {
-        key: float(np.std([r[key] for r in results])) for key in ('student', 'distilled', 'gain')
-    }
+    mean, std = mean_and_std(results)
     summary = {
         'teacher': teacher['score'],
         'student': mean['student'],
@@ -67,35 +97,49 @@ def write_report(setup, out_dir, teacher, results, card):
         'std': std,
         'params': {k: v[0] for k, v in stats.items()},
         'flops': {k: v[1] for k, v in stats.items()},
-        'per_seed': [
-            {k: r[k] for k in ('seed', 'student', 'distilled', 'gain', 'gap_closed', 'seconds')}
-            for r in results
-        ],
+        'per_seed': [{k: r[k] for k in ('seed', *PER_SEED_SCORES, 'seconds')} for r in results],
         'teacher_seconds': teacher['seconds'],
         'background_only': floor,
         'model_card': card,
     }
+    test = test_summary(setup.test_data, teacher, results) if setup.test_data else None
+    if test:
+        summary['test'] = test
 
-    def pm(key):
+    def pm(key, figures=summary):
+        value, spread = figures[key], figures['std'][key]
         return (
-            f'{100 * mean[key]:.2f} ± {100 * std[key]:.2f}'
-            if len(results) > 1
-            else f'{100 * mean[key]:.2f}'
+            f'{100 * value:.2f} ± {100 * spread:.2f}' if len(results) > 1 else f'{100 * value:.2f}'
         )
 
+    # A column of scores per set: teacher, student alone, distilled student.
+    columns = {
+        f'val {metric} (%)': (f'{100 * teacher["score"]:.2f}', pm('student'), pm('distilled'))
+    }
+    if test:
+        columns[f'test {metric} (%)'] = (
+            f'{100 * test["teacher"]:.2f}',
+            pm('student', test),
+            pm('distilled', test),
+        )
+    table = [
+        f'| model | params | FLOPs ({size}x{size} input) | {" | ".join(columns)} |',
+        '|---|---|---' + '|---' * len(columns) + '|',
+    ]
+    for row, (label, model) in enumerate(
+        (('teacher', 'teacher'), ('student alone', 'student'), ('distilled student', 'student'))
+    ):
+        table.append(
+            f'| {label} | {stats[model][0] / 1e6:.1f} M | {stats[model][1] / 1e9:.2f} G | '
+            + ' | '.join(scores[row] for scores in columns.values())
+            + ' |'
+        )
     lines = [
         f'# Distillation, recipe `{recipe}`, {len(results)} seed(s)',
         '',
         f'Teacher `{setup.teacher_config}`, student `{setup.student_config}`.',
         '',
-        f'| model | params | FLOPs ({size}x{size} input) | val {metric} (%) |',
-        '|---|---|---|---|',
-        f'| teacher | {stats["teacher"][0] / 1e6:.1f} M | '
-        f'{stats["teacher"][1] / 1e9:.2f} G | {100 * teacher["score"]:.2f} |',
-        f'| student alone | {stats["student"][0] / 1e6:.1f} M | '
-        f'{stats["student"][1] / 1e9:.2f} G | {pm("student")} |',
-        f'| distilled student | {stats["student"][0] / 1e6:.1f} M | '
-        f'{stats["student"][1] / 1e9:.2f} G | {pm("distilled")} |',
+        *table,
         '',
         f'Gain: {pm("gain")} {metric} points; gap closed: {100 * summary["gap_closed"]:.0f}% '
         f'(= (distilled - student) / (teacher - student)).'
@@ -105,14 +149,18 @@ def write_report(setup, out_dir, teacher, results, card):
             else ''
         ),
         '',
-        'Per seed: '
-        + ', '.join(
-            f'seed {r["seed"]}: {100 * r["student"]:.2f} -> '
-            f'{100 * r["distilled"]:.2f} ({100 * r["gain"]:+.2f})'
-            for r in results
-        ),
+        'Per seed: ' + per_seed_line(results),
         '',
     ]
+    if test:
+        lines += [
+            f'On the test set `{setup.test_data}`: gain {pm("gain", test)} {metric} points; '
+            f'gap closed: {100 * test["gap_closed"]:.0f}%. best_model is chosen on the val '
+            'set, so the test figures are the unbiased ones.',
+            '',
+            'Per seed on test: ' + per_seed_line(test['per_seed']),
+            '',
+        ]
     if not card:
         lines.append('Model card (export, int8, latency): segmentation configs only.')
     else:
