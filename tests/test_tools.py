@@ -325,6 +325,27 @@ def test_benchmark_quality_refuses_bad_flags_in_one_line(tmp_path, flags, messag
     assert not (tmp_path / 'out').exists()
 
 
+def test_benchmark_quality_refuses_its_val_set_as_the_test_set(tmp_path):
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'val_list.txt').write_text('a.png b.png\n')
+    result = run_cli(
+        'tools/benchmark_quality.py',
+        '--data',
+        str(data),
+        '--test_data',
+        str(data) + '/',
+        '--out',
+        str(tmp_path / 'out'),
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f'--test_data {data}/: this is the --data folder, whose val set chooses each '
+        'best_model; give a test set of other images'
+    )
+    assert not (tmp_path / 'out').exists()
+
+
 def test_an_interrupted_student_run_resumes(tmp_path, monkeypatch):
     from slim.benchmark import compare
     from slim.benchmark.recipes import Setup

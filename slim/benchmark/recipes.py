@@ -144,6 +144,13 @@ class Setup:
                 f'--seed 3 --val_fraction 0.9 --out {args.test_data} (450 test images), or '
                 f'from your images and masks with --images DIR --masks DIR --out {args.test_data}'
             )
+        if args.test_data is not None and os.path.realpath(args.test_data) == os.path.realpath(
+            args.data
+        ):
+            raise SystemExit(
+                f'--test_data {args.test_data}: this is the --data folder, whose val set '
+                'chooses each best_model; give a test set of other images'
+            )
         classification = args.task == 'classification'
         return cls(
             recipe=recipe if not args.student_config else 'custom',
