@@ -26,7 +26,6 @@ RECIPES = {
         'kl',  # KL of the logits, as PaddleSeg's tutorial; coef auto
         'cwd_logits',  # channel-wise (CWD) on the logits
         'dist',  # DIST on the logits
-        'pairwise',  # pair-wise affinity of the logits; coef auto
         'pairwise_features',  # pair-wise affinity of decoder features
         'cwd_logits_pairwise_features',  # the two above together
     )
