@@ -206,10 +206,14 @@ def tune(
         {'_base_': os.path.abspath(student_config), **split},
     )
 
+    def finished(run_dir):
+        """Whether run_dir holds a whole run (an interrupted one is trained again)."""
+        return os.path.isdir(os.path.join(run_dir, f'iter_{iters}'))
+
     def alone(run_seed, name):
         """The student alone's best held-out score with this seed (trained once)."""
         run_dir = os.path.join(out_dir, name)
-        if not evaluations(run_dir, task.primary_logged):
+        if not finished(run_dir):
             say(f'Training the student alone on the split, seed {run_seed} (the yardstick)')
             args = training_args(iters, run_seed, evaluations_per_run, cpu_threads)
             run_watched(
@@ -308,32 +312,32 @@ def tune(
     if not completed:
         raise TuneError('no trial finished: raise --trials or --timeout')
     ranked = sorted(completed, key=lambda t: t.value, reverse=True)[: max(finalists, 1)]
-    second = {}
+    next_seed, alone_next_seed = {}, None
     if finalists > 0:
         say(f'Training the best {len(ranked)} again with seed {seed + 1}')
-        second['alone'] = alone(seed + 1, f'student_alone_seed{seed + 1}')
+        alone_next_seed = alone(seed + 1, f'student_alone_seed{seed + 1}')
         for t in ranked:
             run_dir = os.path.join(out_dir, f'trial_{t.number}_seed{seed + 1}')
-            if not evaluations(run_dir, task.primary_logged):
+            if not finished(run_dir):
                 distill(t.user_attrs['config'], seed + 1, run_dir)
-            second[t.number] = max(s for _, s in evaluations(run_dir, task.primary_logged))
-    best = max(ranked, key=lambda t: (t.value + second.get(t.number, t.value)) / 2)
+            next_seed[t.number] = max(s for _, s in evaluations(run_dir, task.primary_logged))
+    best = max(ranked, key=lambda t: (t.value + next_seed.get(t.number, t.value)) / 2)
     params = best.params
     coef = 'auto' if params['coef_auto'] else params['coef']
     best_config = write_yaml(
         os.path.join(out_dir, 'best_student.yml'),
         recipe_config(student_config, params['loss'], params['temperature'], coef),
     )
-    records = [trial_record(t, optuna, second.get(t.number)) for t in study.trials]
-    write_tables(out_dir, records, alone_score, second.get('alone'), seed, task.primary_label)
+    records = [trial_record(t, optuna, next_seed.get(t.number)) for t in study.trials]
+    write_tables(out_dir, records, alone_score, alone_next_seed, seed, task.primary_label)
     plot_trials(os.path.join(out_dir, 'trials.png'), records, alone_score, task.primary_label)
-    score = (best.value + second.get(best.number, best.value)) / 2
+    score = (best.value + next_seed.get(best.number, best.value)) / 2
+    alone_mean = (alone_score + (alone_next_seed or alone_score)) / 2
     say(
         f'Pick: trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '
         f'{params["temperature"]} coef {coef}: held-out {task.primary_label} {score:.4f}'
-        + (' (mean of two seeds)' if second else '')
-        + f' (student alone {(alone_score + second.get("alone", alone_score)) / 2:.4f})'
-        f' -> {best_config}'
+        + (' (mean of two seeds)' if next_seed else '')
+        + f' (student alone {alone_mean:.4f}) -> {best_config}'
     )
     return {'config': best_config, 'score': score, 'alone': alone_score}
 
