@@ -3,9 +3,11 @@ pipeline; tools/demo.py runs it with one seed) trains, scores, exports, quantize
 reports; tools/benchmark_speed.py times every mode through the real loop."""
 
 import glob
+import itertools
 import json
 import os
 
+import numpy as np
 import pytest
 from conftest import TEST_CONFIGS, data_opts, run_cli
 
@@ -75,10 +77,41 @@ def test_benchmark_quality_writes_the_report(benchmark_out):
     assert card['teacher']['params'] == report['params']['teacher']
     assert card['student_fp32']['params'] == report['params']['student']
     assert 0.0 < report['background_only'] < 0.5  # two classes, class 1 scores 0
+    assert report['seeds_ahead'] == int(report['gain'] > 0)
+    assert report['p_gain'] == (0.5 if report['gain'] > 0 else 1.0)  # one seed: 1/2 at best
     markdown = (out / 'report.md').read_text()
     assert '| distilled student, int8 |' in markdown and 'gap closed' in markdown
+    assert (
+        f'Ahead of the student alone in {report["seeds_ahead"]} of 1 seeds; the sign-flip '
+        f'test of the mean gain gives p = {report["p_gain"]:.3g}'
+    ) in markdown
     for picture in ('report.png', 'runs.png'):
         assert (out / picture).stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    'gains',
+    [[3.0, 2.0, 1.0], [1.0, -1.0], [0.5, -2.0, 1.5, 0.25, 3.0, -0.5], [0.0, 0.0, 0.0], [-1.0]],
+)
+def test_sign_flip_p_matches_enumerating_every_flip(gains):
+    from slim.benchmark.report import sign_flip_p
+
+    observed = np.mean(gains)
+    flipped = [
+        np.mean([s * g for s, g in zip(signs, gains)])
+        for signs in itertools.product((1, -1), repeat=len(gains))
+    ]
+    expected = np.mean([m >= observed - 1e-12 for m in flipped])
+    assert sign_flip_p(gains) == pytest.approx(expected, abs=1e-12)
+
+
+def test_sign_flip_p_of_many_seeds_is_drawn_and_never_zero():
+    from slim.benchmark.report import sign_flip_p
+
+    assert sign_flip_p([1.0] * 20, exact_up_to=16, draws=1000) == pytest.approx(1 / 1001)
+    p = sign_flip_p([1.0, -0.5] * 10, exact_up_to=16, draws=20000)
+    exact = sign_flip_p([1.0, -0.5] * 10, exact_up_to=20)
+    assert abs(p - exact) < 0.02
 
 
 def test_benchmark_quality_scores_reused_runs_on_a_test_set(
@@ -127,6 +160,7 @@ def test_benchmark_quality_scores_reused_runs_on_a_test_set(
         assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
         assert test[name] == json.loads(reference.read_text())['miou'] != report[name]
     assert test['gain'] == test['distilled'] - test['student']
+    assert test['seeds_ahead'] == int(test['gain'] > 0) and 'p_gain' in test
     assert test['per_seed'][0]['student'] == test['student']
     with open(os.path.join(student, 'record.json')) as f:
         record = json.load(f)

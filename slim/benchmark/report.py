@@ -30,6 +30,37 @@ def mean_and_std(per_seed):
     )
 
 
+def sign_flip_p(gains, exact_up_to=16, draws=65536):
+    """One-sided p-value of a mean gain above 0 by the paired sign-flip (permutation) test:
+    the share of the 2^n ways to flip the gains' signs whose mean is at least the observed
+    one. Exact up to `exact_up_to` seeds, else from `draws` seeded random flips. It needs no
+    normality, and says plainly what few seeds can show: n seeds never give less than 1/2^n."""
+    gains = np.asarray(gains, dtype=np.float64)
+    n = len(gains)
+    exact = n <= exact_up_to
+    if exact:
+        patterns = np.arange(2**n)[:, None] >> np.arange(n) & 1
+    else:
+        patterns = np.random.default_rng(0).integers(0, 2, size=(draws, n))
+    at_least = int(np.sum(((1 - 2 * patterns) * gains).mean(axis=1) >= gains.mean() - 1e-12))
+    # Drawn, the observed signs count once more: a p-value of 0 would claim too much.
+    return at_least / len(patterns) if exact else (at_least + 1) / (len(patterns) + 1)
+
+
+def verdict(per_seed):
+    """How many seeds the distilled student is ahead in, and the sign-flip p of the gain."""
+    gains = [r['gain'] for r in per_seed]
+    return {'seeds_ahead': int(sum(g > 0 for g in gains)), 'p_gain': sign_flip_p(gains)}
+
+
+def verdict_line(figures, seeds):
+    return (
+        f'Ahead of the student alone in {figures["seeds_ahead"]} of {seeds} seeds; the '
+        f'sign-flip test of the mean gain gives p = {figures["p_gain"]:.3g} (one-sided; '
+        f'{seeds} seeds cannot give less than {0.5**seeds:.3g}).'
+    )
+
+
 def per_seed_line(per_seed):
     """'seed S: student -> distilled (gain), ...' in points."""
     return ', '.join(
@@ -47,6 +78,7 @@ def test_summary(test_data, teacher, results):
         'teacher': teacher['test'],
         **mean,
         'gap_closed': gap_closed(teacher['test'], mean['student'], mean['distilled']),
+        **verdict([r['test'] for r in results]),
         'std': std,
         'per_seed': [
             {'seed': r['seed'], **{k: r['test'][k] for k in PER_SEED_SCORES}} for r in results
@@ -89,6 +121,7 @@ def write_report(setup, out_dir, teacher, results, card):
         'distilled': mean['distilled'],
         'gain': mean['gain'],
         'gap_closed': gap_closed(teacher['score'], mean['student'], mean['distilled']),
+        **verdict(results),
         'task': setup.task,
         'metric': TASKS[setup.task].primary,
         'recipe': recipe,
@@ -151,6 +184,8 @@ def write_report(setup, out_dir, teacher, results, card):
         '',
         'Per seed: ' + per_seed_line(results),
         '',
+        verdict_line(summary, len(results)),
+        '',
     ]
     if test:
         lines += [
@@ -159,6 +194,8 @@ def write_report(setup, out_dir, teacher, results, card):
             'set, so the test figures are the unbiased ones.',
             '',
             'Per seed on test: ' + per_seed_line(test['per_seed']),
+            '',
+            verdict_line(test, len(results)),
             '',
         ]
     if not card:
