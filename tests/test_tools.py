@@ -82,8 +82,8 @@ def test_benchmark_quality_writes_the_report(benchmark_out):
     markdown = (out / 'report.md').read_text()
     assert '| distilled student, int8 |' in markdown and 'gap closed' in markdown
     assert (
-        f'Ahead of the student alone in {report["seeds_ahead"]} of 1 seeds; the sign-flip '
-        f'test of the mean gain gives p = {report["p_gain"]:.3g}'
+        f'{"Ahead of" if report["seeds_ahead"] else "Not ahead of"} the student alone in this '
+        'seed; one seed does not say how often: --seeds 0 1 2 3 4 5 does.'
     ) in markdown
     for picture in ('report.png', 'runs.png'):
         assert (out / picture).stat().st_size > 1000
@@ -103,6 +103,17 @@ def test_sign_flip_p_matches_enumerating_every_flip(gains):
     ]
     expected = np.mean([m >= observed - 1e-12 for m in flipped])
     assert sign_flip_p(gains) == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_verdict_line_gives_the_seeds_ahead_and_the_p_value():
+    from slim.benchmark.report import verdict, verdict_line
+
+    figures = verdict([{'gain': g} for g in (0.02, 0.01, -0.005)])
+    assert figures == {'seeds_ahead': 2, 'p_gain': 0.25}
+    assert verdict_line(figures, 3) == (
+        'Ahead of the student alone in 2 of 3 seeds; the sign-flip test of the mean gain '
+        'gives p = 0.25 (one-sided; 3 seeds cannot give less than 0.125).'
+    )
 
 
 def test_sign_flip_p_of_many_seeds_is_drawn_and_never_zero():

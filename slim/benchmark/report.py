@@ -54,6 +54,11 @@ def verdict(per_seed):
 
 
 def verdict_line(figures, seeds):
+    if seeds == 1:
+        return (
+            f'{"Ahead of" if figures["seeds_ahead"] else "Not ahead of"} the student alone in '
+            'this seed; one seed does not say how often: --seeds 0 1 2 3 4 5 does.'
+        )
     return (
         f'Ahead of the student alone in {figures["seeds_ahead"]} of {seeds} seeds; the '
         f'sign-flip test of the mean gain gives p = {figures["p_gain"]:.3g} (one-sided; '
