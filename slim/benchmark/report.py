@@ -57,7 +57,8 @@ def verdict_line(figures, seeds):
     if seeds == 1:
         return (
             f'{"Ahead of" if figures["seeds_ahead"] else "Not ahead of"} the student alone in '
-            'this seed; one seed does not say how often: --seeds 0 1 2 3 4 5 does.'
+            'this seed; how often it is needs more seeds: '
+            'tools/benchmark_quality.py --seeds 0 1 2 3 4 5.'
         )
     return (
         f'Ahead of the student alone in {figures["seeds_ahead"]} of {seeds} seeds; the '
