@@ -54,6 +54,7 @@ def verdict(per_seed):
 
 
 def verdict_line(figures, seeds):
+    """The report's line on how often distillation is ahead, and what that is worth."""
     if seeds == 1:
         return (
             f'{"Ahead of" if figures["seeds_ahead"] else "Not ahead of"} the student alone in '
@@ -76,7 +77,7 @@ def per_seed_line(per_seed):
     )
 
 
-def test_summary(test_data, teacher, results):
+def test_set_summary(test_data, teacher, results):
     """report.json's 'test': the test set's figures, laid out as the val set's."""
     mean, std = mean_and_std([r['test'] for r in results])
     return {
@@ -141,7 +142,7 @@ def write_report(setup, out_dir, teacher, results, card):
         'background_only': floor,
         'model_card': card,
     }
-    test = test_summary(setup.test_data, teacher, results) if setup.test_data else None
+    test = test_set_summary(setup.test_data, teacher, results) if setup.test_data else None
     if test:
         summary['test'] = test
 
