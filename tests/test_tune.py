@@ -122,3 +122,24 @@ def test_a_losing_run_is_stopped_at_its_first_evaluation(tmp_path, synthetic_roo
     )
     assert stopped and seen == [2] and curve[0][0] == 2
     assert not os.path.exists(os.path.join(run_dir, 'iter_40'))
+
+
+def test_a_negative_finalists_count_is_one_line(tmp_path):
+    result = run_cli(
+        'tools/tune.py',
+        '--teacher_config',
+        TEACHER,
+        '--teacher_weights',
+        str(tmp_path / 'unused.pdparams'),
+        '--student_config',
+        os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+        '--out',
+        str(tmp_path / 'tune'),
+        '--finalists',
+        '-1',
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        'tune.py: error: --finalists -1: give 0 (pick on one seed) or more'
+    )
+    assert not (tmp_path / 'tune').exists()

@@ -2,7 +2,8 @@
 coefficient (auto or a number) x temperature, with short trials that are stopped early
 when they fall behind, starting from the shipped recipes; the best few are trained again
 with a second seed, and the pick is the best over both. Each trial is scored on a split
-carved from the training list, never on val; slim/benchmark/tune.py says how. Needs Optuna: pip install -r requirements-tune.txt
+carved from the training list, never on val; slim/benchmark/tune.py says how. Needs
+Optuna: pip install -r requirements-tune.txt
 
   python tools/tune.py --teacher_config T.yml --teacher_weights T/best_model/model.pdparams \
       --student_config S.yml --out output/tune

@@ -184,6 +184,8 @@ def tune(
     seed + 1; writes out_dir/{best_student.yml, trials.md, trials.json, trials.png};
     returns the pick's record. A trial that fails stops the search (RuntimeError naming
     its log)."""
+    if finalists < 0:
+        raise TuneError(f'--finalists {finalists}: give 0 (pick on one seed) or more')
     try:
         import optuna
     except ImportError:
@@ -321,7 +323,12 @@ def tune(
             if not finished(run_dir):
                 distill(t.user_attrs['config'], seed + 1, run_dir)
             next_seed[t.number] = max(s for _, s in evaluations(run_dir, task.primary_logged))
-    best = max(ranked, key=lambda t: (t.value + next_seed.get(t.number, t.value)) / 2)
+
+    def two_seed_score(t):
+        """A finalist's mean over both seeds (a trial without a second run: its one score)."""
+        return (t.value + next_seed.get(t.number, t.value)) / 2
+
+    best = max(ranked, key=two_seed_score)
     params = best.params
     coef = 'auto' if params['coef_auto'] else params['coef']
     best_config = write_yaml(
@@ -331,7 +338,7 @@ def tune(
     records = [trial_record(t, optuna, next_seed.get(t.number)) for t in study.trials]
     write_tables(out_dir, records, alone_score, alone_next_seed, seed, task.primary_label)
     plot_trials(os.path.join(out_dir, 'trials.png'), records, alone_score, task.primary_label)
-    score = (best.value + next_seed.get(best.number, best.value)) / 2
+    score = two_seed_score(best)
     alone_mean = (alone_score + (alone_next_seed or alone_score)) / 2
     say(
         f'Pick: trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '
