@@ -10,7 +10,8 @@ from paddleseg.cvlibs import manager
 from paddleseg_ext.errors import UserInputError, closest
 from paddleseg_ext.pretrained import is_url
 
-# PaddleSeg's keys, plus ours: distill_features (feature distillation), teacher_cache.
+# PaddleSeg's keys, plus ours: distill_features (feature distillation), distill_auto_ratio
+# (how hard `coef: auto` terms pull), teacher_cache.
 KNOWN_TOP_LEVEL_KEYS = (
     'batch_size',
     'iters',
@@ -21,6 +22,7 @@ KNOWN_TOP_LEVEL_KEYS = (
     'loss',
     'distill_loss',
     'distill_features',
+    'distill_auto_ratio',
     'model',
     'export',
     'test_config',

@@ -1024,7 +1024,12 @@ def test_auto_coefficient_balances_the_gradients():
     np.testing.assert_allclose(p.grad.numpy(), [2.0, 4.0, 4.0])
 
 
-def test_auto_coefficients_are_measured_once_and_shared_among_auto_terms():
+@pytest.mark.parametrize('auto_ratio', [None, 1.2])
+def test_auto_coefficients_are_measured_once_and_shared_among_auto_terms(auto_ratio):
+    """Each auto term pulls with its share of the ratio (GRADIENT_RATIO, or the config's
+    distill_auto_ratio)."""
+    from slim.distill.calibration import GRADIENT_RATIO, gradient_norm
+
     def teacher(images):
         return paddle.zeros([1, 2, 4, 4]), {}
 
@@ -1043,7 +1048,9 @@ def test_auto_coefficients_are_measured_once_and_shared_among_auto_terms():
             arguments=LossArguments.of(KLDivergenceLoss, 'test'),
         ),
     ]
-    model = DistillModel(OneConv(), supervised, terms, teacher=teacher)
+    ratio = GRADIENT_RATIO if auto_ratio is None else auto_ratio
+    extra = {} if auto_ratio is None else {'auto_ratio': auto_ratio}
+    model = DistillModel(OneConv(), supervised, terms, teacher=teacher, **extra)
     model.train()
     paddle.seed(0)
     batch = {'img': paddle.randn([1, 3, 4, 4]), 'label': paddle.zeros([1, 4, 4], 'int64')}
@@ -1052,14 +1059,10 @@ def test_auto_coefficients_are_measured_once_and_shared_among_auto_terms():
     coefs = model.coefs()
     assert coefs['KLDivergenceLoss(logits)'] == 3.0 and coefs['L2'] > 0 and coefs['KL2'] > 0
     # Each auto term pulls with half the ratio: its weighted gradient against the labels'.
-    from slim.distill.calibration import GRADIENT_RATIO, gradient_norm
-
     params = list(model.student.parameters())
     label_norm = gradient_norm(first['supervised'], params)
     for name in ('L2', 'KL2'):
-        assert gradient_norm(first[name], params) == pytest.approx(
-            GRADIENT_RATIO / 2 * label_norm, rel=1e-4
-        )
+        assert gradient_norm(first[name], params) == pytest.approx(ratio / 2 * label_norm, rel=1e-4)
     model(batch, 2)
     assert model.coefs() == coefs  # fixed from then on
 
@@ -1079,6 +1082,65 @@ def test_a_negative_or_unreadable_coef_is_one_line(
     )
     assert_user_error(
         run_err(err_dir, synthetic_root, TEACHER_CFG, student), student, fragment, save_dir=err_dir
+    )
+
+
+@pytest.mark.parametrize('value', ['0', '-0.5', 'abc', '.inf', 'true', '[0.5]'])
+def test_a_distill_auto_ratio_that_is_not_a_positive_number_is_one_line(
+    tmp_path, err_dir, synthetic_root, value
+):
+    student = write_yaml(
+        tmp_path / 'student.yml',
+        f"_base_: '{STUDENT_AUTO_CFG}'\ndistill_auto_ratio: {value}\n",
+    )
+    assert_user_error(
+        run_err(err_dir, synthetic_root, TEACHER_CFG, student),
+        student,
+        'distill_auto_ratio: expected a number > 0',
+        'default 0.5), got',
+        save_dir=err_dir,
+    )
+
+
+def test_distill_auto_ratio_sets_the_pull_of_the_auto_terms(
+    synthetic_root, teacher_weights, capsys
+):
+    """The config's ratio reaches the model built from it: on the same start and batch,
+    distill_auto_ratio 1.5 chooses three times the coefficients of the default 0.5; and a
+    ratio with no auto term says it changes nothing."""
+    from slim.distill.schema import parse_auto_ratio
+
+    coefs = {}
+    for ratio in (None, 1.5):
+        config = load_config(
+            STUDENT_AUTO_CFG,
+            opts=data_opts(synthetic_root)[1:]
+            + ([] if ratio is None else [f'distill_auto_ratio={ratio}']),
+        )
+        paddle.seed(0)
+        model = distill_model_factory(
+            TEACHER_CFG, STUDENT_AUTO_CFG, teacher_weights, allow_weak_teacher=True
+        )(config, SegBuilder(config))
+        model.train()
+        paddle.seed(1)
+        model(
+            {
+                'img': paddle.randn([2, 3, 64, 64]),
+                'label': paddle.randint(0, 2, [2, 64, 64], dtype='int64'),
+            },
+            1,
+        )
+        coefs[ratio] = model.coefs()
+    assert coefs[None].keys() == coefs[1.5].keys() and len(coefs[None]) == 2
+    for name, coef in coefs[None].items():
+        assert coefs[1.5][name] == pytest.approx(3 * coef, rel=1e-4), name
+
+    plain = load_config(STUDENT_CWD_CFG, opts=['distill_auto_ratio=2'])
+    terms = parse_terms(plain, SegBuilder(plain).build_component, STUDENT_CWD_CFG)
+    capsys.readouterr()
+    assert parse_auto_ratio(plain, terms, STUDENT_CWD_CFG) == 2.0
+    assert 'distill_auto_ratio is set but no term has coef: auto, so it changes nothing' in (
+        capsys.readouterr().out
     )
 
 

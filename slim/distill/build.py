@@ -9,7 +9,7 @@ from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.supervised import SupervisedLoss
 from slim.distill.model import DistillModel
 from slim.distill.probe import connect
-from slim.distill.schema import parse_terms
+from slim.distill.schema import parse_auto_ratio, parse_terms
 from slim.distill.teacher import FrozenTeacher
 from slim.distill.teacher_cache import TeacherCache, cache_blocker, cache_key
 from slim.distill.teacher_check import check_teacher
@@ -100,6 +100,7 @@ def distill_model_factory(
                 f'distill; add e.g. distill_loss: {{types: [{{type: KLDivergenceLoss}}], '
                 f'coef: [auto]}}'
             )
+        auto_ratio = parse_auto_ratio(config, terms, student_config_path)
         # The student first: with the same seed it starts from the weights train.py gives
         # it, so a distilled run and the student alone differ by the teacher only.
         student = build(builder, 'model')
@@ -141,7 +142,12 @@ def distill_model_factory(
                 teacher, cache_dir, config, builder, teacher_config, precision
             )
         return DistillModel(
-            student, SupervisedLoss(build(builder, 'loss')), terms, connectors, teacher
+            student,
+            SupervisedLoss(build(builder, 'loss')),
+            terms,
+            connectors,
+            teacher,
+            auto_ratio,
         )
 
     return make_model

@@ -11,7 +11,8 @@ parameters, and sets
     coef = GRADIENT_RATIO * |grad supervised| / |grad term|
 
 so the term pulls with GRADIENT_RATIO times the labels' strength at the start; several
-auto terms share that pull equally (each gets GRADIENT_RATIO / their number). The value
+auto terms share that pull equally (each gets GRADIENT_RATIO / their number); a student
+config's `distill_auto_ratio` replaces GRADIENT_RATIO for its run. The value
 is fixed from then on (logged, and saved in the checkpoint so a resumed run keeps it).
 docs/recipes.md has the measurements behind GRADIENT_RATIO.
 """

@@ -53,9 +53,20 @@ class DistillModel(nn.Layer):
     `auxiliary` holds what trains beside it but does not ship (saved in the checkpoint's
     train state); `find_unused_parameters` tells data parallelism that some parameters
     (connectors outside their term's window) may get no gradient in a step.
+
+    auto_ratio: how hard the `coef: auto` terms pull together on their first batch, as a
+    multiple of the supervised loss's gradient (slim.distill.calibration).
     """
 
-    def __init__(self, student, supervised_loss, terms=(), connectors=None, teacher=None):
+    def __init__(
+        self,
+        student,
+        supervised_loss,
+        terms=(),
+        connectors=None,
+        teacher=None,
+        auto_ratio=GRADIENT_RATIO,
+    ):
         super().__init__()
         self.student = student
         self.supervised_loss = supervised_loss
@@ -66,6 +77,7 @@ class DistillModel(nn.Layer):
         # Until every auto coefficient is measured (or restored by a resume), each step
         # checks for those still unmeasured.
         self._auto_pending = any(t.coef == AUTO for t in self.terms)
+        self.auto_ratio = auto_ratio
         self.recorder = Recorder(
             student, [r for t in self.terms for r in t.student_refs or []], 'student'
         )
@@ -136,7 +148,7 @@ class DistillModel(nn.Layer):
         unmeasured = {i: loss for i, loss in term_losses.items() if math.isnan(coefs[i])}
         if unmeasured:
             parameters = [p for p in self.student.parameters() if not p.stop_gradient]
-            ratio = GRADIENT_RATIO / sum(term.coef == AUTO for term in self.terms)
+            ratio = self.auto_ratio / sum(term.coef == AUTO for term in self.terms)
             for index, coef in auto_coefficients(supervised, unmeasured, parameters, ratio).items():
                 coefs[index] = coef
                 logger.info(

@@ -5,11 +5,14 @@ type and its arguments, the layer references, and that the loss's signature fits
 term gives it. Shapes are checked later, against the built models (slim.distill.probe).
 """
 
+import math
+
 from paddleseg.cvlibs import manager
+from paddleseg.utils import logger
 
 from paddleseg_ext.config_checks import check_known_keys
 from paddleseg_ext.errors import UserInputError
-from slim.distill.calibration import AUTO
+from slim.distill.calibration import AUTO, GRADIENT_RATIO
 from slim.distill.connectors import CONNECTORS
 from slim.distill.recorder import FeatureRef
 from slim.distill.terms import DistillTerm, LossArguments
@@ -222,3 +225,28 @@ def parse_terms(config, build_component, config_path=''):
                 f'train: lower start_iter or raise --iters'
             )
     return terms
+
+
+def parse_auto_ratio(config, terms, config_path=''):
+    """`distill_auto_ratio`: how hard the `coef: auto` terms pull together, as a multiple of
+    the supervised loss's gradient on their first batch (slim.distill.calibration);
+    GRADIENT_RATIO when absent."""
+    prefix = f'{config_path}: ' if config_path else ''
+    value = config.dic.get('distill_auto_ratio')
+    if value is None:
+        return GRADIENT_RATIO
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise UserInputError(
+            f"{prefix}distill_auto_ratio: expected a number > 0 (the auto terms' pull as a "
+            f"multiple of the labels'; default {GRADIENT_RATIO}), got {value!r}"
+        )
+    if not any(term.coef == AUTO for term in terms):
+        logger.warning(
+            f'{prefix}distill_auto_ratio is set but no term has coef: auto, so it changes nothing'
+        )
+    return float(value)
