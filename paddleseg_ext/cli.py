@@ -32,9 +32,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run_cli(main):
-    """Runs main(); a UserInputError becomes one line on stderr and exit code 1."""
+    """Runs main(); a UserInputError becomes one line on stderr and its exit code (1, or
+    errors.DIVERGED_EXIT_CODE for a loss that became NaN or Inf)."""
     try:
         main()
     except UserInputError as exc:
         print(f'error: {exc}', file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exc.exit_code)

@@ -399,6 +399,41 @@ def test_gradient_reaches_student_only(loss_layer, make_inputs):
         assert tensor.grad is None
 
 
+def _degenerate_student(case):
+    """SHAPE logits where one pixel's classes are equal (a constant row: zero spread), or
+    one pixel is all zeros (a zero vector to normalise)."""
+    student = _random(SHAPE, 4)
+    student[0, :, 1, 2] = 0.7 if case == 'equal classes' else 0.0
+    return student
+
+
+@pytest.mark.parametrize(
+    'loss_layer, case, ignored',
+    [
+        (DISTLoss(tau=2.0), 'equal classes', False),
+        (DISTLoss(), None, True),
+        (PairwiseAffinityLoss(scale=1 / 6), 'zero vector', False),  # every pixel a node
+        (KLDivergenceLoss(standardize=True), 'equal classes', False),
+    ],
+)
+def test_a_degenerate_pixel_gives_finite_gradients(loss_layer, case, ignored):
+    """A pixel with no spread over its classes, an all-zero feature vector, or an ignored
+    pixel (whose rows the relations drop to zeros) must not turn the student's gradient
+    into NaN, as sqrt at 0 would; the loss itself still matches its value nearby."""
+    student = _tensor(_degenerate_student(case) if case else _random(SHAPE, 4), True)
+    teacher = _tensor(_random(SHAPE, 5))
+    args = (student, teacher)
+    if ignored:
+        label = np.zeros((SHAPE[0], SHAPE[2], SHAPE[3]), dtype='int64')
+        label[0, 1, 2] = 255
+        args += (paddle.to_tensor(label),)
+    loss = loss_layer(*args)
+    loss.backward()
+    assert np.isfinite(float(loss))
+    assert np.isfinite(student.grad.numpy()).all()
+    assert np.abs(student.grad.numpy()).sum() > 0
+
+
 def test_dkd_loss_on_classification_logits_matches_numpy():
     """(N, C) logits: the images are the rows; a sample labelled ignore_index is left out."""
     student, teacher = _random((7, 10), 0), _random((7, 10), 1) * 3

@@ -2,12 +2,15 @@
 
 import json
 import os
+import re
+from types import SimpleNamespace
 
+import pytest
 import yaml
 from conftest import TEST_CONFIGS, data_opts, run_cli
 
-from slim.benchmark.runs import evaluations
-from slim.benchmark.tune import run_watched
+from slim.benchmark.runs import RunDiverged, check_exit, evaluations
+from slim.benchmark.tune import pick, run_watched
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 
@@ -27,7 +30,7 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
     tmp_path, synthetic_root, teacher_weights
 ):
     out = tmp_path / 'tune'
-    result = run_cli(
+    tune_args = (
         'tools/tune.py',
         '--teacher_config',
         TEACHER,
@@ -42,8 +45,8 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
         '--iters',
         '2',
         '--allow_weak_teacher',
-        timeout=600,
     )
+    result = run_cli(*tune_args, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(os.path.join(synthetic_root, 'train_list.txt')) as f:
         train_lines = sorted(line for line in f if line.strip())
@@ -57,25 +60,34 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
         config = yaml.safe_load(open(out / 'configs' / f'{name}.yml'))
         assert config['val_dataset']['val_path'] == str(out / 'tune_holdout.txt')
         assert evaluations(str(out / name), 'mIoU')  # scored on the held-out split
-    # The search starts from the shipped recipes, with coef auto.
-    first = yaml.safe_load(open(out / 'configs' / 'trial_0.yml'))['distill_loss']
+    # The search starts from the shipped recipes, with coef auto at its default pull.
+    configs = [yaml.safe_load(open(out / 'configs' / f'trial_{i}.yml')) for i in (0, 1)]
+    first, second = (c['distill_loss'] for c in configs)
     assert first == {'types': [{'type': 'ChannelWiseDistillLoss', 'tau': 4.0}], 'coef': ['auto']}
-    second = yaml.safe_load(open(out / 'configs' / 'trial_1.yml'))['distill_loss']
     assert second['types'][0]['type'] == 'KLDivergenceLoss' and second['coef'] == ['auto']
+    assert [c['distill_auto_ratio'] for c in configs] == [0.5, 0.5]
     trials = json.load(open(out / 'trials.json'))
     assert [t['trial'] for t in trials['trials']] == [0, 1]
     assert all(t['state'] == 'complete' and t['score'] is not None for t in trials['trials'])
+    # Each trial records the coefficient auto measured in its run.
+    for t in trials['trials']:
+        log = (out / f'trial_{t["trial"]}' / 'run.log').read_text()
+        logged = re.search(r'coef auto: \S+ = (\S+) \(its gradient 0\.5 times', log)
+        assert t['auto_ratio'] == 0.5 and t['coef'] == pytest.approx(float(logged[1]), rel=1e-3)
     # Both finalists trained again with the next seed, on the same held-out split.
     for name in ('trial_0_seed1', 'trial_1_seed1', 'student_alone_seed1'):
         assert evaluations(str(out / name), 'mIoU')
         assert ', seed 1, ' in (out / name / 'run.log').read_text()
     assert trials['student_alone_next_seed'] is not None
     assert all(t['next_seed_score'] is not None for t in trials['trials'])
-    # The pick is the best mean over the two seeds.
-    means = {t['trial']: t['score'] + t['next_seed_score'] for t in trials['trials']}
+    # The shipped recipe (trial 0) stays the pick unless trial 1 beats it on both seeds.
+    shipped, other = trials['trials']
+    challenger_wins = (
+        other['score'] > shipped['score'] and other['next_seed_score'] > shipped['next_seed_score']
+    )
     best = yaml.safe_load(open(out / 'best_student.yml'))
-    assert best['distill_loss'] in (first, second)
-    assert means[(first, second).index(best['distill_loss'])] == max(means.values())
+    assert best['distill_loss'] == (second if challenger_wins else first)
+    assert best['distill_auto_ratio'] == 0.5
     assert 'val_dataset' not in best  # the user's own data, untouched
     assert (out / 'trials.png').stat().st_size > 0 and 'student alone' in (
         out / 'trials.md'
@@ -96,6 +108,77 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
         str(tmp_path / 'best_run'),
     )
     assert again.returncode == 0, again.stderr[-3000:]
+    # The same --out continues the search: its trials are done, so none is added or rerun.
+    trial_log = (out / 'trial_0' / 'run.log').stat().st_mtime
+    resumed = run_cli(*tune_args, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert [t['trial'] for t in json.load(open(out / 'trials.json'))['trials']] == [0, 1]
+    assert (out / 'trial_0' / 'run.log').stat().st_mtime == trial_log
+
+
+def test_a_diverging_trial_loses_and_the_search_goes_on(
+    tmp_path, synthetic_root, teacher_weights, monkeypatch
+):
+    """trial_1's run stops on a NaN loss (exit 3): it is recorded as diverged, not picked,
+    and the search and the finalists' second seed go on."""
+    from slim.benchmark import tune as tune_module
+
+    real_run = tune_module.run_watched
+
+    def run_watched(args, run_dir, *rest, **kwargs):
+        if os.path.basename(run_dir) == 'trial_1':
+            os.makedirs(run_dir, exist_ok=True)
+            log = os.path.join(run_dir, 'run.log')
+            with open(log, 'w') as f:
+                f.write('error: iter 1: loss term CrossEntropyLoss is nan\n')
+            check_exit(3, log, 'trial_1')
+        return real_run(args, run_dir, *rest, **kwargs)
+
+    monkeypatch.setattr(tune_module, 'run_watched', run_watched)
+    out = tmp_path / 'tune'
+    pick = tune_module.tune(
+        TEACHER,
+        teacher_weights,
+        student_on(tmp_path, synthetic_root),
+        str(out),
+        trials=3,
+        timeout_s=None,
+        iters=2,
+        allow_weak_teacher=True,
+    )
+    trials = {t['trial']: t for t in json.load(open(out / 'trials.json'))['trials']}
+    assert sorted(trials) == [0, 1, 2]
+    assert trials[1]['state'] == 'diverged' and trials[1]['next_seed_score'] is None
+    assert trials[0]['state'] == trials[2]['state'] == 'complete'
+    assert trials[0]['next_seed_score'] is not None and trials[2]['next_seed_score'] is not None
+    assert '| diverged |' in (out / 'trials.md').read_text()
+    best = yaml.safe_load(open(pick['config']))['distill_loss']['types'][0]['type']
+    assert best != 'KLDivergenceLoss'  # trial_1 is the shipped KL start
+
+
+def test_the_shipped_recipe_stays_unless_beaten_on_both_seeds():
+    def trial(number, first):
+        return SimpleNamespace(number=number, value=first)
+
+    shipped, lucky, steady, better = trial(0, 0.78), trial(6, 0.79), trial(7, 0.785), trial(8, 0.80)
+    # One seed ahead, the other 0.0002 behind: the shipped recipe stays.
+    assert pick([lucky, shipped], shipped, {0: 0.7391, 6: 0.7389}) is shipped
+    # Ahead on both: the best two-seed mean of those ahead on both wins.
+    assert pick([lucky, steady, shipped], shipped, {0: 0.74, 6: 0.70, 7: 0.75}) is steady
+    assert pick([better, steady, shipped], shipped, {0: 0.74, 7: 0.75, 8: 0.76}) is better
+    # One seed only (--finalists 0), or no shipped trial: the best score.
+    assert pick([lucky, shipped], shipped, {}) is lucky
+    assert pick([lucky, steady], None, {6: 0.70, 7: 0.75}) is steady
+
+
+def test_only_a_nan_loss_exit_is_a_divergence(tmp_path):
+    log = tmp_path / 'run.log'
+    log.write_text('error: something\n')
+    with pytest.raises(RunDiverged, match=r'run failed \(exit 3\): error: something'):
+        check_exit(3, str(log), 'run')
+    with pytest.raises(RuntimeError) as raised:
+        check_exit(1, str(log), 'run')
+    assert not isinstance(raised.value, RunDiverged)
 
 
 def test_a_losing_run_is_stopped_at_its_first_evaluation(tmp_path, synthetic_root):

@@ -1,15 +1,16 @@
 """Search a distillation recipe for your teacher-student pair: loss (CWD, KL, DIST) x
-coefficient (auto or a number) x temperature, with short trials that are stopped early
-when they fall behind, starting from the shipped recipes; the best few are trained again
-with a second seed, and the pick is the best over both. Each trial is scored on a split
-carved from the training list, never on val; slim/benchmark/tune.py says how. Needs
-Optuna: pip install -r requirements-tune.txt
+how hard it pulls (coef auto at a searched distill_auto_ratio) x temperature, with short
+trials that are stopped early when they fall behind, starting from the shipped recipes;
+the best few and the shipped recipe are trained again with a second seed, and the shipped
+recipe stays the pick unless one beats it on both. Each trial is scored on a split carved
+from the training list, never on val; slim/benchmark/tune.py says how. Needs Optuna: pip
+install -r requirements-tune.txt
 
   python tools/tune.py --teacher_config T.yml --teacher_weights T/best_model/model.pdparams \
       --student_config S.yml --out output/tune
 
-Writes OUT/best_student.yml (your student config with the winning distill_loss: train it
-with distill_train.py and judge it on val), OUT/trials.md and trials.json (every trial) and
+Writes OUT/best_student.yml (your student config with the winning distill_loss and
+distill_auto_ratio: train it with distill_train.py and judge it on val), OUT/trials.md and trials.json (every trial) and
 OUT/trials.png. Run it again with the same --out to continue the search.
 """
 

@@ -29,7 +29,7 @@ from paddleseg_ext.engine.sampling import (
     batches,
     iteration_seed,
 )
-from paddleseg_ext.errors import UserInputError
+from paddleseg_ext.errors import DIVERGED_EXIT_CODE, UserInputError
 from paddleseg_ext.evaluation import task_of
 
 
@@ -59,7 +59,10 @@ class Progress:
 
 
 class NonFiniteLossError(UserInputError):
-    """A loss term became NaN or Inf; the run stops, saved checkpoints stay."""
+    """A loss term became NaN or Inf; the run stops, saved checkpoints stay. Its exit code
+    of its own tells tools (tools/tune.py) a diverged run from a broken one."""
+
+    exit_code = DIVERGED_EXIT_CODE
 
 
 @dataclass

@@ -12,6 +12,7 @@ import threading
 import time
 
 from paddleseg_ext.datasets.layout import list_file
+from paddleseg_ext.errors import DIVERGED_EXIT_CODE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGRESS_SECONDS = 30
@@ -62,12 +63,18 @@ def run_logged(args, log_path, label, append=False):
     return time.time() - start
 
 
+class RunDiverged(RuntimeError):
+    """A training run stopped because a loss became NaN or Inf (its exit code says so)."""
+
+
 def check_exit(returncode, log_path, label):
-    """RuntimeError naming the run, its last log line and the log, unless it exited 0."""
+    """RuntimeError (RunDiverged for a NaN/Inf loss) naming the run, its last log line and
+    the log, unless it exited 0."""
     if returncode != 0:
         with open(log_path) as f:
             tail = f.read().strip().splitlines()[-1:] or ['']
-        raise RuntimeError(f'{label} failed (exit {returncode}): {tail[0]} -- full log: {log_path}')
+        kind = RunDiverged if returncode == DIVERGED_EXIT_CODE else RuntimeError
+        raise kind(f'{label} failed (exit {returncode}): {tail[0]} -- full log: {log_path}')
 
 
 def data_opts(train_root, val_root, task='segmentation'):

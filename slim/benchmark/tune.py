@@ -4,16 +4,20 @@ Trials are short distill_train.py runs through the real CLI. Each trains on most
 training list and is scored on the rest (a split carved once, with a fixed seed): the val
 set is never read, so the recipe it picks can be judged on val afterwards. The search
 starts from the recipes the tool ships (SHIPPED_STARTS, each with `coef: auto`), so what
-it finds is compared with them on the user's own pair. Optuna then chooses the trials
-(its TPE sampler) and stops losing ones early (its median pruner, fed each evaluation as
+it finds is compared with them on the user's own pair. A trial's coefficient is always
+`auto`, at a searched `distill_auto_ratio` (how hard the term pulls against the labels):
+raw coefficients differ in scale by orders of magnitude between losses, temperatures and
+pairs, a pull does not, so every trial lands at a scale that can work. Optuna then
+chooses the trials (its TPE sampler) and stops losing ones early (its median pruner, fed each evaluation as
 the run writes it, from the second half of a run on: distilled and plain curves cross
 late); the study lives in a SQLite file, so an interrupted search continues where it
 stopped. Every trial uses the same seed, so trials differ by their recipe only. The
 student alone is trained once on the same split, as the yardstick.
 
 One seed scored on a small held-out split ranks close recipes by luck, and the best of
-many such draws is the luckiest: so the best few finalists are trained again with the
-next seed, and the pick is the best mean over the two seeds.
+many such draws is the luckiest: so the best few finalists, and the shipped recipe (the
+first trial), are trained again with the next seed. The shipped recipe stays the pick
+unless a finalist beats it on both seeds; among those, the best mean over the two wins.
 
 Optuna is an optional dependency of this tool (requirements-tune.txt).
 """
@@ -31,20 +35,22 @@ from paddleseg_ext.components import dataset_task
 from paddleseg_ext.config import load_config
 from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.evaluation.task import TASKS
-from slim.benchmark.runs import REPO_ROOT, check_exit, evaluations, say
+from slim.benchmark.runs import REPO_ROOT, RunDiverged, check_exit, evaluations, say
+from slim.distill.calibration import GRADIENT_RATIO
 
 # The recipes searched: distill_loss type -> the name of its temperature argument.
 RECIPES = {'ChannelWiseDistillLoss': 'tau', 'KLDivergenceLoss': 'temperature', 'DISTLoss': 'tau'}
 TEMPERATURES = (1.0, 2.0, 4.0)
 # The first trials: the shipped recipes' losses (configs/cpu/r18_to_mobileseg_mv3large_*)
-# at their temperatures, with coef auto.
+# at their temperatures, with coef auto at its default pull.
 SHIPPED_STARTS = (
-    {'loss': 'ChannelWiseDistillLoss', 'temperature': 4.0, 'coef_auto': True},
-    {'loss': 'KLDivergenceLoss', 'temperature': 1.0, 'coef_auto': True},
-    {'loss': 'DISTLoss', 'temperature': 1.0, 'coef_auto': True},
+    {'loss': 'ChannelWiseDistillLoss', 'temperature': 4.0, 'auto_ratio': GRADIENT_RATIO},
+    {'loss': 'KLDivergenceLoss', 'temperature': 1.0, 'auto_ratio': GRADIENT_RATIO},
+    {'loss': 'DISTLoss', 'temperature': 1.0, 'auto_ratio': GRADIENT_RATIO},
 )
 FINALISTS = 3
-COEF_RANGE = (0.01, 10.0)
+# The pulls searched (log-uniform), around the default: docs/recipes.md measures 0.25-1.
+AUTO_RATIO_RANGE = (0.1, 2.0)
 HOLDOUT_FRACTION = 0.2
 # Dataset types whose training list the split replaces.
 SPLITTABLE = ('Dataset', 'OpticDiscSeg', 'ClassificationDataset')
@@ -95,16 +101,32 @@ def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
     return {'train_dataset': train, 'val_dataset': val}, len(lines) - holdout_count, holdout_count
 
 
-def recipe_config(student_config, loss_type, temperature, coef):
-    """The student config with this distill_loss and no distill_features."""
+def recipe_config(student_config, loss_type, temperature, auto_ratio):
+    """The student config with this distill_loss (coef auto at this pull) and no
+    distill_features."""
     return {
         '_base_': os.path.abspath(student_config),
         'distill_loss': {
             'types': [{'type': loss_type, RECIPES[loss_type]: temperature}],
-            'coef': [coef],
+            'coef': ['auto'],
         },
+        'distill_auto_ratio': auto_ratio,
         'distill_features': None,
     }
+
+
+def chosen_coef(run_dir):
+    """The coefficient `auto` measured in a run (its train_log's Run record), or None."""
+    try:
+        with open(os.path.join(run_dir, 'train_log.jsonl')) as f:
+            for line in f:
+                record = json.loads(line)
+                if record.get('tag') == 'Run':
+                    values = list(record.get('coefs', {}).values())
+                    return values[0] if values and values[0] != 'auto' else None
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def write_yaml(path, data):
@@ -180,10 +202,10 @@ def tune(
     allow_weak_teacher=False,
     finalists=FINALISTS,
 ):
-    """Searches recipe x coef x temperature, then trains the best `finalists` again with
-    seed + 1; writes out_dir/{best_student.yml, trials.md, trials.json, trials.png};
-    returns the pick's record. A trial that fails stops the search (RuntimeError naming
-    its log)."""
+    """Searches loss x pull (distill_auto_ratio) x temperature, then trains the best
+    `finalists` again with seed + 1; writes out_dir/{best_student.yml, trials.md,
+    trials.json, trials.png}; returns the pick's record. A trial whose loss turns NaN is recorded as diverged and
+    loses; any other failure stops the search (RuntimeError naming its log)."""
     if finalists < 0:
         raise TuneError(f'--finalists {finalists}: give 0 (pick on one seed) or more')
     try:
@@ -254,21 +276,11 @@ def tune(
     def objective(trial):
         loss_type = trial.suggest_categorical('loss', sorted(RECIPES))
         temperature = trial.suggest_categorical('temperature', TEMPERATURES)
-        coef = (
-            'auto'
-            if trial.suggest_categorical('coef_auto', (True, False))
-            else trial.suggest_float('coef', *COEF_RANGE, log=True)
-        )
-        for earlier in trial.study.get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
-        ):
-            if earlier.params == trial.params:  # the sampler can repeat a choice: no rerun
-                say(f'trial_{trial.number}: as trial_{earlier.number}')
-                return earlier.value
+        auto_ratio = trial.suggest_float('auto_ratio', *AUTO_RATIO_RANGE, log=True)
         name = f'trial_{trial.number}'
         config = write_yaml(
             os.path.join(configs, f'{name}.yml'),
-            {**recipe_config(student_config, loss_type, temperature, coef), **split},
+            {**recipe_config(student_config, loss_type, temperature, auto_ratio), **split},
         )
         run_dir = os.path.join(out_dir, name)
 
@@ -276,11 +288,23 @@ def tune(
             trial.report(score, iteration)
             return trial.should_prune()
 
-        curve, pruned, seconds = distill(config, seed, run_dir, report)
+        try:
+            curve, pruned, seconds = distill(config, seed, run_dir, report)
+        except RunDiverged as exc:
+            # A recipe that blows up loses; the search goes on (any other failure, such as
+            # the teacher check, would fail every trial, so it stops the search).
+            say(
+                f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} pull {auto_ratio:.3g}: {exc}'
+            )
+            trial.set_user_attr('diverged', True)
+            raise optuna.TrialPruned() from None
         trial.set_user_attr('seconds', seconds)
         trial.set_user_attr('config', config)
+        coef = chosen_coef(run_dir)
+        trial.set_user_attr('coef', coef)
         say(
-            f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} coef {coef}: '
+            f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} pull {auto_ratio:.3g} '
+            f'(coef auto {"-" if coef is None else f"{coef:.3g}"}): '
             + (
                 f'pruned at iter {curve[-1][0]}'
                 if pruned
@@ -304,8 +328,11 @@ def tune(
     if not study.trials:
         for params in SHIPPED_STARTS[:trials]:
             study.enqueue_trial(params)
-    # A failing trial (e.g. its teacher check) stops the search: nothing catches it.
-    study.optimize(objective, n_trials=trials, timeout=timeout_s)
+    # A failing trial (e.g. its teacher check) stops the search, a diverging one does not.
+    # Run again on the same --out, the search only adds the trials it still owes.
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    owed = max(trials - len(study.get_trials(deepcopy=False, states=done)), 0)
+    study.optimize(objective, n_trials=owed, timeout=timeout_s)
     completed = [
         t
         for t in study.trials
@@ -314,50 +341,76 @@ def tune(
     if not completed:
         raise TuneError('no trial finished: raise --trials or --timeout')
     ranked = sorted(completed, key=lambda t: t.value, reverse=True)[: max(finalists, 1)]
+    # The shipped recipe (trial 0) is the incumbent: it trains again too, and stays the pick
+    # unless a finalist beats it on both seeds.
+    incumbent = next((t for t in completed if t.number == 0), None)
+    if finalists > 0 and incumbent is not None and incumbent not in ranked:
+        ranked.append(incumbent)
     next_seed, alone_next_seed = {}, None
     if finalists > 0:
         say(f'Training the best {len(ranked)} again with seed {seed + 1}')
         alone_next_seed = alone(seed + 1, f'student_alone_seed{seed + 1}')
         for t in ranked:
             run_dir = os.path.join(out_dir, f'trial_{t.number}_seed{seed + 1}')
-            if not finished(run_dir):
-                distill(t.user_attrs['config'], seed + 1, run_dir)
-            next_seed[t.number] = max(s for _, s in evaluations(run_dir, task.primary_logged))
+            try:
+                if not finished(run_dir):
+                    distill(t.user_attrs['config'], seed + 1, run_dir)
+                next_seed[t.number] = max(s for _, s in evaluations(run_dir, task.primary_logged))
+            except RunDiverged as exc:
+                say(f'trial_{t.number} with seed {seed + 1}: {exc}; it scores 0 there')
+                next_seed[t.number] = 0.0
 
-    def two_seed_score(t):
-        """A finalist's mean over both seeds (a trial without a second run: its one score)."""
-        return (t.value + next_seed.get(t.number, t.value)) / 2
-
-    best = max(ranked, key=two_seed_score)
+    best = pick(ranked, incumbent, next_seed)
     params = best.params
-    coef = 'auto' if params['coef_auto'] else params['coef']
     best_config = write_yaml(
         os.path.join(out_dir, 'best_student.yml'),
-        recipe_config(student_config, params['loss'], params['temperature'], coef),
+        recipe_config(student_config, params['loss'], params['temperature'], params['auto_ratio']),
     )
     records = [trial_record(t, optuna, next_seed.get(t.number)) for t in study.trials]
     write_tables(out_dir, records, alone_score, alone_next_seed, seed, task.primary_label)
     plot_trials(os.path.join(out_dir, 'trials.png'), records, alone_score, task.primary_label)
-    score = two_seed_score(best)
+    score = two_seed_score(best, next_seed)
     alone_mean = (alone_score + (alone_next_seed or alone_score)) / 2
     say(
         f'Pick: trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '
-        f'{params["temperature"]} coef {coef}: held-out {task.primary_label} {score:.4f}'
+        f'{params["temperature"]} pull {params["auto_ratio"]:.3g} (coef auto): held-out '
+        f'{task.primary_label} {score:.4f}'
         + (' (mean of two seeds)' if next_seed else '')
         + f' (student alone {alone_mean:.4f}) -> {best_config}'
     )
     return {'config': best_config, 'score': score, 'alone': alone_score}
 
 
+def two_seed_score(trial, next_seed):
+    """A finalist's mean over both seeds (a trial without a second run: its one score)."""
+    return (trial.value + next_seed.get(trial.number, trial.value)) / 2
+
+
+def pick(finalists, incumbent, next_seed):
+    """The incumbent (the shipped recipe's trial), unless finalists beat it on both seeds:
+    then the best two-seed mean of those. Without second-seed scores ({trial number:
+    score}) or an incumbent, the best of the finalists."""
+    if not next_seed or incumbent is None:
+        return max(finalists, key=lambda t: two_seed_score(t, next_seed))
+    challengers = [
+        t
+        for t in finalists
+        if t.value > incumbent.value and next_seed[t.number] > next_seed[incumbent.number]
+    ]
+    if not challengers:
+        return incumbent
+    return max(challengers, key=lambda t: two_seed_score(t, next_seed))
+
+
 def trial_record(trial, optuna, next_seed_score=None):
     params = trial.params
-    coef = 'auto' if params.get('coef_auto') else params.get('coef')
     return {
         'trial': trial.number,
         'loss': params.get('loss'),
         'temperature': params.get('temperature'),
-        'coef': coef,
-        'state': trial.state.name.lower(),
+        'auto_ratio': params.get('auto_ratio'),
+        'coef': trial.user_attrs.get('coef'),
+        'state': 'diverged' if trial.user_attrs.get('diverged') else trial.state.name.lower(),
         'score': trial.value
         if trial.state == optuna.trial.TrialState.COMPLETE
         else (max(trial.intermediate_values.values()) if trial.intermediate_values else None),
@@ -386,17 +439,18 @@ def write_tables(out_dir, records, alone_score, alone_next_seed, seed, metric_la
         f'Held-out {metric_label} of each trial (pruned: its best evaluation before it '
         f'was stopped), and of the finalists trained again with seed {seed + 1}; {alone}.',
         '',
-        f'| trial | loss | temperature | coef | state | held-out {metric_label} | '
-        f'seed {seed + 1} | seconds |',
-        '|---|---|---|---|---|---|---|---|',
+        f'| trial | loss | temperature | pull (distill_auto_ratio) | coef auto chose | state | '
+        f'held-out {metric_label} | seed {seed + 1} | seconds |',
+        '|---|---|---|---|---|---|---|---|---|',
     ]
     for r in records:
-        coef = r['coef'] if r['coef'] in ('auto', None) else f'{r["coef"]:.3g}'
+        ratio = '-' if r['auto_ratio'] is None else f'{r["auto_ratio"]:.3g}'
+        coef = '-' if r['coef'] is None else f'{r["coef"]:.3g}'
         score = '-' if r['score'] is None else f'{r["score"]:.4f}'
         again = '-' if r['next_seed_score'] is None else f'{r["next_seed_score"]:.4f}'
         seconds = '-' if r['seconds'] is None else f'{r["seconds"]:.0f}'
         lines.append(
-            f'| {r["trial"]} | {r["loss"]} | {r["temperature"]} | {coef} | '
+            f'| {r["trial"]} | {r["loss"]} | {r["temperature"]} | {ratio} | {coef} | '
             f'{r["state"]} | {score} | {again} | {seconds} |'
         )
     with open(os.path.join(out_dir, 'trials.md'), 'w') as f:

@@ -66,9 +66,18 @@ def masked_mean(values, valid):
     return paddle.sum(values * valid) / paddle.clip(paddle.sum(valid), min=1.0)
 
 
+def safe_sqrt(values):
+    """paddle.sqrt(values), values >= 0, with a gradient of 0 instead of NaN where a value
+    is 0 (sqrt's derivative is infinite there, and infinity times the 0 that flows back
+    through a constant row or an all-zero vector is NaN, which would reach the weights)."""
+    positive = values > 0
+    roots = paddle.sqrt(paddle.where(positive, values, paddle.ones_like(values)))
+    return paddle.where(positive, roots, paddle.zeros_like(values))
+
+
 def z_score(logits, epsilon=1e-7):
     """Logits shifted and scaled to mean 0 and standard deviation 1 over axis 1 (the
     classes), per image or pixel."""
-    mean = paddle.mean(logits, axis=1, keepdim=True)
-    std = paddle.std(logits, axis=1, keepdim=True, unbiased=False)
-    return (logits - mean) / (std + epsilon)
+    centred = logits - paddle.mean(logits, axis=1, keepdim=True)
+    std = safe_sqrt(paddle.mean(paddle.square(centred), axis=1, keepdim=True))
+    return centred / (std + epsilon)

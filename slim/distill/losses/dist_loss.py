@@ -4,7 +4,7 @@ import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
 from ._arguments import require_positive
-from ._shapes import class_rows, label_like, student_and_constant_teacher
+from ._shapes import class_rows, label_like, safe_sqrt, student_and_constant_teacher
 
 _EPS = 1e-8
 
@@ -22,7 +22,7 @@ def _mean_pearson(first, second, weight, axis):
         mean = paddle.sum(values * weight, axis=axis, keepdim=True) / safe_count
         centred.append((values - mean) * weight)
     covariance = paddle.sum(centred[0] * centred[1], axis=axis)
-    norms = paddle.sqrt(paddle.sum(paddle.square(centred[0]), axis=axis)) * paddle.sqrt(
+    norms = safe_sqrt(paddle.sum(paddle.square(centred[0]), axis=axis)) * safe_sqrt(
         paddle.sum(paddle.square(centred[1]), axis=axis)
     )
     correlation = covariance / (norms + _EPS)

@@ -3,7 +3,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from ._shapes import resize_spatial
+from ._shapes import resize_spatial, safe_sqrt
 
 _EPS = 1e-8
 
@@ -11,7 +11,7 @@ _EPS = 1e-8
 def _affinity(feature):
     """(N, C, H, W) -> (N, HW, HW): cosine similarity of every pair of pixels' C-vectors."""
     flat = feature.reshape([feature.shape[0], feature.shape[1], -1])
-    unit = flat / (paddle.sqrt(paddle.sum(paddle.square(flat), axis=1, keepdim=True)) + _EPS)
+    unit = flat / (safe_sqrt(paddle.sum(paddle.square(flat), axis=1, keepdim=True)) + _EPS)
     return paddle.matmul(unit, unit, transpose_x=True)
 
 
