@@ -7,12 +7,12 @@ starts from the recipes the tool ships (SHIPPED_STARTS, each with `coef: auto`),
 it finds is compared with them on the user's own pair. A trial's coefficient is always
 `auto`, at a searched `distill_auto_ratio` (how hard the term pulls against the labels):
 raw coefficients differ in scale by orders of magnitude between losses, temperatures and
-pairs, a pull does not, so every trial lands at a scale that can work. Optuna then
-chooses the trials (its TPE sampler) and stops losing ones early (its median pruner, fed each evaluation as
-the run writes it, from the second half of a run on: distilled and plain curves cross
-late); the study lives in a SQLite file, so an interrupted search continues where it
-stopped. Every trial uses the same seed, so trials differ by their recipe only. The
-student alone is trained once on the same split, as the yardstick.
+pairs, a pull does not, so every trial lands at a scale that can work. Optuna then chooses
+the trials (its TPE sampler) and stops losing ones early (its median pruner, fed each
+evaluation as the run writes it, from the second half of a run on: distilled and plain
+curves cross late); the study lives in a SQLite file, so an interrupted search continues
+where it stopped. Every trial uses the same seed, so trials differ by their recipe only.
+The student alone is trained once on the same split, as the yardstick.
 
 One seed scored on a small held-out split ranks close recipes by luck, and the best of
 many such draws is the luckiest: so the best few finalists, and the shipped recipe (the
@@ -203,9 +203,10 @@ def tune(
     finalists=FINALISTS,
 ):
     """Searches loss x pull (distill_auto_ratio) x temperature, then trains the best
-    `finalists` again with seed + 1; writes out_dir/{best_student.yml, trials.md,
-    trials.json, trials.png}; returns the pick's record. A trial whose loss turns NaN is recorded as diverged and
-    loses; any other failure stops the search (RuntimeError naming its log)."""
+    `finalists` and the shipped recipe again with seed + 1 and picks (`pick`); writes
+    out_dir/{best_student.yml, trials.md, trials.json, trials.png}; returns the pick's
+    record. A trial whose loss turns NaN is recorded as diverged and loses; any other
+    failure stops the search (RuntimeError naming its log)."""
     if finalists < 0:
         raise TuneError(f'--finalists {finalists}: give 0 (pick on one seed) or more')
     try:
