@@ -1072,6 +1072,8 @@ def test_auto_coefficients_are_measured_once_and_shared_among_auto_terms(auto_ra
     [
         ('[-1]', 'distill_loss.coef[0]: -1 is negative, which would push the student away'),
         ('[abc]', "distill_loss.coef[0]: expected a number >= 0 or auto, got 'abc'"),
+        ('[.inf]', 'distill_loss.coef[0]: expected a number >= 0 or auto, got inf'),
+        ('[.nan]', 'distill_loss.coef[0]: expected a number >= 0 or auto, got nan'),
     ],
 )
 def test_a_negative_or_unreadable_coef_is_one_line(

@@ -192,9 +192,9 @@ def val_curve(run_dir, task):
     return evaluations(run_dir, task.primary_logged)
 
 
-def evaluations(run_dir, metric):
-    """[(iter, metric)] of the 'Evaluate' records run_dir/train_log.jsonl holds so far
-    (none yet: []; a line still being written is skipped)."""
+def records(run_dir, tag):
+    """The records with this tag that run_dir/train_log.jsonl holds so far (none yet: [];
+    a line still being written is skipped)."""
     path = os.path.join(run_dir, 'train_log.jsonl')
     if not os.path.isfile(path):
         return []
@@ -205,6 +205,11 @@ def evaluations(run_dir, metric):
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get('tag') == 'Evaluate':
-                found.append((record['iter'], record[metric]))
+            if record.get('tag') == tag:
+                found.append(record)
     return found
+
+
+def evaluations(run_dir, metric):
+    """[(iter, metric)] of the 'Evaluate' records run_dir/train_log.jsonl holds so far."""
+    return [(record['iter'], record[metric]) for record in records(run_dir, 'Evaluate')]

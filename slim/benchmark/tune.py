@@ -35,7 +35,7 @@ from paddleseg_ext.components import dataset_task
 from paddleseg_ext.config import load_config
 from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.evaluation.task import TASKS
-from slim.benchmark.runs import REPO_ROOT, RunDiverged, check_exit, evaluations, say
+from slim.benchmark.runs import REPO_ROOT, RunDiverged, check_exit, evaluations, records, say
 from slim.distill.calibration import GRADIENT_RATIO
 
 # The recipes searched: distill_loss type -> the name of its temperature argument.
@@ -117,15 +117,9 @@ def recipe_config(student_config, loss_type, temperature, auto_ratio):
 
 def chosen_coef(run_dir):
     """The coefficient `auto` measured in a run (its train_log's Run record), or None."""
-    try:
-        with open(os.path.join(run_dir, 'train_log.jsonl')) as f:
-            for line in f:
-                record = json.loads(line)
-                if record.get('tag') == 'Run':
-                    values = list(record.get('coefs', {}).values())
-                    return values[0] if values and values[0] != 'auto' else None
-    except (OSError, ValueError):
-        pass
+    for record in records(run_dir, 'Run'):
+        values = list(record.get('coefs', {}).values())
+        return values[0] if values and values[0] != 'auto' else None
     return None
 
 
@@ -284,6 +278,7 @@ def tune(
             {**recipe_config(student_config, loss_type, temperature, auto_ratio), **split},
         )
         run_dir = os.path.join(out_dir, name)
+        label = f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} pull {auto_ratio:.3g}'
 
         def report(iteration, score):
             trial.report(score, iteration)
@@ -294,9 +289,7 @@ def tune(
         except RunDiverged as exc:
             # A recipe that blows up loses; the search goes on (any other failure, such as
             # the teacher check, would fail every trial, so it stops the search).
-            say(
-                f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} pull {auto_ratio:.3g}: {exc}'
-            )
+            say(f'{label}: {exc}')
             trial.set_user_attr('diverged', True)
             raise optuna.TrialPruned() from None
         trial.set_user_attr('seconds', seconds)
@@ -304,8 +297,7 @@ def tune(
         coef = chosen_coef(run_dir)
         trial.set_user_attr('coef', coef)
         say(
-            f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} pull {auto_ratio:.3g} '
-            f'(coef auto {"-" if coef is None else f"{coef:.3g}"}): '
+            f'{label} (coef auto {"-" if coef is None else f"{coef:.3g}"}): '
             + (
                 f'pruned at iter {curve[-1][0]}'
                 if pruned

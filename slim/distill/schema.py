@@ -36,6 +36,7 @@ def _number(value, key, minimum=None, integer=False):
         value is None
         or isinstance(value, bool)
         or not isinstance(value, kinds)
+        or (isinstance(value, float) and not math.isfinite(value))
         or (minimum is not None and value < minimum)
     ):
         raise UserInputError(
@@ -235,12 +236,11 @@ def parse_auto_ratio(config, terms, config_path=''):
     value = config.dic.get('distill_auto_ratio')
     if value is None:
         return GRADIENT_RATIO
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    try:
+        positive = _number(value, 'distill_auto_ratio', 0) > 0
+    except UserInputError:
+        positive = False
+    if not positive:
         raise UserInputError(
             f"{prefix}distill_auto_ratio: expected a number > 0 (the auto terms' pull as a "
             f"multiple of the labels'; default {GRADIENT_RATIO}), got {value!r}"
