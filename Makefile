@@ -22,7 +22,8 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 $(STAMP): $(REQUIREMENTS) requirements-slim.txt requirements-tune.txt requirements-dev.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# A venv left half-made (a full disk, say) has no working pip: start it again.
+	$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || { rm -rf $(VENV); exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	# PaddleSlim (int8, tools/quantize.py): a second step, --no-deps (requirements-slim.txt says why)
