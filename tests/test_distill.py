@@ -1019,7 +1019,7 @@ def test_auto_coefficient_balances_the_gradients():
         supervised, {4: 3.0 * paddle.sum(p), 7: paddle.sum(p * 0)}, [p], ratio=0.3
     )
     assert coefs[4] == pytest.approx(0.3 * 6 / (3 * 3**0.5), rel=1e-6)
-    assert coefs[7] == 1.0  # no gradient at all: nothing to balance, the plain weight
+    assert coefs[7] is None  # no gradient at all: nothing to balance
     supervised.backward()  # the graph is left for the step's own backward
     np.testing.assert_allclose(p.grad.numpy(), [2.0, 4.0, 4.0])
 
@@ -1065,6 +1065,34 @@ def test_auto_coefficients_are_measured_once_and_shared_among_auto_terms(auto_ra
         assert gradient_norm(first[name], params) == pytest.approx(ratio / 2 * label_norm, rel=1e-4)
     model(batch, 2)
     assert model.coefs() == coefs  # fixed from then on
+
+
+def test_an_auto_term_without_gradient_is_warned_about_and_weighted_1(capsys):
+    """A term whose loss does not move with the student (CWD over one position, say) has no
+    pull to balance: the run says so instead of logging a ratio it never measured."""
+
+    class NoGradientLoss(paddle.nn.Layer):
+        def forward(self, student, teacher):
+            return paddle.sum(student[0].detach() * 0) + 0.5
+
+    def teacher(images):
+        return paddle.zeros([1, 2, 4, 4]), {}
+
+    def supervised(logits_list, label):
+        return {'supervised': paddle.mean(paddle.square(logits_list[0] - 1.0))}
+
+    term = DistillTerm(
+        name='Dead', loss=NoGradientLoss(), coef='auto', arguments=LossArguments.of(L2Loss, 'test')
+    )
+    model = DistillModel(OneConv(), supervised, [term], teacher=teacher)
+    model.train()
+    batch = {'img': paddle.randn([1, 3, 4, 4]), 'label': paddle.zeros([1, 4, 4], 'int64')}
+    capsys.readouterr()
+    model(batch, 1)
+    assert model.coefs() == {'Dead': 1.0}
+    out = capsys.readouterr()
+    line = next(line for line in (out.out + out.err).splitlines() if 'coef auto: Dead' in line)
+    assert 'WARNING' in line and 'gives the student no gradient on its first batch' in line
 
 
 @pytest.mark.parametrize(

@@ -10,43 +10,52 @@ import yaml
 from conftest import TEST_CONFIGS, data_opts, run_cli
 
 from slim.benchmark.runs import RunDiverged, check_exit, evaluations
-from slim.benchmark.tune import pick, run_watched
+from slim.benchmark.tune import has_own_recipe, pick, run_watched, searched_losses
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 
 
 def student_on(tmp_path, root):
-    """tiny_student.yml with its data at root (the tuner reads the config's dataset_root)."""
+    """tiny_student.yml with its data at root (the tuner reads the config's dataset_root),
+    without a recipe of its own (so the shipped recipe, trial 0, is the incumbent)."""
     path = tmp_path / 'student.yml'
     path.write_text(
         f"_base_: '{os.path.join(TEST_CONFIGS, 'tiny_student.yml')}'\n"
         f'train_dataset: {{dataset_root: {root}}}\n'
         f'val_dataset: {{dataset_root: {root}}}\n'
+        'distill_loss: null\n'
     )
     return str(path)
+
+
+def tune_args(teacher_config, teacher_weights, student_config, out, *extra):
+    """tools/tune.py's command line for this pair."""
+    return (
+        'tools/tune.py',
+        '--teacher_config',
+        teacher_config,
+        '--teacher_weights',
+        teacher_weights,
+        '--student_config',
+        student_config,
+        '--out',
+        out,
+        *extra,
+    )
 
 
 def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
     tmp_path, synthetic_root, teacher_weights
 ):
     out = tmp_path / 'tune'
-    tune_args = (
-        'tools/tune.py',
-        '--teacher_config',
+    args = tune_args(
         TEACHER,
-        '--teacher_weights',
         teacher_weights,
-        '--student_config',
         student_on(tmp_path, synthetic_root),
-        '--out',
         str(out),
-        '--trials',
-        '2',
-        '--iters',
-        '2',
-        '--allow_weak_teacher',
+        *('--trials', '2', '--iters', '2', '--allow_weak_teacher'),
     )
-    result = run_cli(*tune_args, timeout=600)
+    result = run_cli(*args, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(os.path.join(synthetic_root, 'train_list.txt')) as f:
         train_lines = sorted(line for line in f if line.strip())
@@ -110,10 +119,76 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
     assert again.returncode == 0, again.stderr[-3000:]
     # The same --out continues the search: its trials are done, so none is added or rerun.
     trial_log = (out / 'trial_0' / 'run.log').stat().st_mtime
-    resumed = run_cli(*tune_args, timeout=600)
+    resumed = run_cli(*args, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert [t['trial'] for t in json.load(open(out / 'trials.json'))['trials']] == [0, 1]
     assert (out / 'trial_0' / 'run.log').stat().st_mtime == trial_log
+
+
+def test_a_classifier_is_tuned_from_its_own_recipes_without_the_spatial_losses(tmp_path):
+    """CWD compares spatial maps, which a classifier's [N, C] logits are not: the search
+    for a classifier leaves it out and starts from the digits' KL T=4."""
+    assert searched_losses('classification') == ['DISTLoss', 'KLDivergenceLoss']
+    assert 'ChannelWiseDistillLoss' in searched_losses('segmentation')
+    root = tmp_path / 'digits'
+    made = run_cli('tools/prepare_data.py', '--digits', '--out', str(root), '--size', '16')
+    assert made.returncode == 0, made.stderr[-3000:]
+    data = {}
+    for mode, count in (('train', 48), ('val', 16)):
+        lines = (root / f'{mode}_list.txt').read_text().splitlines(keepends=True)[:count]
+        (root / f'tiny_{mode}.txt').write_text(''.join(lines))
+        data[f'{mode}_dataset'] = {
+            'dataset_root': str(root),
+            f'{mode}_path': str(root / f'tiny_{mode}.txt'),
+        }
+    configs = {}
+    for side in ('teacher', 'student'):
+        configs[side] = tmp_path / f'{side}.yml'
+        configs[side].write_text(
+            yaml.safe_dump({'_base_': os.path.join(TEST_CONFIGS, f'tiny_cls_{side}.yml'), **data})
+        )
+    teacher = run_cli(
+        'train.py',
+        '--config',
+        str(configs['teacher']),
+        '--iters',
+        '1',
+        '--save_dir',
+        str(tmp_path / 't'),
+    )
+    assert teacher.returncode == 0, teacher.stderr[-3000:]
+    out = tmp_path / 'tune'
+    result = run_cli(
+        *tune_args(
+            str(configs['teacher']),
+            str(tmp_path / 't' / 'iter_1' / 'model.pdparams'),
+            str(configs['student']),
+            str(out),
+            *('--trials', '2', '--iters', '2', '--finalists', '1', '--allow_weak_teacher'),
+        ),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = json.load(open(out / 'trials.json'))
+    trials = table['trials']
+    assert [(t['loss'], t['temperature'], t['state']) for t in trials] == [
+        ('KLDivergenceLoss', 4.0, 'complete'),
+        ('DISTLoss', 1.0, 'complete'),
+    ]
+    assert 'Top1' in (out / 'trial_0' / 'train_log.jsonl').read_text()
+    # The student config's own recipe (KL and an L2 feature term) is trained on the split
+    # with both seeds, and is the incumbent: it stays unless the best trial beats it on both.
+    yours = table['yours']
+    assert evaluations(str(out / 'yours'), 'Top1') and evaluations(str(out / 'yours_seed1'), 'Top1')
+    assert 'L2Loss' in (out / 'yours' / 'run.log').read_text()
+    best = max(trials, key=lambda t: t['score'])
+    beaten = best['score'] > yours['score'] and best['next_seed_score'] > yours['next_seed_score']
+    picked = yaml.safe_load(open(out / 'best_student.yml'))
+    if beaten:
+        assert picked['distill_loss']['types'][0]['type'] == best['loss']
+    else:
+        assert picked == {'_base_': str(configs['student'])}
+    assert 'own recipe (the incumbent)' in (out / 'trials.md').read_text()
 
 
 def test_a_diverging_trial_loses_and_the_search_goes_on(
@@ -171,6 +246,21 @@ def test_the_shipped_recipe_stays_unless_beaten_on_both_seeds():
     assert pick([lucky, steady], None, {6: 0.70, 7: 0.75}) is steady
 
 
+@pytest.mark.parametrize(
+    'dic, own',
+    [
+        ({}, False),
+        ({'distill_loss': None}, False),
+        ({'distill_loss': {'types': [], 'coef': []}}, False),
+        ({'distill_loss': {'types': [{'type': 'KLDivergenceLoss'}], 'coef': [1]}}, True),
+        ({'distill_features': [{'student': 'a', 'teacher': 'b', 'loss': {}}]}, True),
+        ({'distill_loss': 'KL'}, True),  # malformed: its run says what is wrong
+    ],
+)
+def test_a_student_config_with_distill_terms_has_its_own_recipe(dic, own):
+    assert has_own_recipe(SimpleNamespace(dic=dic)) is own
+
+
 def test_only_a_nan_loss_exit_is_a_divergence(tmp_path):
     log = tmp_path / 'run.log'
     log.write_text('error: something\n')
@@ -209,17 +299,13 @@ def test_a_losing_run_is_stopped_at_its_first_evaluation(tmp_path, synthetic_roo
 
 def test_a_negative_finalists_count_is_one_line(tmp_path):
     result = run_cli(
-        'tools/tune.py',
-        '--teacher_config',
-        TEACHER,
-        '--teacher_weights',
-        str(tmp_path / 'unused.pdparams'),
-        '--student_config',
-        os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
-        '--out',
-        str(tmp_path / 'tune'),
-        '--finalists',
-        '-1',
+        *tune_args(
+            TEACHER,
+            str(tmp_path / 'unused.pdparams'),
+            os.path.join(TEST_CONFIGS, 'tiny_student.yml'),
+            str(tmp_path / 'tune'),
+            *('--finalists', '-1'),
+        )
     )
     assert result.returncode == 1
     assert result.stderr.strip() == (

@@ -1,8 +1,9 @@
 """Search a distillation recipe for your teacher-student pair: loss (CWD, KL, DIST) x
 how hard it pulls (coef auto at a searched distill_auto_ratio) x temperature, with short
-trials that are stopped early when they fall behind, starting from the shipped recipes;
-the best few and the shipped recipe are trained again with a second seed, and the shipped
-recipe stays the pick unless one beats it on both. Each trial is scored on a split carved
+trials that are stopped early when they fall behind, starting from the shipped recipes.
+The incumbent is your student config's own recipe where it has distill terms, else the
+shipped one: it and the best few are trained again with a second seed, and it stays the
+pick unless one beats it on both. Each trial is scored on a split carved
 from the training list, never on val; slim/benchmark/tune.py says how. Needs Optuna: pip
 install -r requirements-tune.txt
 
@@ -10,7 +11,8 @@ install -r requirements-tune.txt
       --student_config S.yml --out output/tune
 
 Writes OUT/best_student.yml (your student config with the winning distill_loss and
-distill_auto_ratio: train it with distill_train.py and judge it on val), OUT/trials.md and trials.json (every trial) and
+distill_auto_ratio, or as it is where your recipe stays: train it with distill_train.py
+and judge it on val), OUT/trials.md and trials.json (every trial) and
 OUT/trials.png. Run it again with the same --out to continue the search.
 """
 
@@ -30,7 +32,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--student_config',
         required=True,
-        help='The student config (data, schedule); its distill terms are replaced by each trial.',
+        help='The student config (data, schedule); each trial replaces its distill terms, '
+        'which (if any) are the incumbent.',
     )
     parser.add_argument('--out', default='output/tune')
     parser.add_argument('--trials', type=int, default=24, help='Trials at most (default 24).')

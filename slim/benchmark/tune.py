@@ -4,7 +4,10 @@ Trials are short distill_train.py runs through the real CLI. Each trains on most
 training list and is scored on the rest (a split carved once, with a fixed seed): the val
 set is never read, so the recipe it picks can be judged on val afterwards. The search
 starts from the recipes the tool ships (SHIPPED_STARTS, each with `coef: auto`), so what
-it finds is compared with them on the user's own pair. A trial's coefficient is always
+it finds is compared with them on the user's own pair; a classifier's search leaves out
+the losses over spatial maps (CWD), which have nothing to compare in [N, C] logits. Where
+the student config has distill terms of its own (the user's recipe), that recipe is
+trained on the split too and is the incumbent. A trial's coefficient is always
 `auto`, at a searched `distill_auto_ratio` (how hard the term pulls against the labels):
 raw coefficients differ in scale by orders of magnitude between losses, temperatures and
 pairs, a pull does not, so every trial lands at a scale that can work. Optuna then chooses
@@ -15,9 +18,10 @@ where it stopped. Every trial uses the same seed, so trials differ by their reci
 The student alone is trained once on the same split, as the yardstick.
 
 One seed scored on a small held-out split ranks close recipes by luck, and the best of
-many such draws is the luckiest: so the best few finalists, and the shipped recipe (the
-first trial), are trained again with the next seed. The shipped recipe stays the pick
-unless a finalist beats it on both seeds; among those, the best mean over the two wins.
+many such draws is the luckiest: so the best few finalists, and the incumbent (the user's
+recipe, or else the shipped one: the first trial), are trained again with the next seed.
+The incumbent stays the pick unless a finalist beats it on both seeds; among those, the
+best mean over the two wins.
 
 Optuna is an optional dependency of this tool (requirements-tune.txt).
 """
@@ -28,6 +32,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import yaml
 
@@ -36,18 +41,33 @@ from paddleseg_ext.config import load_config
 from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.evaluation.task import TASKS
 from slim.benchmark.runs import REPO_ROOT, RunDiverged, check_exit, evaluations, records, say
+from slim.distill import losses
 from slim.distill.calibration import GRADIENT_RATIO
 
 # The recipes searched: distill_loss type -> the name of its temperature argument.
 RECIPES = {'ChannelWiseDistillLoss': 'tau', 'KLDivergenceLoss': 'temperature', 'DISTLoss': 'tau'}
 TEMPERATURES = (1.0, 2.0, 4.0)
-# The first trials: the shipped recipes' losses (configs/cpu/r18_to_mobileseg_mv3large_*)
-# at their temperatures, with coef auto at its default pull.
-SHIPPED_STARTS = (
-    {'loss': 'ChannelWiseDistillLoss', 'temperature': 4.0, 'auto_ratio': GRADIENT_RATIO},
-    {'loss': 'KLDivergenceLoss', 'temperature': 1.0, 'auto_ratio': GRADIENT_RATIO},
-    {'loss': 'DISTLoss', 'temperature': 1.0, 'auto_ratio': GRADIENT_RATIO},
-)
+
+
+def _start(loss, temperature):
+    return {'loss': loss, 'temperature': temperature, 'auto_ratio': GRADIENT_RATIO}
+
+
+# The first trials, per task: the shipped recipes' losses at their temperatures, with coef
+# auto at its default pull; the first is the incumbent. Segmentation's are those of
+# configs/cpu/r18_to_mobileseg_mv3large_*, classification's start from the digits' KL T=4.
+SHIPPED_STARTS = {
+    'segmentation': (
+        _start('ChannelWiseDistillLoss', 4.0),
+        _start('KLDivergenceLoss', 1.0),
+        _start('DISTLoss', 1.0),
+    ),
+    'classification': (
+        _start('KLDivergenceLoss', 4.0),
+        _start('DISTLoss', 1.0),
+        _start('KLDivergenceLoss', 1.0),
+    ),
+}
 FINALISTS = 3
 # The pulls searched (log-uniform), around the default: docs/recipes.md measures 0.25-1.
 AUTO_RATIO_RANGE = (0.1, 2.0)
@@ -58,6 +78,34 @@ SPLITTABLE = ('Dataset', 'OpticDiscSeg', 'ClassificationDataset')
 
 class TuneError(ValueError):
     """Input the tuner cannot work with; the message is one line."""
+
+
+@dataclass
+class OwnRecipe:
+    """The student config's own distill terms, trained on the split beside the trials: it
+    answers to `pick` as a trial does (number, value, user_attrs['config'])."""
+
+    config: str
+    value: float = None
+    number: str = 'yours'
+
+    @property
+    def user_attrs(self):
+        return {'config': self.config}
+
+
+def has_own_recipe(config):
+    """Whether a loaded student config declares distill terms of its own (a malformed
+    distill_loss counts: its run then fails with distill_train.py's own message)."""
+    logit_terms = config.dic.get('distill_loss')
+    if isinstance(logit_terms, dict):
+        logit_terms = logit_terms.get('types')
+    return bool(logit_terms or config.dic.get('distill_features'))
+
+
+def run_name(candidate):
+    """The folder of a trial's (or the user's recipe's) run on the split."""
+    return 'yours' if isinstance(candidate, OwnRecipe) else f'trial_{candidate.number}'
 
 
 def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
@@ -99,6 +147,17 @@ def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
     train = dict(dataset, train_path=paths['tune_train'])
     val = dict(dataset, val_path=paths['tune_holdout'])
     return {'train_dataset': train, 'val_dataset': val}, len(lines) - holdout_count, holdout_count
+
+
+def searched_losses(task_name):
+    """The RECIPES a task's logits can be compared by: a loss over spatial maps (its class
+    sets `needs_spatial`, as CWD) has nothing to compare in a classifier's [N, C]."""
+    return sorted(
+        name
+        for name in RECIPES
+        if task_name != 'classification'
+        or not getattr(getattr(losses, name), 'needs_spatial', False)
+    )
 
 
 def recipe_config(student_config, loss_type, temperature, auto_ratio):
@@ -197,7 +256,8 @@ def tune(
     finalists=FINALISTS,
 ):
     """Searches loss x pull (distill_auto_ratio) x temperature, then trains the best
-    `finalists` and the shipped recipe again with seed + 1 and picks (`pick`); writes
+    `finalists` and the incumbent (the student config's own recipe, or else the shipped
+    one) again with seed + 1 and picks (`pick`); writes
     out_dir/{best_student.yml, trials.md, trials.json, trials.png}; returns the pick's
     record. A trial whose loss turns NaN is recorded as diverged and loses; any other
     failure stops the search (RuntimeError naming its log)."""
@@ -266,10 +326,33 @@ def tune(
             report,
         )
 
+    def own_score(own, run_seed):
+        """The user's recipe's best held-out score with this seed (None: it diverged)."""
+        run_dir = os.path.join(out_dir, 'yours' if run_seed == seed else f'yours_seed{run_seed}')
+        try:
+            if not finished(run_dir):
+                say(f"Training your student config's own recipe on the split, seed {run_seed}")
+                distill(own.config, run_seed, run_dir)
+        except RunDiverged as exc:
+            say(f'Your recipe, seed {run_seed}: {exc}')
+            return None
+        score = max(s for _, s in evaluations(run_dir, task.primary_logged))
+        say(f'Your recipe, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
+        return score
+
     alone_score = alone(seed, 'student_alone')
+    own = None
+    if has_own_recipe(student):
+        own = OwnRecipe(
+            write_yaml(
+                os.path.join(configs, 'yours.yml'),
+                {'_base_': os.path.abspath(student_config), **split},
+            )
+        )
+        own.value = own_score(own, seed)
 
     def objective(trial):
-        loss_type = trial.suggest_categorical('loss', sorted(RECIPES))
+        loss_type = trial.suggest_categorical('loss', searched_losses(task.name))
         temperature = trial.suggest_categorical('temperature', TEMPERATURES)
         auto_ratio = trial.suggest_float('auto_ratio', *AUTO_RATIO_RANGE, log=True)
         name = f'trial_{trial.number}'
@@ -319,7 +402,7 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=iters // 2),
     )
     if not study.trials:
-        for params in SHIPPED_STARTS[:trials]:
+        for params in SHIPPED_STARTS[task.name][:trials]:
             study.enqueue_trial(params)
     # A failing trial (e.g. its teacher check) stops the search, a diverging one does not.
     # Run again on the same --out, the search only adds the trials it still owes.
@@ -334,40 +417,57 @@ def tune(
     if not completed:
         raise TuneError('no trial finished: raise --trials or --timeout')
     ranked = sorted(completed, key=lambda t: t.value, reverse=True)[: max(finalists, 1)]
-    # The shipped recipe (trial 0) is the incumbent: it trains again too, and stays the pick
-    # unless a finalist beats it on both seeds.
-    incumbent = next((t for t in completed if t.number == 0), None)
-    if finalists > 0 and incumbent is not None and incumbent not in ranked:
+    # The incumbent (the user's recipe, or else the shipped one: trial 0) trains again too,
+    # and stays the pick unless a finalist beats it on both seeds.
+    if own is not None:
+        incumbent = own if own.value is not None else None
+    else:
+        incumbent = next((t for t in completed if t.number == 0), None)
+    if incumbent is not None and incumbent not in ranked:
         ranked.append(incumbent)
     next_seed, alone_next_seed = {}, None
     if finalists > 0:
         say(f'Training the best {len(ranked)} again with seed {seed + 1}')
         alone_next_seed = alone(seed + 1, f'student_alone_seed{seed + 1}')
         for t in ranked:
-            run_dir = os.path.join(out_dir, f'trial_{t.number}_seed{seed + 1}')
+            if isinstance(t, OwnRecipe):
+                next_seed[t.number] = own_score(t, seed + 1) or 0.0
+                continue
+            run_dir = os.path.join(out_dir, f'{run_name(t)}_seed{seed + 1}')
             try:
                 if not finished(run_dir):
                     distill(t.user_attrs['config'], seed + 1, run_dir)
                 next_seed[t.number] = max(s for _, s in evaluations(run_dir, task.primary_logged))
             except RunDiverged as exc:
-                say(f'trial_{t.number} with seed {seed + 1}: {exc}; it scores 0 there')
+                say(f'{run_name(t)} with seed {seed + 1}: {exc}; it scores 0 there')
                 next_seed[t.number] = 0.0
 
     best = pick(ranked, incumbent, next_seed)
-    params = best.params
-    best_config = write_yaml(
-        os.path.join(out_dir, 'best_student.yml'),
-        recipe_config(student_config, params['loss'], params['temperature'], params['auto_ratio']),
-    )
+    if isinstance(best, OwnRecipe):
+        best_config = write_yaml(
+            os.path.join(out_dir, 'best_student.yml'), {'_base_': os.path.abspath(student_config)}
+        )
+        label = f"your student config's own recipe ({student_config})"
+    else:
+        params = best.params
+        best_config = write_yaml(
+            os.path.join(out_dir, 'best_student.yml'),
+            recipe_config(
+                student_config, params['loss'], params['temperature'], params['auto_ratio']
+            ),
+        )
+        label = (
+            f'trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '
+            f'{params["temperature"]} pull {params["auto_ratio"]:.3g} (coef auto)'
+        )
     records = [trial_record(t, optuna, next_seed.get(t.number)) for t in study.trials]
-    write_tables(out_dir, records, alone_score, alone_next_seed, seed, task.primary_label)
-    plot_trials(os.path.join(out_dir, 'trials.png'), records, alone_score, task.primary_label)
+    yours = None if own is None else {'score': own.value, 'next_seed_score': next_seed.get('yours')}
+    write_tables(out_dir, records, alone_score, alone_next_seed, seed, task.primary_label, yours)
+    plot_trials(os.path.join(out_dir, 'trials.png'), records, alone_score, task.primary_label, own)
     score = two_seed_score(best, next_seed)
     alone_mean = (alone_score + (alone_next_seed or alone_score)) / 2
     say(
-        f'Pick: trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '
-        f'{params["temperature"]} pull {params["auto_ratio"]:.3g} (coef auto): held-out '
-        f'{task.primary_label} {score:.4f}'
+        f'Pick: {label}: held-out {task.primary_label} {score:.4f}'
         + (' (mean of two seeds)' if next_seed else '')
         + f' (student alone {alone_mean:.4f}) -> {best_config}'
     )
@@ -380,7 +480,8 @@ def two_seed_score(trial, next_seed):
 
 
 def pick(finalists, incumbent, next_seed):
-    """The incumbent (the shipped recipe's trial), unless finalists beat it on both seeds:
+    """The incumbent (the user's recipe, or the shipped recipe's trial), unless finalists
+    beat it on both seeds:
     then the best two-seed mean of those. Without second-seed scores ({trial number:
     score}) or an incumbent, the best of the finalists."""
     if not next_seed or incumbent is None:
@@ -412,12 +513,14 @@ def trial_record(trial, optuna, next_seed_score=None):
     }
 
 
-def write_tables(out_dir, records, alone_score, alone_next_seed, seed, metric_label):
+def write_tables(out_dir, records, alone_score, alone_next_seed, seed, metric_label, yours=None):
+    """trials.json and trials.md; `yours`: the user's recipe's {score, next_seed_score}."""
     with open(os.path.join(out_dir, 'trials.json'), 'w') as f:
         json.dump(
             {
                 'student_alone': alone_score,
                 'student_alone_next_seed': alone_next_seed,
+                'yours': yours,
                 'trials': records,
             },
             f,
@@ -432,6 +535,18 @@ def write_tables(out_dir, records, alone_score, alone_next_seed, seed, metric_la
         f'Held-out {metric_label} of each trial (pruned: its best evaluation before it '
         f'was stopped), and of the finalists trained again with seed {seed + 1}; {alone}.',
         '',
+    ]
+    if yours is not None:
+        scores = [
+            '-' if yours[key] is None else f'{yours[key]:.4f}'
+            for key in ('score', 'next_seed_score')
+        ]
+        lines += [
+            f"Your student config's own recipe (the incumbent): {scores[0]} (seed {seed}), "
+            f'{scores[1]} (seed {seed + 1}).',
+            '',
+        ]
+    lines += [
         f'| trial | loss | temperature | pull (distill_auto_ratio) | coef auto chose | state | '
         f'held-out {metric_label} | seed {seed + 1} | seconds |',
         '|---|---|---|---|---|---|---|---|---|',
@@ -450,9 +565,9 @@ def write_tables(out_dir, records, alone_score, alone_next_seed, seed, metric_la
         f.write('\n'.join(lines) + '\n')
 
 
-def plot_trials(path, records, alone_score, metric_label):
+def plot_trials(path, records, alone_score, metric_label, own=None):
     """Each trial's held-out score in order, one colour per loss, pruned ones hollow; the
-    student alone as a line."""
+    student alone (and the user's own recipe) as a line."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -477,6 +592,8 @@ def plot_trials(path, records, alone_score, metric_label):
                     label=loss + (' (pruned)' if pruned else ''),
                 )
     axes.axhline(alone_score, color='grey', linestyle='--', label='student alone')
+    if own is not None and own.value is not None:
+        axes.axhline(own.value, color='black', linestyle=':', label='your recipe')
     axes.set_xlabel('trial')
     axes.set_ylabel(f'held-out {metric_label}')
     axes.legend(fontsize='small')

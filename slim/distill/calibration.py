@@ -35,8 +35,9 @@ def gradient_norm(loss, parameters):
 def auto_coefficients(supervised, term_losses, parameters, ratio=GRADIENT_RATIO):
     """{term index: coef} for the unweighted term losses {index: loss}, against the
     supervised loss (a scalar), from their gradients at `parameters`, each term pulling
-    `ratio` times as hard as the labels. Under data parallelism the squared norms are
-    averaged over the ranks, so all choose the same."""
+    `ratio` times as hard as the labels; None for a term that gives no gradient (there is
+    nothing to balance). Under data parallelism the squared norms are averaged over the
+    ranks, so all choose the same."""
     norms = [gradient_norm(supervised, parameters)] + [
         gradient_norm(loss, parameters) for loss in term_losses.values()
     ]
@@ -46,6 +47,6 @@ def auto_coefficients(supervised, term_losses, parameters, ratio=GRADIENT_RATIO)
         norms = [math.sqrt(float(s) / paddle.distributed.get_world_size()) for s in squares.numpy()]
     supervised_norm, term_norms = norms[0], norms[1:]
     return {
-        index: (ratio * supervised_norm / norm if norm > 0 else 1.0)
+        index: (ratio * supervised_norm / norm if norm > 0 else None)
         for index, norm in zip(term_losses, term_norms)
     }

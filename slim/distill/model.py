@@ -150,11 +150,22 @@ class DistillModel(nn.Layer):
             parameters = [p for p in self.student.parameters() if not p.stop_gradient]
             ratio = self.auto_ratio / sum(term.coef == AUTO for term in self.terms)
             for index, coef in auto_coefficients(supervised, unmeasured, parameters, ratio).items():
+                name = self.terms[index].name
+                if coef is None:
+                    # Nothing to balance: the term is likely dead (e.g. a softmax over one
+                    # position); say so rather than train as if it pulled.
+                    coef = 1.0
+                    logger.warning(
+                        f'coef auto: {name} gives the student no gradient on its first batch '
+                        f'(its loss does not change with the student there), so it is set to 1 '
+                        f'and may not train the student: check the layers and loss it compares'
+                    )
+                else:
+                    logger.info(
+                        f'coef auto: {name} = {coef:.4g} (its gradient '
+                        f"{ratio:.3g} times the supervised loss's on its first batch)"
+                    )
                 coefs[index] = coef
-                logger.info(
-                    f'coef auto: {self.terms[index].name} = {coef:.4g} (its gradient '
-                    f"{ratio:.3g} times the supervised loss's on its first batch)"
-                )
             self.trained_beside.coefs.set_value(paddle.to_tensor(coefs))
         self._auto_pending = bool(np.isnan(coefs).any())
 
