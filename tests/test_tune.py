@@ -10,7 +10,15 @@ import yaml
 from conftest import TEST_CONFIGS, data_opts, run_cli
 
 from slim.benchmark.runs import RunDiverged, check_exit, evaluations
-from slim.benchmark.tune import has_own_recipe, pick, run_watched, searched_losses
+from slim.benchmark.tune import (
+    TuneError,
+    check_same_search,
+    has_own_recipe,
+    pick,
+    run_watched,
+    search_inputs,
+    searched_losses,
+)
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 
@@ -312,3 +320,37 @@ def test_a_negative_finalists_count_is_one_line(tmp_path):
         'tune.py: error: --finalists -1: give 0 (pick on one seed) or more'
     )
     assert not (tmp_path / 'tune').exists()
+
+
+def test_a_search_is_not_continued_with_other_inputs(tmp_path, synthetic_root):
+    """The same --out continues a search only for the same pair, data, weights, iterations
+    and seed: otherwise its trials would mix two searches. Refused before anything in it
+    is touched."""
+    weights = tmp_path / 'teacher.pdparams'
+    weights.write_bytes(b'weights')
+    student = student_on(tmp_path, synthetic_root)
+    out = tmp_path / 'tune'
+    out.mkdir()
+    (out / 'tune_train.txt').write_text('the earlier split\n')
+    inputs = search_inputs(TEACHER, str(weights), student, 4, 0)
+    (out / 'search.json').write_text(json.dumps({**inputs, 'student_config': 'other'}))
+    result = run_cli(*tune_args(TEACHER, str(weights), student, str(out), '--iters', '4'))
+    assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip() == (
+        f'tune.py: error: {out} holds a search with another student_config than {student}: '
+        f'give a new --out to search for these inputs, or delete {out} to start over'
+    )
+    assert (out / 'tune_train.txt').read_text() == 'the earlier split\n'
+    assert sorted(os.listdir(out)) == ['search.json', 'tune_train.txt']
+    # Changed weights are another search too; the same inputs are the same search.
+    (out / 'search.json').write_text(json.dumps(inputs))
+    weights.write_bytes(b'other weights')
+    with pytest.raises(TuneError, match='another teacher_weights than'):
+        check_same_search(str(out), search_inputs(TEACHER, str(weights), student, 4, 0), NAMES)
+    weights.write_bytes(b'weights')
+    check_same_search(str(out), search_inputs(TEACHER, str(weights), student, 4, 0), NAMES)
+
+
+NAMES = {
+    key: key for key in ('teacher_config', 'teacher_weights', 'student_config', 'iters', 'seed')
+}

@@ -13,7 +13,8 @@ install -r requirements-tune.txt
 Writes OUT/best_student.yml (your student config with the winning distill_loss and
 distill_auto_ratio, or as it is where your recipe stays: train it with distill_train.py
 and judge it on val), OUT/trials.md and trials.json (every trial) and
-OUT/trials.png. Run it again with the same --out to continue the search.
+OUT/trials.png. Run it again with the same --out to continue the search (the same inputs only:
+OUT/search.json records them).
 """
 
 import argparse

@@ -26,6 +26,7 @@ best mean over the two wins.
 Optuna is an optional dependency of this tool (requirements-tune.txt).
 """
 
+import hashlib
 import json
 import os
 import random
@@ -38,8 +39,10 @@ import yaml
 
 from paddleseg_ext.components import dataset_task
 from paddleseg_ext.config import load_config
+from paddleseg_ext.config_yaml import load_config_dict
 from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.evaluation.task import TASKS
+from paddleseg_ext.weights import sha256
 from slim.benchmark.runs import REPO_ROOT, RunDiverged, check_exit, evaluations, records, say
 from slim.distill import losses
 from slim.distill.calibration import GRADIENT_RATIO
@@ -147,6 +150,44 @@ def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
     train = dict(dataset, train_path=paths['tune_train'])
     val = dict(dataset, val_path=paths['tune_holdout'])
     return {'train_dataset': train, 'val_dataset': val}, len(lines) - holdout_count, holdout_count
+
+
+def search_inputs(teacher_config, teacher_weights, student_config, iters, seed):
+    """What a search's trials depend on: the configs as resolved (their _base_ chains
+    included), the teacher's weights, the iterations and the seed."""
+
+    def resolved(path):
+        text = json.dumps(load_config_dict(path), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    return {
+        'teacher_config': resolved(teacher_config),
+        'teacher_weights': sha256(teacher_weights),
+        'student_config': resolved(student_config),
+        'iters': iters,
+        'seed': seed,
+    }
+
+
+def check_same_search(out_dir, inputs, names):
+    """Records a new search's inputs in out_dir/search.json; refuses (TuneError) to continue
+    one whose inputs differ, before anything in out_dir is touched: its trials would mix
+    two pairs. `names`: what each input was given as, for the message."""
+    path = os.path.join(out_dir, 'search.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            before = json.load(f)
+        changed = [key for key in inputs if before.get(key) != inputs[key]]
+        if changed:
+            key = changed[0]
+            raise TuneError(
+                f'{out_dir} holds a search with another {key} than {names[key]}: give a new '
+                f'--out to search for these inputs, or delete {out_dir} to start over'
+            )
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(inputs, f, indent=2)
 
 
 def searched_losses(task_name):
@@ -273,6 +314,19 @@ def tune(
     student = load_config(student_config)
     task = TASKS[dataset_task(student.train_dataset_cfg)]
     iters = iters or student.iters
+    if not os.path.isfile(teacher_weights):
+        raise TuneError(f'--teacher_weights {teacher_weights}: no such file')
+    check_same_search(
+        out_dir,
+        search_inputs(teacher_config, teacher_weights, student_config, iters, seed),
+        {
+            'teacher_config': teacher_config,
+            'teacher_weights': teacher_weights,
+            'student_config': student_config,
+            'iters': f'--iters {iters}',
+            'seed': f'--seed {seed}',
+        },
+    )
     split, train_count, holdout_count = carve_split(student_config, out_dir, seed=seed)
     say(
         f'Split of {student_config}: {train_count} images to train on, {holdout_count} held '
