@@ -86,15 +86,11 @@ class TuneError(ValueError):
 @dataclass
 class OwnRecipe:
     """The student config's own distill terms, trained on the split beside the trials: it
-    answers to `pick` as a trial does (number, value, user_attrs['config'])."""
+    answers to `pick` as a trial does (number, value)."""
 
     config: str
     value: float = None
     number: str = 'yours'
-
-    @property
-    def user_attrs(self):
-        return {'config': self.config}
 
 
 def has_own_recipe(config):
@@ -104,11 +100,6 @@ def has_own_recipe(config):
     if isinstance(logit_terms, dict):
         logit_terms = logit_terms.get('types')
     return bool(logit_terms or config.dic.get('distill_features'))
-
-
-def run_name(candidate):
-    """The folder of a trial's (or the user's recipe's) run on the split."""
-    return 'yours' if isinstance(candidate, OwnRecipe) else f'trial_{candidate.number}'
 
 
 def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
@@ -487,13 +478,13 @@ def tune(
             if isinstance(t, OwnRecipe):
                 next_seed[t.number] = own_score(t, seed + 1) or 0.0
                 continue
-            run_dir = os.path.join(out_dir, f'{run_name(t)}_seed{seed + 1}')
+            run_dir = os.path.join(out_dir, f'trial_{t.number}_seed{seed + 1}')
             try:
                 if not finished(run_dir):
                     distill(t.user_attrs['config'], seed + 1, run_dir)
                 next_seed[t.number] = max(s for _, s in evaluations(run_dir, task.primary_logged))
             except RunDiverged as exc:
-                say(f'{run_name(t)} with seed {seed + 1}: {exc}; it scores 0 there')
+                say(f'trial_{t.number} with seed {seed + 1}: {exc}; it scores 0 there')
                 next_seed[t.number] = 0.0
 
     best = pick(ranked, incumbent, next_seed)
@@ -535,9 +526,8 @@ def two_seed_score(trial, next_seed):
 
 def pick(finalists, incumbent, next_seed):
     """The incumbent (the user's recipe, or the shipped recipe's trial), unless finalists
-    beat it on both seeds:
-    then the best two-seed mean of those. Without second-seed scores ({trial number:
-    score}) or an incumbent, the best of the finalists."""
+    beat it on both seeds: then the best two-seed mean of those. Without second-seed
+    scores ({trial number: score}) or an incumbent, the best of the finalists."""
     if not next_seed or incumbent is None:
         return max(finalists, key=lambda t: two_seed_score(t, next_seed))
     challengers = [
