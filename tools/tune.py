@@ -1,19 +1,19 @@
-"""Search a distillation recipe for your teacher-student pair: loss (CWD, KL, DIST) x
-how hard it pulls (coef auto at a searched distill_auto_ratio) x temperature, with short
+"""Search a distillation recipe for your teacher-student pair: loss (CWD, KL, DIST) x how
+hard it pulls (coef auto at a searched distill_auto_ratio) x temperature, with short
 trials that are stopped early when they fall behind, starting from the shipped recipes.
 The incumbent is your student config's own recipe where it has distill terms, else the
 shipped one: it and the best few are trained again with a second seed, and it stays the
-pick unless one beats it on both. Each trial is scored on a split carved
-from the training list, never on val; slim/benchmark/tune.py says how. Needs Optuna: pip
-install -r requirements-tune.txt
+pick unless one beats it on both. Each trial is scored on a split carved from the
+training list, never on val; slim/benchmark/tune.py says how.
+Needs Optuna: pip install -r requirements-tune.txt
 
   python tools/tune.py --teacher_config T.yml --teacher_weights T/best_model/model.pdparams \
       --student_config S.yml --out output/tune
 
 Writes OUT/best_student.yml (your student config with the winning distill_loss and
 distill_auto_ratio, or as it is where your recipe stays: train it with distill_train.py
-and judge it on val), OUT/trials.md and trials.json (every trial) and
-OUT/trials.png. Run it again with the same --out to continue the search (the same inputs only:
+and judge it on val), OUT/trials.md and trials.json (every trial) and OUT/trials.png.
+Run it again with the same --out to continue the search (the same inputs only:
 OUT/search.json records them).
 """
 

@@ -371,18 +371,25 @@ def tune(
             report,
         )
 
-    def own_score(own, run_seed):
-        """The user's recipe's best held-out score with this seed (None: it diverged)."""
-        run_dir = os.path.join(out_dir, 'yours' if run_seed == seed else f'yours_seed{run_seed}')
+    def whole_run_score(config, run_seed, run_dir, label):
+        """The best held-out score of a whole distilled run, trained unless it is done
+        (None: its loss diverged, and it loses)."""
         try:
             if not finished(run_dir):
-                say(f"Training your student config's own recipe on the split, seed {run_seed}")
-                distill(own.config, run_seed, run_dir)
+                distill(config, run_seed, run_dir)
         except RunDiverged as exc:
-            say(f'Your recipe, seed {run_seed}: {exc}')
+            say(f'{label} with seed {run_seed}: {exc}; it loses')
             return None
-        score = max(s for _, s in evaluations(run_dir, task.primary_logged))
-        say(f'Your recipe, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
+        return max(s for _, s in evaluations(run_dir, task.primary_logged))
+
+    def own_score(run_seed):
+        """The user's recipe's best held-out score with this seed (None: it diverged)."""
+        run_dir = os.path.join(out_dir, 'yours' if run_seed == seed else f'yours_seed{run_seed}')
+        if not finished(run_dir):
+            say(f"Training your student config's own recipe on the split, seed {run_seed}")
+        score = whole_run_score(own.config, run_seed, run_dir, 'Your recipe')
+        if score is not None:
+            say(f'Your recipe, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
         return score
 
     alone_score = alone(seed, 'student_alone')
@@ -394,7 +401,7 @@ def tune(
                 {'_base_': os.path.abspath(student_config), **split},
             )
         )
-        own.value = own_score(own, seed)
+        own.value = own_score(seed)
 
     def objective(trial):
         loss_type = trial.suggest_categorical('loss', searched_losses(task.name))
@@ -476,16 +483,12 @@ def tune(
         alone_next_seed = alone(seed + 1, f'student_alone_seed{seed + 1}')
         for t in ranked:
             if isinstance(t, OwnRecipe):
-                next_seed[t.number] = own_score(t, seed + 1) or 0.0
-                continue
-            run_dir = os.path.join(out_dir, f'trial_{t.number}_seed{seed + 1}')
-            try:
-                if not finished(run_dir):
-                    distill(t.user_attrs['config'], seed + 1, run_dir)
-                next_seed[t.number] = max(s for _, s in evaluations(run_dir, task.primary_logged))
-            except RunDiverged as exc:
-                say(f'trial_{t.number} with seed {seed + 1}: {exc}; it scores 0 there')
-                next_seed[t.number] = 0.0
+                score = own_score(seed + 1)
+            else:
+                name = f'trial_{t.number}'
+                run_dir = os.path.join(out_dir, f'{name}_seed{seed + 1}')
+                score = whole_run_score(t.user_attrs['config'], seed + 1, run_dir, name)
+            next_seed[t.number] = 0.0 if score is None else score
 
     best = pick(ranked, incumbent, next_seed)
     if isinstance(best, OwnRecipe):
