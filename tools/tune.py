@@ -2,9 +2,9 @@
 hard it pulls (coef auto at a searched distill_auto_ratio) x temperature, with short
 trials that are stopped early when they fall behind, starting from the shipped recipes.
 The incumbent is your student config's own recipe where it has distill terms, else the
-shipped one: it and the best few are trained again with a second seed, and it stays the
-pick unless one beats it on both. Each trial is scored on a split carved from the
-training list, never on val; slim/benchmark/tune.py says how.
+shipped one: it and the best few are trained again with fresh seeds, and it stays the
+pick unless one beats it on every fresh seed. Each trial is scored on a split carved
+from the training list, never on val; slim/benchmark/tune.py says how.
 Needs Optuna: pip install -r requirements-tune.txt
 
   python tools/tune.py --teacher_config T.yml --teacher_weights T/best_model/model.pdparams \
@@ -21,7 +21,7 @@ import argparse
 
 from paddleseg_ext.cli import ArgumentParser
 from paddleseg_ext.errors import UserInputError
-from slim.benchmark.tune import FINALISTS, TuneError, tune
+from slim.benchmark.tune import CONFIRM_SEEDS, FINALISTS, TuneError, tune
 
 
 def parse_args(argv=None):
@@ -57,8 +57,15 @@ def parse_args(argv=None):
         '--finalists',
         type=int,
         default=FINALISTS,
-        help=f'The best trials trained again with seed + 1 before the pick (default '
+        help=f'The best trials trained again with fresh seeds before the pick (default '
         f'{FINALISTS}; 0: pick on one seed).',
+    )
+    parser.add_argument(
+        '--confirm_seeds',
+        type=int,
+        default=CONFIRM_SEEDS,
+        help=f'How many fresh seeds (seed + 1 on) the finalists and the incumbent train again '
+        f'with; the pick is made on those alone (default {CONFIRM_SEEDS}).',
     )
     parser.add_argument('--cpu_threads', type=int, default=None)
     parser.add_argument(
@@ -84,6 +91,7 @@ def main(argv=None):
             cpu_threads=args.cpu_threads,
             allow_weak_teacher=args.allow_weak_teacher,
             finalists=args.finalists,
+            confirm_seeds=args.confirm_seeds,
         )
     except (TuneError, UserInputError, RuntimeError) as exc:
         raise SystemExit(f'tune.py: error: {exc}') from None

@@ -18,10 +18,12 @@ where it stopped. Every trial uses the same seed, so trials differ by their reci
 The student alone is trained once on the same split, as the yardstick.
 
 One seed scored on a small held-out split ranks close recipes by luck, and the best of
-many such draws is the luckiest: so the best few finalists, and the incumbent (the user's
-recipe, or else the shipped one: the first trial), are trained again with the next seed.
-The incumbent stays the pick unless a finalist beats it on both seeds; among those, the
-best mean over the two wins.
+many such draws is the luckiest: the finalists' scores on the seed they were chosen on are
+inflated by the choice. So the best few finalists, and the incumbent (the user's recipe,
+or else the shipped one: the first trial), are trained again with fresh seeds (the
+confirmation seeds, seed + 1 on), and only those decide: the incumbent stays the pick
+unless a finalist beats it on every confirmation seed; among those, the best mean over
+them wins.
 
 Optuna is an optional dependency of this tool (requirements-tune.txt).
 """
@@ -72,6 +74,7 @@ SHIPPED_STARTS = {
     ),
 }
 FINALISTS = 3
+CONFIRM_SEEDS = 2
 # The pulls searched (log-uniform), around the default: docs/recipes.md measures 0.25-1.
 AUTO_RATIO_RANGE = (0.1, 2.0)
 HOLDOUT_FRACTION = 0.2
@@ -286,15 +289,20 @@ def tune(
     cpu_threads=None,
     allow_weak_teacher=False,
     finalists=FINALISTS,
+    confirm_seeds=CONFIRM_SEEDS,
 ):
     """Searches loss x pull (distill_auto_ratio) x temperature, then trains the best
     `finalists` and the incumbent (the student config's own recipe, or else the shipped
-    one) again with seed + 1 and picks (`pick`); writes
+    one) again with `confirm_seeds` fresh seeds and picks on those (`pick`); writes
     out_dir/{best_student.yml, trials.md, trials.json, trials.png}; returns the pick's
     record. A trial whose loss turns NaN is recorded as diverged and loses; any other
     failure stops the search (RuntimeError naming its log)."""
     if finalists < 0:
         raise TuneError(f'--finalists {finalists}: give 0 (pick on one seed) or more')
+    if confirm_seeds < 1:
+        raise TuneError(
+            f'--confirm_seeds {confirm_seeds}: give 1 or more (--finalists 0 picks on one seed)'
+        )
     try:
         import optuna
     except ImportError:
@@ -392,6 +400,14 @@ def tune(
             say(f'Your recipe, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
         return score
 
+    def confirm_score(finalist, run_seed):
+        """A finalist's (or your recipe's) best held-out score with a confirmation seed."""
+        if isinstance(finalist, OwnRecipe):
+            return own_score(run_seed)
+        name = f'trial_{finalist.number}'
+        run_dir = os.path.join(out_dir, f'{name}_seed{run_seed}')
+        return whole_run_score(finalist.user_attrs['config'], run_seed, run_dir, name)
+
     alone_score = alone(seed, 'student_alone')
     own = None
     if has_own_recipe(student):
@@ -470,27 +486,23 @@ def tune(
         raise TuneError('no trial finished: raise --trials or --timeout')
     ranked = sorted(completed, key=lambda t: t.value, reverse=True)[: max(finalists, 1)]
     # The incumbent (the user's recipe, or else the shipped one: trial 0) trains again too,
-    # and stays the pick unless a finalist beats it on both seeds.
+    # and stays the pick unless a finalist beats it on every confirmation seed.
     if own is not None:
         incumbent = own if own.value is not None else None
     else:
         incumbent = next((t for t in completed if t.number == 0), None)
     if incumbent is not None and incumbent not in ranked:
         ranked.append(incumbent)
-    next_seed, alone_next_seed = {}, None
-    if finalists > 0:
-        say(f'Training the best {len(ranked)} again with seed {seed + 1}')
-        alone_next_seed = alone(seed + 1, f'student_alone_seed{seed + 1}')
+    confirm, alone_confirm = {}, []
+    seeds = list(range(seed + 1, seed + 1 + confirm_seeds)) if finalists > 0 else []
+    if seeds:
+        names = ['your recipe' if t is own else f'trial {t.number}' for t in ranked]
+        say(f'Training {", ".join(names)} again with seeds {", ".join(map(str, seeds))}')
+        alone_confirm = [alone(s, f'student_alone_seed{s}') for s in seeds]
         for t in ranked:
-            if isinstance(t, OwnRecipe):
-                score = own_score(seed + 1)
-            else:
-                name = f'trial_{t.number}'
-                run_dir = os.path.join(out_dir, f'{name}_seed{seed + 1}')
-                score = whole_run_score(t.user_attrs['config'], seed + 1, run_dir, name)
-            next_seed[t.number] = 0.0 if score is None else score
+            confirm[t.number] = [confirm_score(t, s) for s in seeds]
 
-    best = pick(ranked, incumbent, next_seed)
+    best = pick(ranked, incumbent, confirm)
     if isinstance(best, OwnRecipe):
         best_config = write_yaml(
             os.path.join(out_dir, 'best_student.yml'), {'_base_': os.path.abspath(student_config)}
@@ -508,42 +520,56 @@ def tune(
             f'trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '
             f'{params["temperature"]} pull {params["auto_ratio"]:.3g} (coef auto)'
         )
-    records = [trial_record(t, optuna, next_seed.get(t.number)) for t in study.trials]
-    yours = None if own is None else {'score': own.value, 'next_seed_score': next_seed.get('yours')}
-    write_tables(out_dir, records, alone_score, alone_next_seed, seed, task.primary_label, yours)
+    records = [trial_record(t, optuna, confirm.get(t.number)) for t in study.trials]
+    yours = None if own is None else {'score': own.value, 'confirm_scores': confirm.get('yours')}
+    write_tables(out_dir, records, alone_score, seed, seeds, alone_confirm, task, yours)
     plot_trials(os.path.join(out_dir, 'trials.png'), records, alone_score, task.primary_label, own)
-    score = two_seed_score(best, next_seed)
-    alone_mean = (alone_score + (alone_next_seed or alone_score)) / 2
+    if seeds:
+        score, alone_mean = confirm_mean(confirm[best.number]), sum(alone_confirm) / len(seeds)
+        where = f'mean of seeds {", ".join(map(str, seeds))}, which it was not chosen on'
+    else:
+        score, alone_mean, where = best.value, alone_score, f'seed {seed}'
     say(
-        f'Pick: {label}: held-out {task.primary_label} {score:.4f}'
-        + (' (mean of two seeds)' if next_seed else '')
-        + f' (student alone {alone_mean:.4f}) -> {best_config}'
+        f'Pick: {label}: held-out {task.primary_label} {score:.4f} ({where}; the student '
+        f'alone {alone_mean:.4f}) -> {best_config}'
     )
-    return {'config': best_config, 'score': score, 'alone': alone_score}
+    if score <= alone_mean:
+        say(
+            f'Warning: the pick does not beat the student alone on the held-out images '
+            f'({score:.4f} against {alone_mean:.4f}): distillation may not help this pair as '
+            f'it is; check that the teacher suits this data, or train the student alone'
+        )
+    return {'config': best_config, 'score': score, 'alone': alone_mean}
 
 
-def two_seed_score(trial, next_seed):
-    """A finalist's mean over both seeds (a trial without a second run: its one score)."""
-    return (trial.value + next_seed.get(trial.number, trial.value)) / 2
+def confirm_mean(scores):
+    """The mean over the confirmation seeds; a diverged run (None) scores 0."""
+    return sum(0.0 if s is None else s for s in scores) / len(scores)
 
 
-def pick(finalists, incumbent, next_seed):
+def pick(finalists, incumbent, confirm):
     """The incumbent (the user's recipe, or the shipped recipe's trial), unless finalists
-    beat it on both seeds: then the best two-seed mean of those. Without second-seed
-    scores ({trial number: score}) or an incumbent, the best of the finalists."""
-    if not next_seed or incumbent is None:
-        return max(finalists, key=lambda t: two_seed_score(t, next_seed))
+    beat it on every confirmation seed ({trial number: [score per seed]}; None: diverged,
+    which loses): then the best confirmation mean of those. The seed the finalists were
+    chosen on plays no part. Without confirmation scores, the best search score; without
+    an incumbent, the best confirmation mean."""
+    if not confirm:
+        return max(finalists, key=lambda t: t.value)
+    if incumbent is None:
+        return max(finalists, key=lambda t: confirm_mean(confirm[t.number]))
+
+    def beats(score, incumbent_score):
+        return score is not None and (incumbent_score is None or score > incumbent_score)
+
     challengers = [
-        t
-        for t in finalists
-        if t.value > incumbent.value and next_seed[t.number] > next_seed[incumbent.number]
+        t for t in finalists if all(map(beats, confirm[t.number], confirm[incumbent.number]))
     ]
     if not challengers:
         return incumbent
-    return max(challengers, key=lambda t: two_seed_score(t, next_seed))
+    return max(challengers, key=lambda t: confirm_mean(confirm[t.number]))
 
 
-def trial_record(trial, optuna, next_seed_score=None):
+def trial_record(trial, optuna, confirm_scores=None):
     params = trial.params
     return {
         'trial': trial.number,
@@ -555,58 +581,73 @@ def trial_record(trial, optuna, next_seed_score=None):
         'score': trial.value
         if trial.state == optuna.trial.TrialState.COMPLETE
         else (max(trial.intermediate_values.values()) if trial.intermediate_values else None),
-        'next_seed_score': next_seed_score,
+        'confirm_scores': confirm_scores,
         'seconds': trial.user_attrs.get('seconds'),
     }
 
 
-def write_tables(out_dir, records, alone_score, alone_next_seed, seed, metric_label, yours=None):
-    """trials.json and trials.md; `yours`: the user's recipe's {score, next_seed_score}."""
+def write_tables(out_dir, records, alone_score, seed, seeds, alone_confirm, task, yours=None):
+    """trials.json and trials.md: every trial's score on the search seed, the finalists'
+    on the confirmation `seeds`; `yours`: the user's recipe's {score, confirm_scores}."""
     with open(os.path.join(out_dir, 'trials.json'), 'w') as f:
         json.dump(
             {
+                'seed': seed,
+                'confirm_seeds': seeds,
                 'student_alone': alone_score,
-                'student_alone_next_seed': alone_next_seed,
+                'student_alone_confirm': alone_confirm,
                 'yours': yours,
                 'trials': records,
             },
             f,
             indent=2,
         )
-    alone = f'the student alone scores {alone_score:.4f}' + (
-        f' (seed {seed}) and {alone_next_seed:.4f} (seed {seed + 1})'
-        if alone_next_seed is not None
-        else ''
+
+    def cell(value):
+        return '-' if value is None else f'{value:.4f}'
+
+    def confirm_cells(scores):
+        return [cell(s) for s in scores] if scores else ['-'] * len(seeds)
+
+    metric = task.primary_label
+    alone = ', '.join(
+        f'{cell(score)} (seed {s})'
+        for s, score in zip([seed, *seeds], [alone_score, *alone_confirm])
     )
     lines = [
-        f'Held-out {metric_label} of each trial (pruned: its best evaluation before it '
-        f'was stopped), and of the finalists trained again with seed {seed + 1}; {alone}.',
+        f'Held-out {metric} of each trial with seed {seed} (pruned: its best evaluation before '
+        f'it was stopped)'
+        + (
+            f', and of the finalists trained again with seeds {", ".join(map(str, seeds))}: the '
+            f'pick is made on those alone'
+            if seeds
+            else ''
+        )
+        + f'. The student alone scores {alone}.',
         '',
     ]
     if yours is not None:
-        scores = [
-            '-' if yours[key] is None else f'{yours[key]:.4f}'
-            for key in ('score', 'next_seed_score')
-        ]
+        own = [cell(yours['score']), *confirm_cells(yours['confirm_scores'])]
         lines += [
-            f"Your student config's own recipe (the incumbent): {scores[0]} (seed {seed}), "
-            f'{scores[1]} (seed {seed + 1}).',
+            "Your student config's own recipe (the incumbent): "
+            + ', '.join(f'{v} (seed {s})' for s, v in zip([seed, *seeds], own))
+            + '.',
             '',
         ]
+    seed_columns = ''.join(f' seed {s} |' for s in seeds)
     lines += [
         f'| trial | loss | temperature | pull (distill_auto_ratio) | coef auto chose | state | '
-        f'held-out {metric_label} | seed {seed + 1} | seconds |',
-        '|---|---|---|---|---|---|---|---|---|',
+        f'held-out {metric} |{seed_columns} seconds |',
+        '|---|---|---|---|---|---|---|' + '---|' * len(seeds) + '---|',
     ]
     for r in records:
         ratio = '-' if r['auto_ratio'] is None else f'{r["auto_ratio"]:.3g}'
         coef = '-' if r['coef'] is None else f'{r["coef"]:.3g}'
-        score = '-' if r['score'] is None else f'{r["score"]:.4f}'
-        again = '-' if r['next_seed_score'] is None else f'{r["next_seed_score"]:.4f}'
+        again = ''.join(f' {v} |' for v in confirm_cells(r['confirm_scores']))
         seconds = '-' if r['seconds'] is None else f'{r["seconds"]:.0f}'
         lines.append(
             f'| {r["trial"]} | {r["loss"]} | {r["temperature"]} | {ratio} | {coef} | '
-            f'{r["state"]} | {score} | {again} | {seconds} |'
+            f'{r["state"]} | {cell(r["score"])} |{again} {seconds} |'
         )
     with open(os.path.join(out_dir, 'trials.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
