@@ -18,6 +18,7 @@ from slim.benchmark.tune import (
     run_watched,
     search_inputs,
     searched_losses,
+    warn_if_trials_are_long,
 )
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
@@ -272,6 +273,36 @@ def test_the_incumbent_stays_unless_beaten_on_every_fresh_seed():
     # No fresh seeds (--finalists 0): the best search score; no incumbent: the best fresh mean.
     assert pick([lucky, shipped], shipped, {}) is lucky
     assert pick([lucky, steady], None, {6: [0.70, 0.71], 7: [0.75, 0.70]}) is steady
+
+
+def test_trials_too_long_for_the_timeout_are_said_to_be(
+    tmp_path, synthetic_root, teacher_weights, capsys
+):
+    """A student config's full schedule makes a trial too long for a search: when fewer
+    than half the trials asked for can start in --timeout, the tuner says so and still
+    picks from those that ran."""
+    out = tmp_path / 'tune'
+    args = ('--trials', '4', '--iters', '2', '--timeout', '1', '--finalists', '0')
+    result = run_cli(
+        *tune_args(TEACHER, teacher_weights, student_on(tmp_path, synthetic_root), str(out), *args),
+        '--allow_weak_teacher',
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    warning = re.findall(
+        r'Warning: the student alone took \d+ s for 2 iterations, so at most about 1 of the 4 '
+        r'trials can start within --timeout 1 s: give a smaller --iters for short trials, or a '
+        r'larger --timeout',
+        result.stdout,
+    )
+    assert len(warning) == 1, result.stdout[-3000:]
+    assert len(json.load(open(out / 'trials.json'))['trials']) < 4
+    assert (out / 'best_student.yml').exists()
+    capsys.readouterr()
+    warn_if_trials_are_long(40, 150, 24, 540)  # 13 fit, half of 24 or more: nothing to say
+    assert capsys.readouterr().out == ''
+    warn_if_trials_are_long(50, 150, 24, 540)  # 10 fit
+    assert capsys.readouterr().out.startswith('Warning: the student alone took 50 s for 150 ')
 
 
 @pytest.mark.parametrize(

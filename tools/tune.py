@@ -48,7 +48,9 @@ def parse_args(argv=None):
         '--iters',
         type=int,
         default=None,
-        help="Iterations per trial (default: the student config's).",
+        help="Iterations per trial (default: the student config's). Trials are meant to be "
+        'short: for a full-size schedule give a fraction of it (the tuner warns when fewer '
+        'than half the trials fit in --timeout).',
     )
     parser.add_argument(
         '--seed', type=int, default=0, help='Seed of the split and of every trial (default 0).'

@@ -348,11 +348,12 @@ def tune(
         if not finished(run_dir):
             say(f'Training the student alone on the split, seed {run_seed} (the yardstick)')
             args = training_args(iters, run_seed, evaluations_per_run, cpu_threads)
-            run_watched(
+            _, _, seconds = run_watched(
                 ['train.py', '--config', alone_config, *args, '--save_dir', run_dir],
                 run_dir,
                 task.primary_logged,
             )
+            warn_if_trials_are_long(seconds, iters, trials, timeout_s)
         score = max(score for _, score in evaluations(run_dir, task.primary_logged))
         say(f'Student alone, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
         return score
@@ -540,6 +541,21 @@ def tune(
             f'it is; check that the teacher suits this data, or train the student alone'
         )
     return {'config': best_config, 'score': score, 'alone': alone_mean}
+
+
+def warn_if_trials_are_long(alone_seconds, iters, trials, timeout_s):
+    """Says so when fewer than half the trials asked for can start within timeout_s: a
+    student config's full schedule is too long a trial (a distilled run takes longer
+    still than the student alone's `alone_seconds`)."""
+    if timeout_s is None or alone_seconds <= 0:
+        return
+    fit = int(timeout_s // alone_seconds)
+    if fit < trials / 2:
+        say(
+            f'Warning: the student alone took {alone_seconds:.0f} s for {iters} iterations, '
+            f'so at most about {max(fit, 1)} of the {trials} trials can start within --timeout '
+            f'{timeout_s:.0f} s: give a smaller --iters for short trials, or a larger --timeout'
+        )
 
 
 def confirm_mean(scores):
