@@ -9,17 +9,9 @@ import pytest
 import yaml
 from conftest import TEST_CONFIGS, data_opts, run_cli
 
-from slim.benchmark.runs import RunDiverged, check_exit, evaluations
-from slim.benchmark.tune import (
-    TuneError,
-    check_same_search,
-    has_own_recipe,
-    pick,
-    run_watched,
-    search_inputs,
-    searched_losses,
-    warn_if_trials_are_long,
-)
+from slim.benchmark.runs import RunDiverged, check_exit, evaluations, run_watched
+from slim.benchmark.tune import has_own_recipe, pick, searched_losses, warn_if_trials_are_long
+from slim.benchmark.tune_inputs import TuneError, check_same_search, search_inputs
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 

@@ -213,3 +213,36 @@ def records(run_dir, tag):
 def evaluations(run_dir, metric):
     """[(iter, metric)] of the 'Evaluate' records run_dir/train_log.jsonl holds so far."""
     return [(record['iter'], record[metric]) for record in records(run_dir, 'Evaluate')]
+
+
+def run_watched(args, run_dir, metric, on_evaluation=None, poll_seconds=2.0):
+    """Runs `python args...` (a training CLI writing run_dir/train_log.jsonl), calling
+    on_evaluation(iter, score) for each evaluation as it is written; one returning True
+    stops the run. Returns (the evaluations [(iter, score)], stopped early, seconds)."""
+    os.makedirs(run_dir, exist_ok=True)
+    start = time.time()
+    seen = 0
+    log_path = os.path.join(run_dir, 'run.log')
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            while True:
+                finished = proc.poll() is not None
+                found = evaluations(run_dir, metric)
+                for iteration, score in found[seen:]:
+                    seen += 1
+                    if on_evaluation is not None and on_evaluation(iteration, score):
+                        proc.terminate()
+                        proc.wait()
+                        return found, True, time.time() - start
+                if finished:
+                    break
+                time.sleep(poll_seconds)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    check_exit(proc.returncode, log_path, os.path.basename(run_dir))
+    return evaluations(run_dir, metric), False, time.time() - start

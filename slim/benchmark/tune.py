@@ -28,24 +28,17 @@ them wins.
 Optuna is an optional dependency of this tool (requirements-tune.txt).
 """
 
-import hashlib
-import json
 import os
-import random
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 
 import yaml
 
 from paddleseg_ext.components import dataset_task
 from paddleseg_ext.config import load_config
-from paddleseg_ext.config_yaml import load_config_dict
-from paddleseg_ext.datasets.layout import list_file
 from paddleseg_ext.evaluation.task import TASKS
-from paddleseg_ext.weights import sha256
-from slim.benchmark.runs import REPO_ROOT, RunDiverged, check_exit, evaluations, records, say
+from slim.benchmark.runs import RunDiverged, evaluations, records, run_watched, say
+from slim.benchmark.tune_inputs import TuneError, carve_split, check_same_search, search_inputs
+from slim.benchmark.tune_report import plot_trials, trial_record, write_tables
 from slim.distill import losses
 from slim.distill.calibration import GRADIENT_RATIO
 
@@ -77,13 +70,6 @@ FINALISTS = 3
 CONFIRM_SEEDS = 2
 # The pulls searched (log-uniform), around the default: docs/recipes.md measures 0.25-1.
 AUTO_RATIO_RANGE = (0.1, 2.0)
-HOLDOUT_FRACTION = 0.2
-# Dataset types whose training list the split replaces.
-SPLITTABLE = ('Dataset', 'OpticDiscSeg', 'ClassificationDataset')
-
-
-class TuneError(ValueError):
-    """Input the tuner cannot work with; the message is one line."""
 
 
 @dataclass
@@ -103,85 +89,6 @@ def has_own_recipe(config):
     if isinstance(logit_terms, dict):
         logit_terms = logit_terms.get('types')
     return bool(logit_terms or config.dic.get('distill_features'))
-
-
-def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
-    """Writes out_dir/{tune_train,tune_holdout}.txt from the student config's training list
-    (lines unchanged, so they stay relative to the same dataset_root); returns the
-    train_dataset overrides that point a config at them."""
-
-    config = load_config(student_config)
-    train_cfg = config.train_dataset_cfg
-    kind = train_cfg.get('type')
-    if kind not in SPLITTABLE:
-        raise TuneError(
-            f'{student_config}: train_dataset type {kind!r} is not one the '
-            f'tuner can split; use one of {", ".join(SPLITTABLE)}'
-        )
-    root = train_cfg['dataset_root']
-    train_list = train_cfg.get('train_path') or list_file(root, 'train')
-    with open(train_list) as f:
-        lines = [line for line in f if line.strip()]
-    holdout_count = max(1, int(round(len(lines) * fraction)))
-    if len(lines) - holdout_count < 2 * config.batch_size:
-        raise TuneError(
-            f'{train_list}: {len(lines)} training images are too few to carve a '
-            f'held-out split from; the tuner needs at least '
-            f'{2 * config.batch_size + 1}'
-        )
-    order = list(range(len(lines)))
-    random.Random(seed).shuffle(order)
-    holdout = set(order[:holdout_count])
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {}
-    for name, keep in (('tune_train', False), ('tune_holdout', True)):
-        paths[name] = os.path.abspath(os.path.join(out_dir, f'{name}.txt'))
-        with open(paths[name], 'w') as f:
-            f.writelines(line for i, line in enumerate(lines) if (i in holdout) == keep)
-    dataset = {'dataset_root': root}
-    if kind == 'OpticDiscSeg':  # fixed list names: the generic Dataset takes any list
-        dataset.update(type='Dataset', num_classes=2)
-    train = dict(dataset, train_path=paths['tune_train'])
-    val = dict(dataset, val_path=paths['tune_holdout'])
-    return {'train_dataset': train, 'val_dataset': val}, len(lines) - holdout_count, holdout_count
-
-
-def search_inputs(teacher_config, teacher_weights, student_config, iters, seed):
-    """What a search's trials depend on: the configs as resolved (their _base_ chains
-    included), the teacher's weights, the iterations and the seed."""
-
-    def resolved(path):
-        text = json.dumps(load_config_dict(path), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    return {
-        'teacher_config': resolved(teacher_config),
-        'teacher_weights': sha256(teacher_weights),
-        'student_config': resolved(student_config),
-        'iters': iters,
-        'seed': seed,
-    }
-
-
-def check_same_search(out_dir, inputs, names):
-    """Records a new search's inputs in out_dir/search.json; refuses (TuneError) to continue
-    one whose inputs differ, before anything in out_dir is touched: its trials would mix
-    two pairs. `names`: what each input was given as, for the message."""
-    path = os.path.join(out_dir, 'search.json')
-    if os.path.exists(path):
-        with open(path) as f:
-            before = json.load(f)
-        changed = [key for key in inputs if before.get(key) != inputs[key]]
-        if changed:
-            key = changed[0]
-            raise TuneError(
-                f'{out_dir} holds a search with another {key} than {names[key]}: give a new '
-                f'--out to search for these inputs, or delete {out_dir} to start over'
-            )
-        return
-    os.makedirs(out_dir, exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(inputs, f, indent=2)
 
 
 def searched_losses(task_name):
@@ -221,39 +128,6 @@ def write_yaml(path, data):
     with open(path, 'w') as f:
         yaml.safe_dump(data, f, sort_keys=False)
     return path
-
-
-def run_watched(args, run_dir, metric, on_evaluation=None, poll_seconds=2.0):
-    """Runs `python args...` (a training CLI writing run_dir/train_log.jsonl), calling
-    on_evaluation(iter, score) for each evaluation as it is written; one returning True
-    stops the run. Returns (the evaluations [(iter, score)], stopped early, seconds)."""
-    os.makedirs(run_dir, exist_ok=True)
-    start = time.time()
-    seen = 0
-    log_path = os.path.join(run_dir, 'run.log')
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(
-            [sys.executable, *args], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            while True:
-                finished = proc.poll() is not None
-                found = evaluations(run_dir, metric)
-                for iteration, score in found[seen:]:
-                    seen += 1
-                    if on_evaluation is not None and on_evaluation(iteration, score):
-                        proc.terminate()
-                        proc.wait()
-                        return found, True, time.time() - start
-                if finished:
-                    break
-                time.sleep(poll_seconds)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    check_exit(proc.returncode, log_path, os.path.basename(run_dir))
-    return evaluations(run_dir, metric), False, time.time() - start
 
 
 def training_args(iters, seed, evaluations_per_run, cpu_threads):
@@ -583,124 +457,3 @@ def pick(finalists, incumbent, confirm):
     if not challengers:
         return incumbent
     return max(challengers, key=lambda t: confirm_mean(confirm[t.number]))
-
-
-def trial_record(trial, optuna, confirm_scores=None):
-    params = trial.params
-    return {
-        'trial': trial.number,
-        'loss': params.get('loss'),
-        'temperature': params.get('temperature'),
-        'auto_ratio': params.get('auto_ratio'),
-        'coef': trial.user_attrs.get('coef'),
-        'state': 'diverged' if trial.user_attrs.get('diverged') else trial.state.name.lower(),
-        'score': trial.value
-        if trial.state == optuna.trial.TrialState.COMPLETE
-        else (max(trial.intermediate_values.values()) if trial.intermediate_values else None),
-        'confirm_scores': confirm_scores,
-        'seconds': trial.user_attrs.get('seconds'),
-    }
-
-
-def write_tables(out_dir, records, alone_score, seed, seeds, alone_confirm, task, yours=None):
-    """trials.json and trials.md: every trial's score on the search seed, the finalists'
-    on the confirmation `seeds`; `yours`: the user's recipe's {score, confirm_scores}."""
-    with open(os.path.join(out_dir, 'trials.json'), 'w') as f:
-        json.dump(
-            {
-                'seed': seed,
-                'confirm_seeds': seeds,
-                'student_alone': alone_score,
-                'student_alone_confirm': alone_confirm,
-                'yours': yours,
-                'trials': records,
-            },
-            f,
-            indent=2,
-        )
-
-    def cell(value):
-        return '-' if value is None else f'{value:.4f}'
-
-    def confirm_cells(scores):
-        return [cell(s) for s in scores] if scores else ['-'] * len(seeds)
-
-    metric = task.primary_label
-    alone = ', '.join(
-        f'{cell(score)} (seed {s})'
-        for s, score in zip([seed, *seeds], [alone_score, *alone_confirm])
-    )
-    lines = [
-        f'Held-out {metric} of each trial with seed {seed} (pruned: its best evaluation before '
-        f'it was stopped)'
-        + (
-            f', and of the finalists trained again with seeds {", ".join(map(str, seeds))}: the '
-            f'pick is made on those alone'
-            if seeds
-            else ''
-        )
-        + f'. The student alone scores {alone}.',
-        '',
-    ]
-    if yours is not None:
-        own = [cell(yours['score']), *confirm_cells(yours['confirm_scores'])]
-        lines += [
-            "Your student config's own recipe (the incumbent): "
-            + ', '.join(f'{v} (seed {s})' for s, v in zip([seed, *seeds], own))
-            + '.',
-            '',
-        ]
-    seed_columns = ''.join(f' seed {s} |' for s in seeds)
-    lines += [
-        f'| trial | loss | temperature | pull (distill_auto_ratio) | coef auto chose | state | '
-        f'held-out {metric} |{seed_columns} seconds |',
-        '|---|---|---|---|---|---|---|' + '---|' * len(seeds) + '---|',
-    ]
-    for r in records:
-        ratio = '-' if r['auto_ratio'] is None else f'{r["auto_ratio"]:.3g}'
-        coef = '-' if r['coef'] is None else f'{r["coef"]:.3g}'
-        again = ''.join(f' {v} |' for v in confirm_cells(r['confirm_scores']))
-        seconds = '-' if r['seconds'] is None else f'{r["seconds"]:.0f}'
-        lines.append(
-            f'| {r["trial"]} | {r["loss"]} | {r["temperature"]} | {ratio} | {coef} | '
-            f'{r["state"]} | {cell(r["score"])} |{again} {seconds} |'
-        )
-    with open(os.path.join(out_dir, 'trials.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-
-
-def plot_trials(path, records, alone_score, metric_label, own=None):
-    """Each trial's held-out score in order, one colour per loss, pruned ones hollow; the
-    student alone (and the user's own recipe) as a line."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4))
-    for index, loss in enumerate(sorted(RECIPES)):
-        for pruned in (False, True):
-            points = [
-                (r['trial'], r['score'])
-                for r in records
-                if r['loss'] == loss
-                and r['score'] is not None
-                and (r['state'] == 'pruned') == pruned
-            ]
-            if points:
-                colour = f'C{index}'
-                axes.scatter(
-                    *zip(*points),
-                    color=colour if not pruned else 'none',
-                    edgecolors=colour,
-                    label=loss + (' (pruned)' if pruned else ''),
-                )
-    axes.axhline(alone_score, color='grey', linestyle='--', label='student alone')
-    if own is not None and own.value is not None:
-        axes.axhline(own.value, color='black', linestyle=':', label='your recipe')
-    axes.set_xlabel('trial')
-    axes.set_ylabel(f'held-out {metric_label}')
-    axes.legend(fontsize='small')
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
