@@ -207,9 +207,10 @@ def test_a_diverging_trial_loses_and_the_search_goes_on(
 ):
     """trial_1's run stops on a NaN loss (exit 3): it is recorded as diverged, not picked,
     and the search and the finalists' fresh seeds go on."""
-    from slim.benchmark import tune as tune_module
+    from slim.benchmark import tune_runs
+    from slim.benchmark.tune import tune
 
-    real_run = tune_module.run_watched
+    real_run = tune_runs.run_watched
 
     def run_watched(args, run_dir, *rest, **kwargs):
         if os.path.basename(run_dir) == 'trial_1':
@@ -220,9 +221,9 @@ def test_a_diverging_trial_loses_and_the_search_goes_on(
             check_exit(3, log, 'trial_1')
         return real_run(args, run_dir, *rest, **kwargs)
 
-    monkeypatch.setattr(tune_module, 'run_watched', run_watched)
+    monkeypatch.setattr(tune_runs, 'run_watched', run_watched)
     out = tmp_path / 'tune'
-    pick = tune_module.tune(
+    pick = tune(
         TEACHER,
         teacher_weights,
         student_on(tmp_path, synthetic_root),

@@ -31,14 +31,13 @@ Optuna is an optional dependency of this tool (requirements-tune.txt).
 import os
 from dataclasses import dataclass
 
-import yaml
-
 from paddleseg_ext.components import dataset_task
 from paddleseg_ext.config import load_config
 from paddleseg_ext.evaluation.task import TASKS
-from slim.benchmark.runs import RunDiverged, evaluations, records, run_watched, say
+from slim.benchmark.runs import RunDiverged, say
 from slim.benchmark.tune_inputs import TuneError, carve_split, check_same_search, search_inputs
 from slim.benchmark.tune_report import plot_trials, trial_record, write_tables
+from slim.benchmark.tune_runs import SplitRuns, chosen_coef, teacher_flags, write_yaml
 from slim.distill import losses
 from slim.distill.calibration import GRADIENT_RATIO
 
@@ -116,40 +115,6 @@ def recipe_config(student_config, loss_type, temperature, auto_ratio):
     }
 
 
-def chosen_coef(run_dir):
-    """The coefficient `auto` measured in a run (its train_log's Run record), or None."""
-    for record in records(run_dir, 'Run'):
-        values = list(record.get('coefs', {}).values())
-        return values[0] if values and values[0] != 'auto' else None
-    return None
-
-
-def write_yaml(path, data):
-    with open(path, 'w') as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    return path
-
-
-def training_args(iters, seed, evaluations_per_run, cpu_threads):
-    """The flags every run shares: budget, seed, evaluations, threads."""
-    every = max(iters // evaluations_per_run, 1)
-    extra = ['--cpu_threads', str(cpu_threads)] if cpu_threads else []
-    return [
-        '--iters',
-        str(iters),
-        '--seed',
-        str(seed),
-        '--do_eval',
-        '--save_interval',
-        str(every),
-        '--keep_checkpoint_max',
-        '1',
-        '--log_iters',
-        str(every),
-        *extra,
-    ]
-
-
 def tune(
     teacher_config,
     teacher_weights,
@@ -205,72 +170,17 @@ def tune(
         f'Split of {student_config}: {train_count} images to train on, {holdout_count} held '
         f'out to score each trial (val is not read)'
     )
-    configs = os.path.join(out_dir, 'configs')
-    os.makedirs(configs, exist_ok=True)
-    alone_config = write_yaml(
-        os.path.join(configs, 'student_alone.yml'),
-        {'_base_': os.path.abspath(student_config), **split},
+    teacher = teacher_flags(teacher_config, teacher_weights, allow_weak_teacher)
+    runs = SplitRuns(
+        out_dir, split, student_config, teacher, task, iters, evaluations_per_run, cpu_threads
     )
-
-    def finished(run_dir):
-        """Whether run_dir holds a whole run (an interrupted one is trained again)."""
-        return os.path.isdir(os.path.join(run_dir, f'iter_{iters}'))
-
-    def alone(run_seed, name):
-        """The student alone's best held-out score with this seed (trained once)."""
-        run_dir = os.path.join(out_dir, name)
-        if not finished(run_dir):
-            say(f'Training the student alone on the split, seed {run_seed} (the yardstick)')
-            args = training_args(iters, run_seed, evaluations_per_run, cpu_threads)
-            _, _, seconds = run_watched(
-                ['train.py', '--config', alone_config, *args, '--save_dir', run_dir],
-                run_dir,
-                task.primary_logged,
-            )
-            warn_if_trials_are_long(seconds, iters, trials, timeout_s)
-        score = max(score for _, score in evaluations(run_dir, task.primary_logged))
-        say(f'Student alone, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
-        return score
-
-    def distill(config, run_seed, run_dir, report=None):
-        """(curve, pruned, seconds) of one distilled run on the split."""
-        weak = ['--allow_weak_teacher'] if allow_weak_teacher else []
-        return run_watched(
-            [
-                'distill_train.py',
-                '--teacher_config',
-                teacher_config,
-                '--teacher_model_path',
-                teacher_weights,
-                '--student_config',
-                config,
-                *training_args(iters, run_seed, evaluations_per_run, cpu_threads),
-                *weak,
-                '--save_dir',
-                run_dir,
-            ],
-            run_dir,
-            task.primary_logged,
-            report,
-        )
-
-    def whole_run_score(config, run_seed, run_dir, label):
-        """The best held-out score of a whole distilled run, trained unless it is done
-        (None: its loss diverged, and it loses)."""
-        try:
-            if not finished(run_dir):
-                distill(config, run_seed, run_dir)
-        except RunDiverged as exc:
-            say(f'{label} with seed {run_seed}: {exc}; it loses')
-            return None
-        return max(s for _, s in evaluations(run_dir, task.primary_logged))
 
     def own_score(run_seed):
         """The user's recipe's best held-out score with this seed (None: it diverged)."""
-        run_dir = os.path.join(out_dir, 'yours' if run_seed == seed else f'yours_seed{run_seed}')
-        if not finished(run_dir):
+        name = 'yours' if run_seed == seed else f'yours_seed{run_seed}'
+        if not runs.finished(name):
             say(f"Training your student config's own recipe on the split, seed {run_seed}")
-        score = whole_run_score(own.config, run_seed, run_dir, 'Your recipe')
+        score = runs.whole_run_score(own.config, run_seed, name, 'Your recipe')
         if score is not None:
             say(f'Your recipe, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
         return score
@@ -280,18 +190,15 @@ def tune(
         if isinstance(finalist, OwnRecipe):
             return own_score(run_seed)
         name = f'trial_{finalist.number}'
-        run_dir = os.path.join(out_dir, f'{name}_seed{run_seed}')
-        return whole_run_score(finalist.user_attrs['config'], run_seed, run_dir, name)
+        config = finalist.user_attrs['config']
+        return runs.whole_run_score(config, run_seed, f'{name}_seed{run_seed}', name)
 
-    alone_score = alone(seed, 'student_alone')
+    alone_score, seconds = runs.alone(seed, 'student_alone')
+    if seconds is not None:
+        warn_if_trials_are_long(seconds, iters, trials, timeout_s)
     own = None
     if has_own_recipe(student):
-        own = OwnRecipe(
-            write_yaml(
-                os.path.join(configs, 'yours.yml'),
-                {'_base_': os.path.abspath(student_config), **split},
-            )
-        )
+        own = OwnRecipe(runs.config('yours'))
         own.value = own_score(seed)
 
     def objective(trial):
@@ -299,11 +206,9 @@ def tune(
         temperature = trial.suggest_categorical('temperature', TEMPERATURES)
         auto_ratio = trial.suggest_float('auto_ratio', *AUTO_RATIO_RANGE, log=True)
         name = f'trial_{trial.number}'
-        config = write_yaml(
-            os.path.join(configs, f'{name}.yml'),
-            {**recipe_config(student_config, loss_type, temperature, auto_ratio), **split},
+        config = runs.config(
+            name, recipe_config(student_config, loss_type, temperature, auto_ratio)
         )
-        run_dir = os.path.join(out_dir, name)
         label = f'{name}: {loss_type} {RECIPES[loss_type]} {temperature} pull {auto_ratio:.3g}'
 
         def report(iteration, score):
@@ -311,7 +216,7 @@ def tune(
             return trial.should_prune()
 
         try:
-            curve, pruned, seconds = distill(config, seed, run_dir, report)
+            curve, pruned, seconds = runs.distill(config, seed, name, report)
         except RunDiverged as exc:
             # A recipe that blows up loses; the search goes on (any other failure, such as
             # the teacher check, would fail every trial, so it stops the search).
@@ -320,7 +225,7 @@ def tune(
             raise optuna.TrialPruned() from None
         trial.set_user_attr('seconds', seconds)
         trial.set_user_attr('config', config)
-        coef = chosen_coef(run_dir)
+        coef = chosen_coef(runs.run_dir(name))
         trial.set_user_attr('coef', coef)
         say(
             f'{label} (coef auto {"-" if coef is None else f"{coef:.3g}"}): '
@@ -372,8 +277,10 @@ def tune(
     seeds = list(range(seed + 1, seed + 1 + confirm_seeds)) if finalists > 0 else []
     if seeds:
         names = ['your recipe' if t is own else f'trial {t.number}' for t in ranked]
-        say(f'Training {", ".join(names)} again with seeds {", ".join(map(str, seeds))}')
-        alone_confirm = [alone(s, f'student_alone_seed{s}') for s in seeds]
+        say(
+            f'The finalists, scored again with seeds {", ".join(map(str, seeds))}: {", ".join(names)}'
+        )
+        alone_confirm = [runs.alone(s, f'student_alone_seed{s}')[0] for s in seeds]
         for t in ranked:
             confirm[t.number] = [confirm_score(t, s) for s in seeds]
 
