@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 from types import SimpleNamespace
 
 import pytest
@@ -109,21 +110,12 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
     assert (out / 'trials.png').stat().st_size > 0 and 'student alone' in (
         out / 'trials.md'
     ).read_text()
-    # The winning config trains as it is.
+    # The winning config trains as it is, by the command the tuner gives.
+    command = re.search(r'^Next, train it and judge it on val: python (.*)$', result.stdout, re.M)
     again = run_cli(
-        'distill_train.py',
-        '--allow_weak_teacher',
-        '--teacher_config',
-        TEACHER,
-        '--teacher_model_path',
-        teacher_weights,
-        '--student_config',
-        str(out / 'best_student.yml'),
-        '--iters',
-        '1',
-        '--save_dir',
-        str(tmp_path / 'best_run'),
+        *shlex.split(command[1]), '--iters', '1', '--save_dir', str(tmp_path / 'best_run')
     )
+    assert 'best_student.yml' in command[1] and '--do_eval' in command[1]
     assert again.returncode == 0, again.stderr[-3000:]
     # The same --out continues the search: its trials are done, so none is added or rerun.
     trial_log = (out / 'trial_0' / 'run.log').stat().st_mtime

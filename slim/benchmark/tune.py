@@ -29,6 +29,7 @@ Optuna is an optional dependency of this tool (requirements-tune.txt).
 """
 
 import os
+import shlex
 from dataclasses import dataclass
 
 from paddleseg_ext.components import dataset_task
@@ -321,6 +322,9 @@ def tune(
             f'({score:.4f} against {alone_mean:.4f}): distillation may not help this pair as '
             f'it is; check that the teacher suits this data, or train the student alone'
         )
+    command = ['python', 'distill_train.py', *teacher, '--student_config', best_config]
+    command += ['--do_eval', '--save_dir', os.path.join(out_dir, 'distilled')]
+    say(f'Next, train it and judge it on val: {shlex.join(command)}')
     return {'config': best_config, 'score': score, 'alone': alone_mean}
 
 
