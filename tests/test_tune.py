@@ -92,6 +92,9 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
             assert evaluations(str(out / f'{name}_seed{seed}'), 'mIoU')
             assert f', seed {seed}, ' in (out / f'{name}_seed{seed}' / 'run.log').read_text()
     assert trials['confirm_seeds'] == [1, 2] and len(trials['student_alone_confirm']) == 2
+    for t in trials['trials']:  # each confirmation run is reported as it ends
+        for seed, score in zip((1, 2), t['confirm_scores']):
+            assert f'trial_{t["trial"]}, seed {seed}: held-out mIoU {score:.4f}' in result.stdout
     assert all(len(t['confirm_scores']) == 2 for t in trials['trials'])
     # The shipped recipe (trial 0) stays the pick unless trial 1 beats it on both fresh seeds.
     shipped, other = trials['trials']

@@ -192,7 +192,10 @@ def tune(
             return own_score(run_seed)
         name = f'trial_{finalist.number}'
         config = finalist.user_attrs['config']
-        return runs.whole_run_score(config, run_seed, f'{name}_seed{run_seed}', name)
+        score = runs.whole_run_score(config, run_seed, f'{name}_seed{run_seed}', name)
+        if score is not None:
+            say(f'{name}, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
+        return score
 
     alone_score, seconds = runs.alone(seed, 'student_alone')
     if seconds is not None:
