@@ -181,10 +181,7 @@ def tune(
         name = 'yours' if run_seed == seed else f'yours_seed{run_seed}'
         if not runs.finished(name):
             say(f"Training your student config's own recipe on the split, seed {run_seed}")
-        score = runs.whole_run_score(own.config, run_seed, name, 'Your recipe')
-        if score is not None:
-            say(f'Your recipe, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
-        return score
+        return runs.whole_run_score(own.config, run_seed, name, 'Your recipe')
 
     def confirm_score(finalist, run_seed):
         """A finalist's (or your recipe's) best held-out score with a confirmation seed."""
@@ -192,10 +189,7 @@ def tune(
             return own_score(run_seed)
         name = f'trial_{finalist.number}'
         config = finalist.user_attrs['config']
-        score = runs.whole_run_score(config, run_seed, f'{name}_seed{run_seed}', name)
-        if score is not None:
-            say(f'{name}, seed {run_seed}: held-out {task.primary_label} {score:.4f}')
-        return score
+        return runs.whole_run_score(config, run_seed, f'{name}_seed{run_seed}', name)
 
     alone_score, seconds = runs.alone(seed, 'student_alone')
     if seconds is not None:

@@ -112,12 +112,14 @@ class SplitRuns:
         )
 
     def whole_run_score(self, config, seed, name, label):
-        """The best held-out score of a whole distilled run, trained unless it is done
-        (None: its loss diverged, and it loses)."""
+        """The best held-out score of a whole distilled run, trained unless it is done,
+        and reported as `label, seed N: ...` (None: its loss diverged, and it loses)."""
         try:
             if not self.finished(name):
                 self.distill(config, seed, name)
         except RunDiverged as exc:
             say(f'{label} with seed {seed}: {exc}; it loses')
             return None
-        return self.score(name)
+        score = self.score(name)
+        say(f'{label}, seed {seed}: held-out {self.task.primary_label} {score:.4f}')
+        return score
