@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import re
 import shlex
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from conftest import TEST_CONFIGS, data_opts, run_cli
 
 from slim.benchmark.runs import RunDiverged, check_exit, evaluations, run_watched
 from slim.benchmark.tune import has_own_recipe, pick, searched_losses, warn_if_trials_are_long
-from slim.benchmark.tune_inputs import TuneError, check_same_search, search_inputs
+from slim.benchmark.tune_inputs import TuneError, carve_split, check_same_search, search_inputs
 
 TEACHER = os.path.join(TEST_CONFIGS, 'tiny_teacher.yml')
 
@@ -85,12 +86,25 @@ def test_tune_writes_the_best_recipe_and_every_trial_without_reading_val(
         log = (out / f'trial_{t["trial"]}' / 'run.log').read_text()
         logged = re.search(r'coef auto: \S+ = (\S+) \(its gradient 0\.5 times', log)
         assert t['auto_ratio'] == 0.5 and t['coef'] == pytest.approx(float(logged[1]), rel=1e-3)
-    # Both finalists, and the student alone, trained again with two fresh seeds, on the
-    # same held-out split.
-    for name in ('trial_0', 'trial_1', 'student_alone'):
-        for seed in (1, 2):
-            assert evaluations(str(out / f'{name}_seed{seed}'), 'mIoU')
-            assert f', seed {seed}, ' in (out / f'{name}_seed{seed}' / 'run.log').read_text()
+    # Both finalists, and the student alone, trained again with two fresh seeds, each seed
+    # on its own fold: held-out images disjoint from the search's and from each other's,
+    # from the same training list.
+    held_out = [set(parts[1])]
+    for seed in (1, 2):
+        fold = out / f'fold_{seed}'
+        fold_parts = [
+            sorted(open(fold / f'{name}.txt').readlines())
+            for name in ('tune_train', 'tune_holdout')
+        ]
+        assert sorted(fold_parts[0] + fold_parts[1]) == train_lines
+        assert len(fold_parts[1]) == len(parts[1])
+        assert all(not set(fold_parts[1]) & other for other in held_out)
+        held_out.append(set(fold_parts[1]))
+        for name in ('trial_0', 'trial_1', 'student_alone'):
+            config = yaml.safe_load(open(fold / 'configs' / f'{name}.yml'))
+            assert config['val_dataset']['val_path'] == str(fold / 'tune_holdout.txt')
+            assert evaluations(str(fold / f'{name}_seed{seed}'), 'mIoU')
+            assert f', seed {seed}, ' in (fold / f'{name}_seed{seed}' / 'run.log').read_text()
     assert trials['confirm_seeds'] == [1, 2] and len(trials['student_alone_confirm']) == 2
     for t in trials['trials']:  # each confirmation run is reported as it ends
         for seed, score in zip((1, 2), t['confirm_scores']):
@@ -184,8 +198,9 @@ def test_a_classifier_is_tuned_from_its_own_recipes_without_the_spatial_losses(t
     # with the search seed and the one fresh seed, and is the incumbent: it stays unless the
     # best trial beats it on the fresh seed.
     yours = table['yours']
-    assert evaluations(str(out / 'yours'), 'Top1') and evaluations(str(out / 'yours_seed1'), 'Top1')
-    assert not (out / 'yours_seed2').exists() and table['confirm_seeds'] == [1]
+    assert evaluations(str(out / 'yours'), 'Top1')
+    assert evaluations(str(out / 'fold_1' / 'yours_seed1'), 'Top1')
+    assert not (out / 'fold_2').exists() and table['confirm_seeds'] == [1]
     assert 'L2Loss' in (out / 'yours' / 'run.log').read_text()
     best = max(trials, key=lambda t: t['score'])
     beaten = best['confirm_scores'][0] > yours['confirm_scores'][0]
@@ -236,6 +251,31 @@ def test_a_diverging_trial_loses_and_the_search_goes_on(
     assert '| diverged |' in (out / 'trials.md').read_text()
     best = yaml.safe_load(open(pick['config']))['distill_loss']['types'][0]['type']
     assert best != 'KLDivergenceLoss'  # trial_1 is the shipped KL start
+
+
+def test_each_fold_holds_out_its_own_part_and_fold_0_is_the_search_split(tmp_path, synthetic_root):
+    student = student_on(tmp_path, synthetic_root)
+    with open(os.path.join(synthetic_root, 'train_list.txt')) as f:
+        count = sum(1 for line in f if line.strip())
+
+    def held_out(fold, **kwargs):
+        split, train_count, holdout_count = carve_split(
+            student, str(tmp_path / f'fold{fold}'), seed=3, fold=fold, **kwargs
+        )
+        assert train_count + holdout_count == count
+        return set(open(split['val_dataset']['val_path']).readlines())
+
+    folds = count // len(held_out(0))
+    parts = [held_out(fold) for fold in range(folds)]
+    assert all(not parts[i] & parts[j] for i in range(folds) for j in range(i))
+    assert held_out(folds) == parts[0]  # counted round
+    # Fold 0 is what the search has always held out (the first part of the list shuffled
+    # by the seed), so a search's --out carries on.
+    with open(os.path.join(synthetic_root, 'train_list.txt')) as f:
+        lines = [line for line in f if line.strip()]
+    order = list(range(count))
+    random.Random(3).shuffle(order)
+    assert parts[0] == {lines[i] for i in order[: len(parts[0])]}
 
 
 def test_the_incumbent_stays_unless_beaten_on_every_fresh_seed():

@@ -21,9 +21,11 @@ One seed scored on a small held-out split ranks close recipes by luck, and the b
 many such draws is the luckiest: the finalists' scores on the seed they were chosen on are
 inflated by the choice. So the best few finalists, and the incumbent (the user's recipe,
 or else the shipped one: the first trial), are trained again with fresh seeds (the
-confirmation seeds, seed + 1 on), and only those decide: the incumbent stays the pick
-unless a finalist beats it on every confirmation seed; among those, the best mean over
-them wins.
+confirmation seeds, seed + 1 on), each seed on its own fold: another part of the training
+list held out, so that a few images which happen to favour one recipe decide less. Only
+those runs decide: the incumbent stays the pick unless a finalist beats it on every
+confirmation seed; among those, the best mean over them wins. The student alone trains on
+each fold too, as the yardstick there.
 
 Optuna is an optional dependency of this tool (requirements-tune.txt).
 """
@@ -77,7 +79,6 @@ class OwnRecipe:
     """The student config's own distill terms, trained on the split beside the trials: it
     answers to `pick` as a trial does (number, value)."""
 
-    config: str
     value: float = None
     number: str = 'yours'
 
@@ -176,28 +177,50 @@ def tune(
         out_dir, split, student_config, teacher, task, iters, evaluations_per_run, cpu_threads
     )
 
-    def own_score(run_seed):
+    def own_score(split_runs, run_seed):
         """The user's recipe's best held-out score with this seed (None: it diverged)."""
         name = 'yours' if run_seed == seed else f'yours_seed{run_seed}'
-        if not runs.finished(name):
+        if not split_runs.finished(name):
             say(f"Training your student config's own recipe on the split, seed {run_seed}")
-        return runs.whole_run_score(own.config, run_seed, name, 'Your recipe')
+        return split_runs.whole_run_score(split_runs.config('yours'), run_seed, name, 'Your recipe')
 
-    def confirm_score(finalist, run_seed):
+    def fold_runs(run_seed):
+        """The runs of a confirmation seed, in out_dir/fold_K: another fold of the training
+        list held out, so the pick is judged on images the search did not score on."""
+        fold = run_seed - seed
+        fold_dir = os.path.join(out_dir, f'fold_{fold}')
+        fold_split, _, _ = carve_split(student_config, fold_dir, seed=seed, fold=fold)
+        return SplitRuns(
+            fold_dir,
+            fold_split,
+            student_config,
+            teacher,
+            task,
+            iters,
+            evaluations_per_run,
+            cpu_threads,
+        )
+
+    def confirm_score(split_runs, finalist, run_seed):
         """A finalist's (or your recipe's) best held-out score with a confirmation seed."""
         if isinstance(finalist, OwnRecipe):
-            return own_score(run_seed)
+            return own_score(split_runs, run_seed)
         name = f'trial_{finalist.number}'
-        config = finalist.user_attrs['config']
-        return runs.whole_run_score(config, run_seed, f'{name}_seed{run_seed}', name)
+        params = finalist.params
+        recipe = recipe_config(
+            student_config, params['loss'], params['temperature'], params['auto_ratio']
+        )
+        return split_runs.whole_run_score(
+            split_runs.config(name, recipe), run_seed, f'{name}_seed{run_seed}', name
+        )
 
     alone_score, seconds = runs.alone(seed, 'student_alone')
     if seconds is not None:
         warn_if_trials_are_long(seconds, iters, trials, timeout_s)
     own = None
     if has_own_recipe(student):
-        own = OwnRecipe(runs.config('yours'))
-        own.value = own_score(seed)
+        own = OwnRecipe()
+        own.value = own_score(runs, seed)
 
     def objective(trial):
         loss_type = trial.suggest_categorical('loss', searched_losses(task.name))
@@ -276,11 +299,14 @@ def tune(
     if seeds:
         names = ['your recipe' if t is own else f'trial {t.number}' for t in ranked]
         say(
-            f'The finalists, scored again with seeds {", ".join(map(str, seeds))}: {", ".join(names)}'
+            f'The finalists, scored again with seeds {", ".join(map(str, seeds))}, each on '
+            f'another held-out fold: {", ".join(names)}'
         )
-        alone_confirm = [runs.alone(s, f'student_alone_seed{s}')[0] for s in seeds]
-        for t in ranked:
-            confirm[t.number] = [confirm_score(t, s) for s in seeds]
+        for s in seeds:
+            split_runs = fold_runs(s)
+            alone_confirm.append(split_runs.alone(s, f'student_alone_seed{s}')[0])
+            for t in ranked:
+                confirm.setdefault(t.number, []).append(confirm_score(split_runs, t, s))
 
     best = pick(ranked, incumbent, confirm)
     if isinstance(best, OwnRecipe):

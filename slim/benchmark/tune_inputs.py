@@ -21,10 +21,14 @@ class TuneError(ValueError):
     """Input the tuner cannot work with; the message is one line."""
 
 
-def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
+def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0, fold=0):
     """Writes out_dir/{tune_train,tune_holdout}.txt from the student config's training list
     (lines unchanged, so they stay relative to the same dataset_root); returns the
-    train_dataset overrides that point a config at them."""
+    train_dataset overrides that point a config at them.
+
+    The list is shuffled once by `seed` and cut into disjoint held-out folds of `fraction`
+    of it; `fold` picks one (counted round, so any number is a fold): the same seed and
+    fold give the same split, and other folds hold out other images."""
 
     config = load_config(student_config)
     train_cfg = config.train_dataset_cfg
@@ -47,7 +51,8 @@ def carve_split(student_config, out_dir, fraction=HOLDOUT_FRACTION, seed=0):
         )
     order = list(range(len(lines)))
     random.Random(seed).shuffle(order)
-    holdout = set(order[:holdout_count])
+    start = fold % (len(lines) // holdout_count) * holdout_count
+    holdout = set(order[start : start + holdout_count])
     os.makedirs(out_dir, exist_ok=True)
     paths = {}
     for name, keep in (('tune_train', False), ('tune_holdout', True)):

@@ -54,8 +54,8 @@ def write_tables(out_dir, records, alone_score, seed, seeds, alone_confirm, task
         f'Held-out {metric} of each trial with seed {seed} (pruned: its best evaluation before '
         f'it was stopped)'
         + (
-            f', and of the finalists trained again with seeds {", ".join(map(str, seeds))}: the '
-            f'pick is made on those alone'
+            f', and of the finalists trained again with seeds {", ".join(map(str, seeds))}, '
+            f'each seed on its own held-out fold (fold_K/): the pick is made on those alone'
             if seeds
             else ''
         )
