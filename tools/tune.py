@@ -2,9 +2,10 @@
 hard it pulls (coef auto at a searched distill_auto_ratio) x temperature, with short
 trials that are stopped early when they fall behind, starting from the shipped recipes.
 The incumbent is your student config's own recipe where it has distill terms, else the
-shipped one: it and the best few are trained again with fresh seeds, and it stays the
-pick unless one beats it on every fresh seed. Each trial is scored on a split carved
-from the training list, never on val; slim/benchmark/tune.py says how.
+shipped one: it and the best few are trained again with fresh seeds, each seed scored on
+other held-out images of the training list, and it stays the pick unless one beats it on
+every fresh seed. Each trial is scored on a split carved from the training list, never on
+val; slim/benchmark/tune.py says how.
 Needs Optuna: pip install -r requirements-tune.txt
 
   python tools/tune.py --teacher_config T.yml --teacher_weights T/best_model/model.pdparams \
@@ -67,7 +68,8 @@ def parse_args(argv=None):
         type=int,
         default=CONFIRM_SEEDS,
         help=f'How many fresh seeds (seed + 1 on) the finalists and the incumbent train again '
-        f'with; the pick is made on those alone (default {CONFIRM_SEEDS}).',
+        f'with, each seed on its own held-out fold of the training list; the pick is made on '
+        f'those alone (default {CONFIRM_SEEDS}).',
     )
     parser.add_argument('--cpu_threads', type=int, default=None)
     parser.add_argument(
