@@ -117,6 +117,13 @@ def recipe_config(student_config, loss_type, temperature, auto_ratio):
     }
 
 
+def trial_recipe(student_config, params):
+    """The recipe_config of a trial's parameters (loss, temperature, auto_ratio)."""
+    return recipe_config(
+        student_config, params['loss'], params['temperature'], params['auto_ratio']
+    )
+
+
 def tune(
     teacher_config,
     teacher_weights,
@@ -190,29 +197,15 @@ def tune(
         fold = run_seed - seed
         fold_dir = os.path.join(out_dir, f'fold_{fold}')
         fold_split, _, _ = carve_split(student_config, fold_dir, seed=seed, fold=fold)
-        return SplitRuns(
-            fold_dir,
-            fold_split,
-            student_config,
-            teacher,
-            task,
-            iters,
-            evaluations_per_run,
-            cpu_threads,
-        )
+        return runs.on_split(fold_dir, fold_split)
 
     def confirm_score(split_runs, finalist, run_seed):
         """A finalist's (or your recipe's) best held-out score with a confirmation seed."""
         if isinstance(finalist, OwnRecipe):
             return own_score(split_runs, run_seed)
         name = f'trial_{finalist.number}'
-        params = finalist.params
-        recipe = recipe_config(
-            student_config, params['loss'], params['temperature'], params['auto_ratio']
-        )
-        return split_runs.whole_run_score(
-            split_runs.config(name, recipe), run_seed, f'{name}_seed{run_seed}', name
-        )
+        config = split_runs.config(name, trial_recipe(student_config, finalist.params))
+        return split_runs.whole_run_score(config, run_seed, f'{name}_seed{run_seed}', name)
 
     alone_score, seconds = runs.alone(seed, 'student_alone')
     if seconds is not None:
@@ -317,10 +310,7 @@ def tune(
     else:
         params = best.params
         best_config = write_yaml(
-            os.path.join(out_dir, 'best_student.yml'),
-            recipe_config(
-                student_config, params['loss'], params['temperature'], params['auto_ratio']
-            ),
+            os.path.join(out_dir, 'best_student.yml'), trial_recipe(student_config, params)
         )
         label = (
             f'trial {best.number}, {params["loss"]} {RECIPES[params["loss"]]} '

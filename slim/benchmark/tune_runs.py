@@ -49,6 +49,19 @@ class SplitRuns:
         self.configs = os.path.join(out_dir, 'configs')
         os.makedirs(self.configs, exist_ok=True)
 
+    def on_split(self, out_dir, split):
+        """Runs with these settings (configs, teacher, budget) in out_dir, on another split."""
+        return SplitRuns(
+            out_dir,
+            split,
+            self.student_config,
+            self.teacher,
+            self.task,
+            self.iters,
+            self.evaluations_per_run,
+            self.cpu_threads,
+        )
+
     def config(self, name, recipe=None):
         """configs/NAME.yml: the recipe (a student config dict; default: the student config
         as it is) pointed at the split."""
