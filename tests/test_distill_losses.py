@@ -165,6 +165,13 @@ def _np_z_score(x):
     return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-7)
 
 
+def test_standardized_kl_names_why_it_cannot_compare_two_classes_only():
+    """The probe refuses a term whose loss gives a reason (tests/test_distill.py)."""
+    assert 'over its 2 channels' in KLDivergenceLoss(standardize=True).channel_error(2)
+    assert KLDivergenceLoss(standardize=True).channel_error(3) is None
+    assert KLDivergenceLoss().channel_error(2) is None
+
+
 @pytest.mark.parametrize('shape', [(5, 10), SHAPE])
 def test_kl_loss_standardized_matches_numpy(shape):
     student, teacher = _random(shape, 0) * 3, _random(shape, 1) * 7 + 2
@@ -284,6 +291,28 @@ def test_dist_loss_on_classification_logits_matches_numpy():
 def test_dist_loss_is_zero_when_the_student_is_the_teacher():
     teacher = _random(SHAPE, 1)
     assert abs(float(DISTLoss()(_tensor(teacher), _tensor(teacher)))) < 1e-5
+
+
+def _inter_class_gradient(student, teacher):
+    """The student's gradient from DIST's inter-class term alone (gamma 0), and its value."""
+    student = _tensor(student, True)
+    loss = DISTLoss(beta=1.0, gamma=0.0)(student, _tensor(teacher))
+    loss.backward()
+    return student.grad.numpy(), float(loss)
+
+
+def test_dist_inter_class_term_of_two_classes_sends_no_gradient_spike():
+    """With two classes a row's Pearson correlation is a step (the sign agreement), whose
+    epsilon-sized denominator spikes the gradient where the student's p crosses 1/2: a
+    pixel whose logits differ by 1e-7 would get about 1e5. The term keeps its value and sends nothing."""
+    student, teacher = _random((2, 2, 4, 6), 0), _random((2, 2, 4, 6), 1) * 3
+    student[0, :, 1, 2] = [0.3, 0.3 + 1e-7]
+    gradient, value = _inter_class_gradient(student, teacher)
+    assert np.abs(gradient).max() == 0
+    np.testing.assert_allclose(value, _np_dist(student, teacher, gamma=0.0), atol=TOLERANCE)
+    # With more classes a row's correlation varies smoothly, and the term does send one.
+    three_classes, _ = _inter_class_gradient(_random(SHAPE, 0), _random(SHAPE, 1))
+    assert np.abs(three_classes).sum() > 0
 
 
 @pytest.mark.parametrize(

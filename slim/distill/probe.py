@@ -55,17 +55,21 @@ def _where(terms, side, config_path):
     return where
 
 
-def _check_spatial(term, student_shapes, config_path):
-    """A loss over spatial positions (its class sets `needs_spatial`) gets NCHW tensors."""
-    if not getattr(term.loss, 'needs_spatial', False):
-        return
+def _check_term(term, student_shapes, config_path):
+    """A loss over spatial positions (its class sets `needs_spatial`) gets NCHW tensors; a
+    loss that cannot compare some channel counts says why (`channel_error`)."""
+    loss_name = type(term.loss).__name__
+    channel_error = getattr(term.loss, 'channel_error', None)
     for shape in student_shapes:
-        if len(shape) != 4:
+        if getattr(term.loss, 'needs_spatial', False) and len(shape) != 4:
             raise UserInputError(
-                f'{config_path}: {term.name}: {type(term.loss).__name__} compares spatial '
+                f'{config_path}: {term.name}: {loss_name} compares spatial '
                 f'maps [N, C, H, W], this term gives {shape}: compare [N, C] logits with '
                 f'KLDivergenceLoss, DISTLoss or L2Loss, or pick a feature layer (--list_layers)'
             )
+        problem = channel_error(shape[1]) if channel_error else None
+        if problem:
+            raise UserInputError(f'{config_path}: {term.name}: {loss_name} {problem}')
 
 
 def connect(terms, student, teacher, student_name, teacher_name):
@@ -85,7 +89,7 @@ def connect(terms, student, teacher, student_name, teacher_name):
             f'student ({student_name}) {s_logits[1]}: num_classes must match'
         )
     for term in terms:
-        _check_spatial(
+        _check_term(
             term,
             [s_logits]
             if term.student_refs is None

@@ -48,9 +48,14 @@ class DISTLoss(nn.Layer):
     - intra-class: for each class, 1 - Pearson(student column, teacher column): where,
       over the batch's pixels, that class is more or less likely; mean over classes.
 
-    loss = tau^2 * (beta * inter + gamma * intra). With two classes a pixel's row holds
-    (p, 1 - p), whose Pearson correlation is only the sign agreement, so the inter-class
-    term is nearly constant there and the intra-class term carries the signal.
+    loss = tau^2 * (beta * inter + gamma * intra).
+
+    With two classes a pixel's row holds (p, 1 - p), whose Pearson correlation with the
+    teacher's is +1 or -1, their sign agreement: a step in p. Its true gradient is zero,
+    but where the student's p crosses 1/2 the epsilon in the denominator turns it into a
+    spike of up to 1/epsilon, which can stall a student's training (docs/recipes.md).
+    So with two classes the inter-class term sends no gradient: its value still counts,
+    and the intra-class term carries the signal.
 
     Rows whose label is ignore_index (when the term is given the label) are left out
     of both relations: they are not rows of the inter-class mean and do not enter the
@@ -87,6 +92,7 @@ class DISTLoss(nn.Layer):
             if teacher_map.ndim == 4:
                 label = label_like(label, teacher_map)
             weight = (label != self.ignore_index).astype(student_probs.dtype).reshape([-1, 1])
-        inter = 1 - _mean_pearson(student_probs, teacher_probs, weight, axis=1)
+        inter_student = student_probs.detach() if student_probs.shape[1] == 2 else student_probs
+        inter = 1 - _mean_pearson(inter_student, teacher_probs, weight, axis=1)
         intra = 1 - _mean_pearson(student_probs, teacher_probs, weight, axis=0)
         return self.tau**2 * (self.beta * inter + self.gamma * intra)

@@ -54,6 +54,18 @@ class KLDivergenceLoss(nn.Layer):
         )
         self.ignore_index = ignore_index
 
+    def channel_error(self, channels):
+        """Why this loss cannot compare tensors of `channels` classes, or None: the probe
+        refuses such a term before training."""
+        if self.standardize and channels < 3:
+            return (
+                f'standardize: true z-scores each pixel over its {channels} channels, which '
+                f'leaves only which one is ahead (+1 or -1): a step whose gradient is zero '
+                f'but for spikes where they tie, so the term teaches nothing: set '
+                f'standardize: false'
+            )
+        return None
+
     def forward(self, student, teacher, label=None):
         """student, teacher: logits (N, C, ...), e.g. (N, C, H, W) per pixel or (N, C) per
         image (classification soft labels); label (optional): (N, ...) integer labels, whose
