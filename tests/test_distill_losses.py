@@ -304,7 +304,8 @@ def _inter_class_gradient(student, teacher):
 def test_dist_inter_class_term_of_two_classes_sends_no_gradient_spike():
     """With two classes a row's Pearson correlation is a step (the sign agreement), whose
     epsilon-sized denominator spikes the gradient where the student's p crosses 1/2: a
-    pixel whose logits differ by 1e-7 would get about 1e5. The term keeps its value and sends nothing."""
+    pixel whose logits differ by 1e-7 would get about 1e5. The term keeps its value and
+    sends nothing."""
     student, teacher = _random((2, 2, 4, 6), 0), _random((2, 2, 4, 6), 1) * 3
     student[0, :, 1, 2] = [0.3, 0.3 + 1e-7]
     gradient, value = _inter_class_gradient(student, teacher)

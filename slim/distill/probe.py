@@ -59,9 +59,10 @@ def _check_term(term, student_shapes, config_path):
     """A loss over spatial positions (its class sets `needs_spatial`) gets NCHW tensors; a
     loss that cannot compare some channel counts says why (`channel_error`)."""
     loss_name = type(term.loss).__name__
+    needs_spatial = getattr(term.loss, 'needs_spatial', False)
     channel_error = getattr(term.loss, 'channel_error', None)
     for shape in student_shapes:
-        if getattr(term.loss, 'needs_spatial', False) and len(shape) != 4:
+        if needs_spatial and len(shape) != 4:
             raise UserInputError(
                 f'{config_path}: {term.name}: {loss_name} compares spatial '
                 f'maps [N, C, H, W], this term gives {shape}: compare [N, C] logits with '
