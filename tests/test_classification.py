@@ -13,6 +13,9 @@ from paddleseg.cvlibs import SegBuilder
 
 from paddleseg_ext.components import build
 from paddleseg_ext.config import load_config
+from paddleseg_ext.datasets.classification import read_class_list
+from paddleseg_ext.datasets.dataset import list_lines, read_file_list
+from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.evaluation.classification import topk_correct
 from paddleseg_ext.pretrained import load_weights
 
@@ -332,6 +335,32 @@ def test_topk_correct_matches_a_loop():
         assert topk_correct(logits, labels, k) == expected
     assert topk_correct(logits, labels, 1) == int((logits.argmax(1) == labels).sum())
     assert topk_correct(logits[:, :3], labels % 3, 5) == 50  # k capped at the classes
+
+
+@pytest.mark.parametrize(
+    'read, hint',
+    [
+        (lambda path: read_class_list(path, '.', 10, 'train'), 'tools/prepare_data.py --digits'),
+        (lambda path: read_file_list(path, '.', 'train'), 'tools/prepare_data.py'),
+    ],
+    ids=['classification', 'segmentation'],
+)
+def test_a_missing_list_file_is_named_with_how_to_make_it(tmp_path, read, hint):
+    missing = str(tmp_path / 'nowhere.txt')
+    with pytest.raises(UserInputError) as error:
+        read(missing)
+    message = str(error.value)
+    assert f"train list file '{missing}' does not exist" in message
+    assert message.endswith(hint)
+
+
+def test_list_lines_skips_blank_lines_and_counts_them(tmp_path):
+    path = tmp_path / 'list.txt'
+    path.write_text('a.png 1\n\n  \nb.png 2\n')
+    assert list(list_lines(str(path), 'train', 'x')) == [
+        (1, 'a.png 1', ['a.png', '1']),
+        (4, 'b.png 2', ['b.png', '2']),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -7,47 +7,38 @@ import paddle
 from paddleseg.cvlibs import manager
 from paddleseg.transforms import Compose
 
-from paddleseg_ext.datasets.dataset import image_size, read_image
+from paddleseg_ext.datasets.dataset import image_size, list_lines, read_image
 from paddleseg_ext.errors import UserInputError
 
 
 def read_class_list(list_path, dataset_root, num_classes, mode, separator=' '):
     """[(image path, class id)] from a list file; every line, file and label is checked
     before training starts, each mistake named by file and line."""
-    if not os.path.isfile(list_path):
-        raise UserInputError(
-            f"{mode} list file '{list_path}' does not exist: check dataset_root / "
-            f'{mode}_path in the config, or prepare the data with '
-            f'python tools/prepare_data.py --digits'
-        )
     samples = []
-    with open(list_path) as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            items = line.strip().split(separator)
-            where = f'{list_path}:{line_no}'
-            if len(items) != 2:
-                raise UserInputError(
-                    f"{where}: expected 'image_path{separator}label' (a class "
-                    f'id), got {line.strip()!r}: fix that line of the list file'
-                )
-            try:
-                label = int(items[1])
-            except ValueError:
-                raise UserInputError(
-                    f'{where}: label {items[1]!r} is not an integer class id: '
-                    f'fix that line of the list file'
-                ) from None
-            if not 0 <= label < num_classes:
-                raise UserInputError(
-                    f'{where}: label {label} is outside [0, {num_classes}) '
-                    f'for num_classes {num_classes}: fix the line or '
-                    f'num_classes in the config'
-                )
-            path = os.path.join(dataset_root, items[0])
-            image_size(path, list_path, line_no)
-            samples.append((path, label))
+    prepare = 'python tools/prepare_data.py --digits'
+    for line_no, text, items in list_lines(list_path, mode, prepare, separator):
+        where = f'{list_path}:{line_no}'
+        if len(items) != 2:
+            raise UserInputError(
+                f"{where}: expected 'image_path{separator}label' (a class "
+                f'id), got {text!r}: fix that line of the list file'
+            )
+        try:
+            label = int(items[1])
+        except ValueError:
+            raise UserInputError(
+                f'{where}: label {items[1]!r} is not an integer class id: '
+                f'fix that line of the list file'
+            ) from None
+        if not 0 <= label < num_classes:
+            raise UserInputError(
+                f'{where}: label {label} is outside [0, {num_classes}) '
+                f'for num_classes {num_classes}: fix the line or '
+                f'num_classes in the config'
+            )
+        path = os.path.join(dataset_root, items[0])
+        image_size(path, list_path, line_no)
+        samples.append((path, label))
     if not samples:
         raise UserInputError(
             f"{mode} list file '{list_path}' lists no images: add 'image_path label' lines"

@@ -17,36 +17,42 @@ from paddleseg_ext.errors import UserInputError
 from paddleseg_ext.registry import override_component
 
 
+def list_lines(list_path, mode, prepare_hint, separator=' '):
+    """(line number, text, fields) of each non-blank line of a list file; a missing file is
+    one error naming the `mode` list and how to make it (`prepare_hint`, a command)."""
+    if not os.path.isfile(list_path):
+        raise UserInputError(
+            f"{mode} list file '{list_path}' does not exist: check dataset_root / "
+            f'{mode}_path in the config, or prepare the data with {prepare_hint}'
+        )
+    with open(list_path) as f:
+        for line_no, line in enumerate(f, start=1):
+            text = line.strip()
+            if text:
+                yield line_no, text, text.split(separator)
+
+
 def read_file_list(list_path, dataset_root, mode, separator=' '):
     """Parses an "image label" list file into [image_path, label_path] pairs.
 
     In 'test' mode the label column is optional. Missing files are reported with the list
     file and line number, before any training starts.
     """
-    if not os.path.isfile(list_path):
-        raise UserInputError(
-            f"{mode} list file '{list_path}' does not exist: check dataset_root / "
-            f'{mode}_path in the config, or prepare the data with tools/prepare_data.py'
-        )
     pairs = []
-    with open(list_path) as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            items = line.strip().split(separator)
-            if len(items) != 2 and not (mode == 'test' and len(items) == 1):
-                raise UserInputError(
-                    f"{list_path}:{line_no}: expected 'image_path{separator}label_path', "
-                    f'got {line.strip()!r}: fix that line of the list file'
-                )
-            paths = [os.path.join(dataset_root, item) for item in items]
-            sizes = [image_size(path, list_path, line_no) for path in paths]
-            if len(sizes) == 2 and sizes[0] != sizes[1]:
-                raise UserInputError(
-                    f"label '{paths[1]}' is {sizes[1][0]}x{sizes[1][1]} but its image "
-                    f"'{paths[0]}' is {sizes[0][0]}x{sizes[0][1]}: they must match"
-                )
-            pairs.append(paths if len(paths) == 2 else [paths[0], None])
+    for line_no, text, items in list_lines(list_path, mode, 'tools/prepare_data.py', separator):
+        if len(items) != 2 and not (mode == 'test' and len(items) == 1):
+            raise UserInputError(
+                f"{list_path}:{line_no}: expected 'image_path{separator}label_path', "
+                f'got {text!r}: fix that line of the list file'
+            )
+        paths = [os.path.join(dataset_root, item) for item in items]
+        sizes = [image_size(path, list_path, line_no) for path in paths]
+        if len(sizes) == 2 and sizes[0] != sizes[1]:
+            raise UserInputError(
+                f"label '{paths[1]}' is {sizes[1][0]}x{sizes[1][1]} but its image "
+                f"'{paths[0]}' is {sizes[0][0]}x{sizes[0][1]}: they must match"
+            )
+        pairs.append(paths if len(paths) == 2 else [paths[0], None])
     return pairs
 
 
