@@ -59,7 +59,7 @@ def _start(loss, temperature):
 SHIPPED_STARTS = {
     'segmentation': (
         _start('ChannelWiseDistillLoss', 4.0),
-        _start('KLDivergenceLoss', 1.0),
+        _start('KLDivergenceLoss', 4.0),
         _start('DISTLoss', 1.0),
     ),
     'classification': (
